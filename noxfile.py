@@ -1,0 +1,61 @@
+"""Nox sessions: CI's entry point. `nox --list` documents them; the defaults are lint, typecheck, tests.
+
+Python versions and dependency groups come from pyproject.toml. Each session installs from the
+committed uv.lock (``uv sync --frozen``) into its own virtualenv.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import nox
+
+nox.needs_version = ">=2025.5.1"
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["lint", "typecheck", "tests"]
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+PYTHON_VERSIONS = nox.project.python_versions(PYPROJECT)
+TYPED_PATHS = ("ops", "services/optimizer/src", "services/cli/src", "tasks.py", "noxfile.py")
+
+
+def sync(session: nox.Session, *groups: str) -> None:
+    """Install the locked project plus the named dependency groups into the session's venv."""
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if running not in PYTHON_VERSIONS:
+        session.error(
+            f"Python {running} is not supported; use one of {', '.join(PYTHON_VERSIONS)} "
+            "(pyproject.toml classifiers)"
+        )
+    session.run_install(
+        "uv",
+        "sync",
+        "--frozen",
+        "--no-default-groups",
+        *(f"--group={group}" for group in groups),
+        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+        external=True,
+    )
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Lint and check formatting with ruff."""
+    sync(session, "lint")
+    session.run("ruff", "check", *(session.posargs or ["."]))
+    session.run("ruff", "format", "--check", *(session.posargs or ["."]))
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Type-check ops/ and every package under services/ with mypy --strict."""
+    sync(session, "typecheck")
+    session.run("mypy", *(session.posargs or TYPED_PATHS))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the whole pytest suite (real tools; with CI set, a skip for a missing tool fails)."""
+    sync(session, "test", "infra")
+    session.run("pytest", *session.posargs)

@@ -1,0 +1,1 @@
+"""Invoke collections, one module per area; ``tasks.py`` mounts them."""
