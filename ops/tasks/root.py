@@ -20,7 +20,19 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 # Areas mounted as collections, each an ops.tasks.<area> module.
-AREAS: tuple[str, ...] = ()
+AREAS: tuple[str, ...] = (
+    "build",
+    "test",
+    "docker",
+    "compose",
+    "k8s",
+    "helm",
+    "systemd",
+    "db",
+    "release",
+    "deploy",
+    "monitoring",
+)
 
 
 def collections() -> list[Collection]:

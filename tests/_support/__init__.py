@@ -1,0 +1,1 @@
+"""Shared test support: tool lookup, free ports, server fixtures' helpers."""

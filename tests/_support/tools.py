@@ -1,0 +1,27 @@
+"""Find an external tool for a test, or skip with the reason (a failure under CI, see conftest)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from ops import tools
+
+
+def require_tool(name: str) -> Path:
+    """Path of a catalogued tool; skips (fails under CI) with the install command when absent."""
+    found = tools.which(name)
+    if found is None:
+        tool = tools.CATALOGUE.get(name)
+        hint = tool.install_hint() if tool else f"install {name}"
+        pytest.skip(f"{name} is not installed; install it with: {hint}")
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
