@@ -1,0 +1,78 @@
+"""The FastAPI application: probes, version, the /api/v1 routes, errors, middleware."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from llm_optimizer_service import __version__, health
+from llm_optimizer_service.api import errors, routes
+from llm_optimizer_service.api import schemas as s
+from llm_optimizer_service.api.middleware import RequestContextMiddleware
+from llm_optimizer_service.runtime import LifecycleHooks, Runtime
+from llm_optimizer_service.settings import Settings
+
+PROBE_RESPONSES: dict[int | str, dict[str, object]] = {503: {"model": s.ProbeOut}}
+
+
+def create_app(settings: Settings, hooks: LifecycleHooks | None = None) -> FastAPI:
+    """The app; its lifespan starts and stops the :class:`Runtime` (database, loops)."""
+    runtime = Runtime(settings, hooks)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="LLM Auto Optimizer",
+        version=__version__,
+        description="Decides which LLM configuration each request should use and learns from "
+        "feedback. Authenticate /api/v1 with `Authorization: Bearer <api key>`.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    errors.install(app)
+    app.add_middleware(RequestContextMiddleware, max_body=settings.server.max_request_bytes)
+    app.include_router(routes.router)
+
+    def probe(ok: bool, failing: str) -> JSONResponse:
+        if runtime.draining:
+            return JSONResponse({"status": "shutting_down"}, status_code=503)
+        if not ok:
+            return JSONResponse({"status": failing}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/health/live", response_model=s.ProbeOut, responses=PROBE_RESPONSES, tags=["health"])
+    async def live() -> JSONResponse:
+        return probe(True, "ok")
+
+    @app.get("/health/ready", response_model=s.ProbeOut, responses=PROBE_RESPONSES, tags=["health"])
+    async def ready() -> JSONResponse:
+        return probe(runtime.ready, "starting")
+
+    @app.get(
+        "/health",
+        response_model=s.HealthOut,
+        responses={503: {"model": s.HealthOut}},
+        tags=["health"],
+    )
+    async def health_detail() -> JSONResponse:
+        parts = await health.components(runtime)
+        status = health.overall(runtime, parts)
+        body = s.HealthOut(status=status, version=__version__, components=dict(parts))
+        return JSONResponse(body.model_dump(), status_code=503 if status == "down" else 200)
+
+    @app.get("/version", tags=["health"])
+    async def version(request: Request) -> s.VersionOut:
+        return s.VersionOut(
+            version=__version__, git_sha=settings.git_sha, build_date=settings.build_date
+        )
+
+    return app

@@ -1,0 +1,258 @@
+"""Routes under /api/v1: thin, the logic lives in the runtime, repository and engine."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, get_args
+
+from fastapi import APIRouter, Body, Depends, Response, status
+
+from llm_optimizer_service.api import schemas as s
+from llm_optimizer_service.api.deps import admin, get_runtime, reader, writer
+from llm_optimizer_service.api.errors import ApiError, responses
+from llm_optimizer_service.auth import Principal
+from llm_optimizer_service.engine import EngineError, Policy
+from llm_optimizer_service.runtime import Runtime, WorkloadState
+from llm_optimizer_service.specs import to_engine
+from llm_optimizer_service.storage.repository import (
+    ConflictError,
+    FeedbackInput,
+    NotFoundError,
+    WorkloadRecord,
+)
+
+router = APIRouter(prefix="/api/v1", responses=responses(401, 403, 413, 503))
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def _workload_out(record: WorkloadRecord) -> s.WorkloadOut:
+    spec = record.spec
+    return s.WorkloadOut(
+        name=record.name,
+        arms=[s.ArmBody.model_validate(arm) for arm in spec["arms"]],
+        objective=s.ObjectiveBody.model_validate(spec.get("objective") or {}),
+        constraints=s.ConstraintsBody.model_validate(spec.get("constraints") or {}),
+        strategy=spec.get("strategy", "thompson"),
+        strategy_params=dict(spec.get("strategy_params") or {}),
+        promoted_arm=record.promoted_arm,
+        canary_percent=record.canary_percent,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+def _not_found(name: str) -> ApiError:
+    return ApiError(404, "workload_not_found", f"no workload named {name!r}")
+
+
+def _state(runtime: Runtime, name: str) -> WorkloadState:
+    state = runtime.workloads.get(name)
+    if state is None:
+        raise _not_found(name)
+    return state
+
+
+@router.post(
+    "/workloads",
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(409, 422),
+    tags=["workloads"],
+)
+async def create_workload(
+    body: s.WorkloadCreate, runtime: RuntimeDep, _: Annotated[Principal, Depends(writer)]
+) -> s.WorkloadOut:
+    spec = body.model_dump(exclude={"name"}, mode="json")
+    engine_spec = to_engine(body.name, spec)  # EngineError -> 422
+    try:
+        record = await runtime.db(
+            runtime.repository.create_workload, body.name, spec, list(engine_spec.arm_names)
+        )
+    except ConflictError as exc:
+        raise ApiError(409, "workload_exists", f"{exc}; pick another name") from exc
+    await runtime.reload([body.name])
+    return _workload_out(record)
+
+
+@router.get("/workloads", tags=["workloads"])
+async def list_workloads(
+    runtime: RuntimeDep, _: Annotated[Principal, Depends(reader)]
+) -> s.WorkloadList:
+    records = await runtime.db(runtime.repository.list_workloads)
+    return s.WorkloadList(items=[_workload_out(r) for r in records])
+
+
+@router.get("/workloads/{name}", responses=responses(404), tags=["workloads"])
+async def get_workload(
+    name: str, runtime: RuntimeDep, _: Annotated[Principal, Depends(reader)]
+) -> s.WorkloadOut:
+    try:
+        record = await runtime.db(runtime.repository.get_workload, name)
+    except NotFoundError as exc:
+        raise _not_found(name) from exc
+    return _workload_out(record)
+
+
+@router.patch("/workloads/{name}", responses=responses(404, 422), tags=["workloads"])
+async def patch_workload(
+    name: str,
+    body: s.WorkloadPatch,
+    runtime: RuntimeDep,
+    _: Annotated[Principal, Depends(writer)],
+) -> s.WorkloadOut:
+    try:
+        current = await runtime.db(runtime.repository.get_workload, name)
+    except NotFoundError as exc:
+        raise _not_found(name) from exc
+    spec = {**current.spec, **body.model_dump(exclude_unset=True, mode="json")}
+    if body.strategy is not None and body.strategy_params is None:
+        spec["strategy_params"] = {}  # parameters belong to the strategy they were given for
+    engine_spec = to_engine(name, spec)
+    try:
+        record = await runtime.db(
+            runtime.repository.update_workload, name, spec, list(engine_spec.arm_names)
+        )
+    except NotFoundError as exc:
+        raise _not_found(name) from exc
+    await runtime.reload([name])
+    return _workload_out(record)
+
+
+@router.delete(
+    "/workloads/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(404),
+    tags=["workloads"],
+)
+async def delete_workload(
+    name: str, runtime: RuntimeDep, _: Annotated[Principal, Depends(writer)]
+) -> Response:
+    try:
+        await runtime.db(runtime.repository.delete_workload, name)
+    except NotFoundError as exc:
+        raise _not_found(name) from exc
+    await runtime.reload([name])
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/workloads/{name}/decide", responses=responses(404), tags=["decisions"])
+async def decide(
+    name: str,
+    runtime: RuntimeDep,
+    _: Annotated[Principal, Depends(writer)],
+    body: Annotated[s.DecideBody | None, Body()] = None,
+) -> s.DecisionOut:
+    state = _state(runtime, name)
+    pending = runtime.decide(state, body.context if body else None)
+    return s.DecisionOut(
+        decision_id=pending.id,
+        arm=pending.arm,
+        config=s.ArmConfig(**state.configs[pending.arm]),
+        propensity=pending.propensity,
+    )
+
+
+def _feedback_input(body: s.FeedbackBody) -> FeedbackInput:
+    return FeedbackInput(
+        decision_id=body.decision_id,
+        quality=body.quality,
+        cost_usd=body.cost_usd,
+        latency_ms=body.latency_ms,
+        error=body.error,
+        input_tokens=body.input_tokens,
+        output_tokens=body.output_tokens,
+    )
+
+
+@router.post(
+    "/feedback",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=responses(404),
+    tags=["feedback"],
+)
+async def feedback(
+    body: s.FeedbackBody, runtime: RuntimeDep, _: Annotated[Principal, Depends(writer)]
+) -> s.FeedbackAck:
+    (outcome,) = await runtime.record_feedback([_feedback_input(body)])
+    if outcome.status == "unknown_decision":
+        raise ApiError(404, "decision_not_found", f"no decision {body.decision_id!r}")
+    return s.FeedbackAck(decision_id=outcome.decision_id, status=outcome.status)
+
+
+@router.post("/feedback/batch", status_code=status.HTTP_202_ACCEPTED, tags=["feedback"])
+async def feedback_batch(
+    body: s.FeedbackBatchBody, runtime: RuntimeDep, _: Annotated[Principal, Depends(writer)]
+) -> s.FeedbackBatchOut:
+    outcomes = await runtime.record_feedback([_feedback_input(item) for item in body.items])
+    items = [s.FeedbackAck(decision_id=o.decision_id, status=o.status) for o in outcomes]
+    counts = {
+        key: sum(1 for o in outcomes if o.status == key) for key in get_args(s.FeedbackStatus)
+    }
+    return s.FeedbackBatchOut(items=items, **counts)
+
+
+@router.get("/workloads/{name}/report", responses=responses(404), tags=["report"])
+async def report(
+    name: str, runtime: RuntimeDep, _: Annotated[Principal, Depends(reader)]
+) -> s.ReportOut:
+    _state(runtime, name)
+    data: dict[str, Any] = await runtime.report(name)
+    return s.ReportOut.model_validate(data)
+
+
+def _policy_out(record: WorkloadRecord, actor: str) -> s.PolicyOut:
+    return s.PolicyOut(
+        workload=record.name,
+        promoted_arm=record.promoted_arm,
+        canary_percent=record.canary_percent,
+        changed_by=actor,
+        changed_at=record.updated_at,
+    )
+
+
+@router.post("/workloads/{name}/promote", responses=responses(404, 422), tags=["policy"])
+async def promote(
+    name: str,
+    body: s.PromoteBody,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, Depends(admin)],
+) -> s.PolicyOut:
+    state = _state(runtime, name)
+    try:
+        Policy(spec=state.spec, promoted=body.arm, canary_percent=body.canary_percent)
+    except EngineError as exc:
+        raise ApiError(422, "invalid_promotion", str(exc)) from exc
+    try:
+        record = await runtime.db(
+            runtime.repository.promote, name, body.arm, body.canary_percent, principal.key_id
+        )
+    except NotFoundError as exc:
+        raise _not_found(name) from exc
+    await runtime.reload([name])
+    return _policy_out(record, principal.key_id)
+
+
+@router.post("/workloads/{name}/rollback", responses=responses(404, 409), tags=["policy"])
+async def rollback(
+    name: str, runtime: RuntimeDep, principal: Annotated[Principal, Depends(admin)]
+) -> s.PolicyOut:
+    try:
+        record = await runtime.db(runtime.repository.rollback, name, principal.key_id)
+    except NotFoundError as exc:
+        raise _not_found(name) from exc
+    except ConflictError as exc:
+        raise ApiError(409, "nothing_to_roll_back", str(exc)) from exc
+    await runtime.reload([name])
+    return _policy_out(record, principal.key_id)
+
+
+@router.get("/admin/stats", tags=["admin"])
+async def admin_stats(runtime: RuntimeDep, _: Annotated[Principal, Depends(admin)]) -> s.AdminStats:
+    totals = await runtime.db(runtime.repository.totals)
+    return s.AdminStats(
+        version=runtime.version,
+        environment=runtime.settings.environment,
+        database_backend=runtime.repository.backend,
+        uptime_seconds=round(runtime.uptime(), 3),
+        pending_decisions=len(runtime.writer),
+        policies_loaded=len(runtime.workloads),
+        **totals,
+    )

@@ -1,0 +1,291 @@
+"""``llm-optimizer-service``: serve, db, config, health, version, simulate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+
+from llm_optimizer_service import __version__
+from llm_optimizer_service.settings import (
+    Settings,
+    SettingsError,
+    load_settings,
+    masked_dump,
+    production_problems,
+)
+
+app = typer.Typer(
+    name="llm-optimizer-service",
+    help="The LLM Auto Optimizer service. Settings come from LLM_OPTIMIZER_* variables and the "
+    "optional file named by LLM_OPTIMIZER_CONFIG (see docs/configuration.md).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect and check the effective settings.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise _fail(f"invalid settings: {exc}") from exc
+
+
+# --- serve ----------------------------------------------------------------------------------
+
+
+@app.command()
+def serve() -> None:
+    """Run the REST API and the metrics endpoint until SIGTERM (then drain and exit 0)."""
+    from llm_optimizer_service.auth import ApiKeyError, KeyRing
+    from llm_optimizer_service.logging_setup import configure_logging
+    from llm_optimizer_service.server import serve as run
+
+    settings = _settings()
+    problems = production_problems(settings)
+    if problems:
+        raise _fail("production refuses to start:\n  " + "\n  ".join(problems))
+    try:
+        KeyRing.from_settings(settings.auth)
+    except ApiKeyError as exc:
+        raise _fail(str(exc)) from exc
+    configure_logging(settings.log)
+    raise typer.Exit(asyncio.run(run(settings)))
+
+
+# --- db -------------------------------------------------------------------------------------
+
+SqlOption = Annotated[bool, typer.Option("--sql", help="print the SQL instead of running it")]
+
+
+def _db_url() -> str:
+    return _settings().database_url
+
+
+def _migrate(action: str, *args: Any, **kwargs: Any) -> None:
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from llm_optimizer_service.logging_setup import configure_logging
+    from llm_optimizer_service.storage import migrations
+
+    settings = _settings()
+    configure_logging(settings.log)
+    try:
+        printed = getattr(migrations, action)(settings.database_url, *args, **kwargs)
+    except CommandError as exc:
+        raise _fail(f"db {action}: {exc}") from exc
+    except SQLAlchemyError as exc:
+        raise _fail(f"db {action}: database error: {exc}") from exc
+    if printed:
+        sys.stdout.write(printed)
+
+
+@db_app.command()
+def upgrade(
+    revision: Annotated[str, typer.Argument(help="target revision")] = "head",
+    sql: SqlOption = False,
+) -> None:
+    """Migrate the schema up (to head by default), under an advisory lock on PostgreSQL."""
+    _migrate("upgrade", revision, sql=sql)
+
+
+@db_app.command()
+def downgrade(
+    revision: Annotated[str, typer.Argument(help="target revision, e.g. -1 or base")] = "-1",
+    sql: SqlOption = False,
+) -> None:
+    """Migrate the schema down (one revision by default)."""
+    _migrate("downgrade", revision, sql=sql)
+
+
+@db_app.command()
+def current() -> None:
+    """Print the schema revision the database is at."""
+    _migrate("current")
+
+
+@db_app.command()
+def history() -> None:
+    """List the migration revisions shipped with this release."""
+    _migrate("history")
+
+
+@db_app.command()
+def check() -> None:
+    """Exit non-zero unless the schema is at head and matches the models."""
+    _migrate("check")
+
+
+# --- config ---------------------------------------------------------------------------------
+
+
+@config_app.command("show")
+def config_show(
+    output: Annotated[str, typer.Option("-o", "--output", help="yaml or json")] = "yaml",
+) -> None:
+    """Print the effective settings, secrets masked."""
+    data = masked_dump(_settings())
+    if output == "json":
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    elif output == "yaml":
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+    else:
+        raise _fail(f"unknown output format {output!r}; use yaml or json", 2)
+
+
+@config_app.command("validate")
+def config_validate() -> None:
+    """Check the settings (and, in production, refuse defaults); non-zero naming the key."""
+    from llm_optimizer_service.auth import ApiKeyError, KeyRing
+
+    settings = _settings()
+    problems = production_problems(settings)
+    try:
+        keys = len(KeyRing.from_settings(settings.auth))
+    except ApiKeyError as exc:
+        problems.append(f"auth.api_keys_file: {exc}")
+        keys = 0
+    if problems:
+        raise _fail("invalid settings:\n  " + "\n  ".join(problems))
+    out.print(
+        f"settings OK (environment={settings.environment}, api keys={keys}, "
+        f"database={'sqlite' if settings.database.url is None else 'external'})",
+        highlight=False,
+    )
+
+
+# --- health ---------------------------------------------------------------------------------
+
+
+@app.command()
+def health(
+    url: Annotated[
+        str | None,
+        typer.Option(help="base URL of the service (default: from server.host/http_port)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds per check")] = 3.0,
+) -> None:
+    """Check the running service over HTTP and the database directly.
+
+    Exit 0 healthy, 1 unhealthy, 2 degraded."""
+    from llm_optimizer_service.healthcheck import run_checks
+
+    settings = _settings()
+    result = run_checks(settings, url, timeout)
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        for name, check_result in result["checks"].items():
+            colour = {"ok": "green", "degraded": "yellow"}.get(check_result["status"], "red")
+            out.print(
+                f"{name:<10} [{colour}]{check_result['status']}[/] "
+                f"{check_result.get('detail', '')}",
+                highlight=False,
+            )
+        out.print(f"overall    {result['status']}", highlight=False)
+    raise typer.Exit({"healthy": 0, "unhealthy": 1, "degraded": 2}[result["status"]])
+
+
+# --- version --------------------------------------------------------------------------------
+
+
+@app.command()
+def version(
+    as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
+) -> None:
+    """Print the version, git sha and build date (the last two are baked in at image build)."""
+    settings = _settings()
+    data = {"version": __version__, "git_sha": settings.git_sha, "build_date": settings.build_date}
+    if as_json:
+        sys.stdout.write(json.dumps(data) + "\n")
+    else:
+        out.print(
+            f"llm-optimizer-service {data['version']} "
+            f"(git {data['git_sha']}, built {data['build_date']})",
+            highlight=False,
+        )
+
+
+# --- simulate -------------------------------------------------------------------------------
+
+
+@app.command()
+def simulate(
+    url: Annotated[str, typer.Option(help="base URL of the service")] = "http://127.0.0.1:8080",
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LLM_OPTIMIZER_API_KEY",
+            help="API key (from LLM_OPTIMIZER_API_KEY; never pass real keys on a shared host)",
+        ),
+    ] = None,
+    workload: Annotated[str, typer.Option(help="workload name to create/use")] = "simulation",
+    requests: Annotated[int, typer.Option(min=1, help="decisions to make")] = 500,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="parallel clients")] = 8,
+    seed: Annotated[int, typer.Option(help="random seed of the synthetic outcomes")] = 7,
+    strategy: Annotated[
+        str, typer.Option(help="strategy of a newly created workload")
+    ] = "thompson",
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Drive a synthetic workload through the API (decide then feedback) and print a summary."""
+    from llm_optimizer_service.simulate import SimulationError, run_simulation
+
+    try:
+        summary = asyncio.run(
+            run_simulation(url, api_key, workload, requests, concurrency, seed, strategy)
+        )
+    except SimulationError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"simulation of {requests} requests on {workload!r}")
+    for column in ("arm", "true quality", "true cost", "chosen", "share"):
+        table.add_column(column)
+    for arm in summary["arms"]:
+        table.add_row(
+            arm["name"],
+            f"{arm['true_quality']:.2f}",
+            f"{arm['true_cost_usd']:.4f}",
+            str(arm["chosen"]),
+            f"{arm['share']:.1%}",
+        )
+    out.print(table)
+    out.print(
+        f"best arm (report): {summary['best_arm']}  |  oracle: {summary['oracle_arm']}  |  "
+        f"mean quality {summary['mean_quality']:.3f}  |  "
+        f"{summary['requests_per_second']:.0f} req/s",
+        highlight=False,
+    )
+
+
+def main() -> None:
+    """Console entry point."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,473 @@
+"""The running service's state: settings, database, keys, and one in-memory ``Policy`` snapshot
+per workload.
+
+The decision path (:meth:`Runtime.decide`) does no I/O and awaits nothing: it samples the
+snapshot and hands the decision row to the :class:`DecisionWriter`, which writes batches every
+``optimizer.flush_interval`` seconds (and on shutdown). Feedback is written synchronously (202
+only after the commit); if its decision is still queued, the queue is flushed first. Snapshots are
+rebuilt from feedback as it lands (at most every flush interval) and reloaded from the database
+every ``optimizer.cycle_interval`` seconds — that periodic re-estimation cycle is what makes
+replicas sharing a database converge, and its duration is ``optimization_cycle_duration_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import numpy as np
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from llm_optimizer_service import __version__, metrics
+from llm_optimizer_service.auth import KeyRing
+from llm_optimizer_service.engine import (
+    ArmStats,
+    Policy,
+    WorkloadSpec,
+    build_report,
+    decide,
+    drift_score,
+)
+from llm_optimizer_service.logging_setup import get_logger
+from llm_optimizer_service.settings import Settings
+from llm_optimizer_service.specs import to_engine
+from llm_optimizer_service.storage import migrations
+from llm_optimizer_service.storage.db import make_engine
+from llm_optimizer_service.storage.repository import (
+    FeedbackInput,
+    FeedbackOutcome,
+    PendingDecision,
+    Repository,
+    StoredWorkload,
+    WorkloadRecord,
+)
+
+log = get_logger(__name__)
+T = TypeVar("T")
+RECENT_QUALITY = 200  # feedback events behind optimization_quality_score
+MAX_PENDING_DECISIONS = 200_000  # beyond this the database is down too long: refuse decisions
+
+
+class ServiceUnavailableError(Exception):
+    """Nothing durable can take the write right now (database down); retry later."""
+
+
+class SchemaNotAtHeadError(Exception):
+    """The database schema is not at the packaged head revision."""
+
+
+@dataclass
+class WorkloadState:
+    """One workload's snapshot and the bits the hot path needs precomputed."""
+
+    record: WorkloadRecord
+    spec: WorkloadSpec
+    stats: dict[str, ArmStats]
+    policy: Policy
+    configs: dict[str, dict[str, Any]]
+    models: dict[str, str]
+    recent_quality: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_QUALITY))
+    dirty: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+
+def _configs(spec: WorkloadSpec) -> dict[str, dict[str, Any]]:
+    return {
+        arm.name: {
+            "model": arm.model,
+            "provider": arm.provider,
+            "params": dict(arm.params),
+            "prompt_variant": arm.prompt_variant,
+        }
+        for arm in spec.arms
+    }
+
+
+def build_state(stored: StoredWorkload, previous: WorkloadState | None = None) -> WorkloadState:
+    spec = to_engine(stored.record.name, stored.record.spec)
+    stats = {name: stored.stats.get(name, ArmStats()) for name in spec.arm_names}
+    policy = Policy(
+        spec=spec,
+        stats=stats,
+        promoted=stored.record.promoted_arm,
+        canary_percent=stored.record.canary_percent,
+    )
+    state = WorkloadState(
+        record=stored.record,
+        spec=spec,
+        stats=stats,
+        policy=policy,
+        configs=_configs(spec),
+        models={arm.name: arm.model for arm in spec.arms},
+    )
+    if previous is not None:
+        state.recent_quality = previous.recent_quality
+    return state
+
+
+def report_rng(name: str, stats: Mapping[str, ArmStats]) -> np.random.Generator:
+    """Deterministic per (workload, evidence): replicas with the same data give the same report."""
+    total = sum(s.feedback for s in stats.values())
+    seed = int.from_bytes(hashlib.sha256(f"{name}:{total}".encode()).digest()[:8], "big")
+    return np.random.default_rng(seed)
+
+
+class DecisionWriter:
+    """Queues decision rows in memory and writes them in batches."""
+
+    def __init__(self, repository: Repository) -> None:
+        self._repository = repository
+        self._pending: dict[str, PendingDecision] = {}
+        self._writing: dict[str, PendingDecision] = {}
+        self._lock = asyncio.Lock()
+
+    def add(self, decision: PendingDecision) -> None:
+        if len(self._pending) >= MAX_PENDING_DECISIONS:
+            raise ServiceUnavailableError(
+                "the decision log cannot be written (database unavailable)"
+            )
+        self._pending[decision.id] = decision
+
+    def get(self, decision_id: str) -> PendingDecision | None:
+        return self._pending.get(decision_id) or self._writing.get(decision_id)
+
+    def __len__(self) -> int:
+        return len(self._pending) + len(self._writing)
+
+    async def flush(self) -> int:
+        """Write everything queued so far; on failure the rows stay queued and it raises."""
+        async with self._lock:
+            if not self._pending:
+                return 0
+            batch, self._pending = self._pending, {}
+            self._writing = batch
+            try:
+                return await anyio.to_thread.run_sync(
+                    self._repository.write_decisions, list(batch.values())
+                )
+            except BaseException:
+                self._pending = {**batch, **self._pending}
+                raise
+            finally:
+                self._writing = {}
+
+
+Hook = Callable[[], Awaitable[None] | None]
+
+
+@dataclass
+class LifecycleHooks:
+    """Where process supervisors plug in (systemd's sd_notify, see server.py): called once when
+    the service becomes ready, once when shutdown begins, and every heartbeat interval from the
+    event loop while it runs."""
+
+    on_ready: list[Hook] = field(default_factory=list)
+    on_stopping: list[Hook] = field(default_factory=list)
+    on_heartbeat: list[Hook] = field(default_factory=list)
+
+
+async def _call(hooks: Sequence[Hook]) -> None:
+    for hook in hooks:
+        try:
+            result = hook()
+            if result is not None:
+                await result
+        except Exception:  # a supervisor hook must never take the service down
+            log.exception("lifecycle hook failed")
+
+
+class Runtime:
+    """Everything a running service holds. ``start`` / ``stop`` are driven by the app lifespan."""
+
+    def __init__(self, settings: Settings, hooks: LifecycleHooks | None = None) -> None:
+        self.settings = settings
+        self.hooks = hooks or LifecycleHooks()
+        self.keys = KeyRing.from_settings(settings.auth)
+        self.engine: Engine = make_engine(
+            settings.database_url,
+            pool_size=settings.database.pool_size,
+            max_overflow=settings.database.max_overflow,
+        )
+        metrics.instrument_engine(
+            self.engine, settings.database.pool_size, settings.database.max_overflow
+        )
+        self.repository = Repository(self.engine)
+        self.writer = DecisionWriter(self.repository)
+        self.rng = np.random.default_rng(settings.optimizer.seed)
+        self.workloads: dict[str, WorkloadState] = {}
+        self.started_at = time.monotonic()
+        self.schema: migrations.SchemaStatus | None = None
+        self.policies_loaded = False
+        self.draining = False
+        self.database_ok = True
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return (
+            not self.draining
+            and self.policies_loaded
+            and self.schema is not None
+            and self.schema.at_head
+        )
+
+    async def start(self) -> None:
+        """Check (or, in development, apply) migrations, load every policy, start the loops.
+        Raises SchemaNotAtHeadError in production when the schema is behind (serve refuses)."""
+        url = self.settings.database_url
+        status = await self._db(migrations.schema_status, self.engine)
+        if not status.at_head and self.settings.auto_migrate:
+            log.info("migrating the database", current=status.current, head=status.head)
+            await self._db(migrations.upgrade, url)
+            status = await self._db(migrations.schema_status, self.engine)
+        self.schema = status
+        if not status.at_head:
+            raise SchemaNotAtHeadError(
+                f"the database schema is at {status.current or 'nothing (empty database)'}, "
+                f"this release needs {status.head}; run `llm-optimizer-service db upgrade` "
+                "first (production never migrates inside serve)"
+            )
+        await self.reload()
+        self.policies_loaded = True
+        loop_tasks = (
+            ("decision-writer", self._flush_loop()),
+            ("reestimation-cycle", self._cycle_loop()),
+            ("lifecycle-heartbeat", self._heartbeat_loop()),
+        )
+        self._tasks = [asyncio.create_task(coro, name=name) for name, coro in loop_tasks]
+        log.info(
+            "service ready",
+            workloads=len(self.workloads),
+            schema=status.current,
+            database=self.repository.backend,
+            auth="on" if self.keys.enabled else "off",
+        )
+        await _call(self.hooks.on_ready)
+
+    async def begin_shutdown(self) -> None:
+        """Readiness (and liveness) answer 503 from now on; requests still in flight finish."""
+        if not self.draining:
+            self.draining = True
+            log.info("shutdown begun: readiness is now 503")
+            await _call(self.hooks.on_stopping)
+
+    async def stop(self) -> None:
+        """Stop the loops and write every queued decision."""
+        self.draining = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        try:
+            written = await self.writer.flush()
+            log.info("final decision flush", written=written)
+        except SQLAlchemyError:
+            log.exception("could not write queued decisions at shutdown", lost=len(self.writer))
+        self.engine.dispose()
+
+    # -- background loops ---------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        interval = self.settings.optimizer.flush_interval
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(ServiceUnavailableError):
+                await self._flush_decisions()
+            self._rebuild_dirty()
+
+    async def _flush_decisions(self) -> None:
+        try:
+            await self.writer.flush()
+            self._database_up()
+        except SQLAlchemyError as exc:
+            self._database_down(exc)
+            raise ServiceUnavailableError(str(exc)) from exc
+
+    async def _cycle_loop(self) -> None:
+        interval = self.settings.optimizer.cycle_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.cycle()
+            except ServiceUnavailableError:
+                pass  # logged by _database_down; keep deciding from the last state
+            except Exception:
+                log.exception("re-estimation cycle failed")
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await _call(self.hooks.on_heartbeat)
+            await asyncio.sleep(self.settings.server.heartbeat_interval)
+
+    async def cycle(self) -> None:
+        """One re-estimation cycle: write queued decisions, reload shared statistics (other
+        replicas' feedback) and rebuild every snapshot."""
+        with metrics.CYCLE_DURATION.time():
+            await self._flush_decisions()
+            await self.reload()
+
+    async def reload(self, names: Sequence[str] | None = None) -> None:
+        stored = await self._db(self.repository.load, names)
+        fresh: dict[str, WorkloadState] = {}
+        for item in stored:
+            state = build_state(item, self.workloads.get(item.record.name))
+            state.policy.prepare(self.rng)
+            fresh[item.record.name] = state
+            self._publish_gauges(state)
+        if names is None:
+            for gone in set(self.workloads) - set(fresh):
+                self._forget(self.workloads[gone])
+            self.workloads = fresh
+        else:
+            for name in names:
+                if name in fresh:
+                    self.workloads[name] = fresh[name]
+                elif name in self.workloads:
+                    self._forget(self.workloads.pop(name))
+
+    def _rebuild_dirty(self) -> None:
+        for state in list(self.workloads.values()):
+            if state.dirty:
+                state.dirty = False
+                state.policy = Policy(
+                    spec=state.spec,
+                    stats=dict(state.stats),
+                    promoted=state.record.promoted_arm,
+                    canary_percent=state.record.canary_percent,
+                )
+                state.policy.prepare(self.rng)
+                self._publish_gauges(state)
+
+    def _publish_gauges(self, state: WorkloadState) -> None:
+        metrics.DRIFT.labels(workload=state.name).set(drift_score(state.stats))
+        promoted, canary = state.record.promoted_arm, state.record.canary_percent
+        status = "none" if promoted is None else ("canary" if canary is not None else "promoted")
+        metrics.set_canary_status(state.name, status)
+
+    def _forget(self, state: WorkloadState) -> None:
+        metrics.forget_workload(
+            state.name, list(state.spec.arm_names), sorted(set(state.models.values()))
+        )
+
+    # -- database plumbing --------------------------------------------------------------------
+
+    async def _db(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a repository call in a worker thread, tracking database health."""
+        try:
+            result = await anyio.to_thread.run_sync(function, *args)
+        except SQLAlchemyError as exc:
+            self._database_down(exc)
+            raise ServiceUnavailableError("the database is unavailable; retry later") from exc
+        self._database_up()
+        return result
+
+    def _database_down(self, exc: Exception) -> None:
+        if self.database_ok:
+            log.warning("database unavailable; deciding from the last state", error=str(exc))
+        self.database_ok = False
+
+    def _database_up(self) -> None:
+        if not self.database_ok:
+            log.info("database available again")
+        self.database_ok = True
+
+    async def db(self, function: Callable[..., T], *args: Any) -> T:
+        return await self._db(function, *args)
+
+    # -- the decision path (no I/O, no await) -------------------------------------------------
+
+    def decide(self, state: WorkloadState, context: Mapping[str, Any] | None) -> PendingDecision:
+        choice = decide(state.policy, self.rng, context)
+        pending = PendingDecision(
+            id=str(uuid.uuid4()),
+            workload_id=state.record.id,
+            workload=state.name,
+            arm=choice.arm,
+            propensity=choice.propensity,
+            created_at=datetime.now(UTC),
+        )
+        self.writer.add(pending)
+        metrics.DECISIONS.labels(workload=state.name, arm=choice.arm).inc()
+        return pending
+
+    # -- feedback -----------------------------------------------------------------------------
+
+    async def record_feedback(self, items: Sequence[FeedbackInput]) -> list[FeedbackOutcome]:
+        """Durably record feedback (returns after the commit) and fold it into the snapshots."""
+        if any(self.writer.get(item.decision_id) is not None for item in items):
+            await self._flush_decisions()
+        outcomes = await self._db(self.repository.record_feedback, items)
+        for item, outcome in zip(items, outcomes, strict=True):
+            if outcome.status == "accepted":
+                self._apply_outcome(item, outcome)
+        return outcomes
+
+    def _apply_outcome(self, item: FeedbackInput, outcome: FeedbackOutcome) -> None:
+        workload, arm = outcome.workload, outcome.arm
+        if workload is None or arm is None:
+            return
+        metrics.FEEDBACK.labels(workload=workload, arm=arm).inc()
+        state = self.workloads.get(workload)
+        if state is None:
+            return
+        model = state.models.get(arm)
+        if model is not None:
+            metrics.COST.labels(workload=workload, model=model).inc(item.cost_usd)
+        state.recent_quality.append(0.0 if item.error else item.quality)
+        metrics.QUALITY.labels(workload=workload).set(
+            sum(state.recent_quality) / len(state.recent_quality)
+        )
+        current = state.stats.get(arm)
+        if outcome.stats is not None and (
+            current is None or outcome.stats.feedback >= current.feedback
+        ):
+            state.stats[arm] = outcome.stats
+            state.dirty = True
+        if outcome.drift is not None:
+            log.warning(
+                "drift detected",
+                workload=workload,
+                arm=arm,
+                signal=outcome.drift.signal,
+                direction=outcome.drift.direction,
+            )
+
+    # -- report -------------------------------------------------------------------------------
+
+    async def report(self, name: str) -> dict[str, Any]:
+        """The report from the database's statistics (so every replica agrees); from the local
+        snapshot when the database is down."""
+        state = self.workloads[name]
+        policy = state.policy
+        with contextlib.suppress(ServiceUnavailableError):
+            await self._flush_decisions()
+            stored = await self._db(self.repository.load, [name])
+            if stored:
+                policy = build_state(stored[0]).policy
+        return build_report(policy, report_rng(name, policy.stats))
+
+    # -- admin --------------------------------------------------------------------------------
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.started_at
+
+    @property
+    def version(self) -> str:
+        return __version__

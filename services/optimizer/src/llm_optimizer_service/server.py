@@ -1,0 +1,231 @@
+"""``llm-optimizer-service serve``: the REST API and the metrics endpoint in one process.
+
+Shutdown (SIGTERM or SIGINT): readiness and liveness answer 503 at once; for
+``server.shutdown_delay`` seconds new requests are still served (so load balancers notice the
+503 and stop sending); then the listeners close, requests in flight finish, queued decisions are
+written, and the process exits 0 — all within ``server.grace_period`` seconds, after which
+whatever is still running is cut off (the exit code is still 0: the shutdown was asked for).
+
+Extension points, for the parts of the service other issues add:
+- :class:`~llm_optimizer_service.runtime.LifecycleHooks` (``on_ready``, ``on_stopping``,
+  ``on_heartbeat`` from the event loop): systemd's sd_notify is wired here (READY=1,
+  STOPPING=1, WATCHDOG=1 via :mod:`llm_optimizer_service.sdnotify`);
+- :data:`EXTRA_SERVERS`: factories of further servers (the gRPC API) started and stopped with
+  the HTTP one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Protocol
+
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from llm_optimizer_service import metrics
+from llm_optimizer_service.api import create_app
+from llm_optimizer_service.logging_setup import get_logger
+from llm_optimizer_service.runtime import LifecycleHooks, Runtime
+from llm_optimizer_service.sdnotify import SystemdNotifier
+from llm_optimizer_service.settings import Settings
+from llm_optimizer_service.storage import migrations
+from llm_optimizer_service.storage.db import make_engine
+
+log = get_logger(__name__)
+
+
+class ExtraServer(Protocol):
+    """A server started after the HTTP API is ready and stopped when shutdown begins."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self, grace: float) -> None: ...
+
+
+EXTRA_SERVERS: list[Callable[[Settings, Runtime], ExtraServer]] = []
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: ours decides what SIGTERM means."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def metrics_app() -> Starlette:
+    """Only /metrics (Prometheus text format); everything else is 404."""
+
+    async def scrape(_: Request) -> Response:
+        return Response(
+            metrics.generate_latest(),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
+        )
+
+    return Starlette(routes=[Route("/metrics", scrape)])
+
+
+def _uvicorn_config(
+    app: Any, host: str, port: int, settings: Settings, **extra: Any
+) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=math.ceil(settings.server.grace_period),
+        **extra,
+    )
+
+
+def systemd_hooks(hooks: LifecycleHooks) -> SystemdNotifier:
+    notifier = SystemdNotifier.from_environ()
+    if notifier.enabled:
+
+        async def ready() -> None:
+            notifier.ready()
+            notifier.start_watchdog()
+
+        hooks.on_ready.append(ready)
+
+        def stopping() -> None:
+            notifier.stopping()
+
+        hooks.on_stopping.append(stopping)
+    return notifier
+
+
+async def serve(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code."""
+    problem = await preflight(settings)
+    if problem:
+        log.error(problem)
+        return 1
+    hooks = LifecycleHooks()
+    notifier = systemd_hooks(hooks)
+    app: FastAPI = create_app(settings, hooks)
+    runtime: Runtime = app.state.runtime
+    http = _Server(
+        _uvicorn_config(
+            app, settings.server.host, settings.server.http_port, settings, lifespan="on"
+        )
+    )
+    scrape = _Server(
+        _uvicorn_config(
+            metrics_app(),
+            settings.server.metrics_host or settings.server.host,
+            settings.server.metrics_port,
+            settings,
+            lifespan="off",
+        )
+    )
+    extras: list[ExtraServer] = []
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    http_task = asyncio.create_task(http.serve(), name="http")
+    metrics_task = asyncio.create_task(scrape.serve(), name="metrics")
+    stop_task = asyncio.create_task(stop.wait(), name="signal")
+    while not http.started and not http_task.done() and not stop.is_set():
+        await asyncio.sleep(0.02)
+    if http_task.done():  # failed to start (schema not at head, port taken, ...)
+        scrape.should_exit = True
+        await metrics_task
+        stop_task.cancel()
+        return 1
+    for factory in EXTRA_SERVERS:
+        extra = factory(settings, runtime)
+        await extra.start()
+        extras.append(extra)
+    log.info(
+        "listening",
+        http=f"{settings.server.host}:{settings.server.http_port}",
+        metrics=f"{settings.server.metrics_host or settings.server.host}:"
+        f"{settings.server.metrics_port}",
+    )
+
+    done, _ = await asyncio.wait(
+        {http_task, metrics_task, stop_task}, return_when=asyncio.FIRST_COMPLETED
+    )
+    if stop_task not in done:
+        log.error("a server stopped unexpectedly; shutting down")
+        stop_task.cancel()
+    code = await _shutdown(settings, runtime, http, scrape, http_task, metrics_task, extras)
+    await notifier.stop_watchdog()
+    return 0 if stop_task in done else max(code, 1)
+
+
+async def preflight(settings: Settings) -> str | None:
+    """Why serve must not start (production on a schema not at head), or None."""
+    if settings.auto_migrate:
+        return None
+    engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
+    try:
+        status = await asyncio.to_thread(migrations.schema_status, engine)
+    except SQLAlchemyError as exc:
+        return f"cannot read the schema version from the database: {exc}"
+    finally:
+        engine.dispose()
+    if status.at_head:
+        return None
+    return (
+        f"refusing to serve: the database schema is at {status.current or 'nothing (empty)'} "
+        f"but this release needs {status.head}; run `llm-optimizer-service db upgrade` first "
+        "(production never migrates inside serve)"
+    )
+
+
+async def _shutdown(
+    settings: Settings,
+    runtime: Runtime,
+    http: uvicorn.Server,
+    scrape: uvicorn.Server,
+    http_task: asyncio.Task[None],
+    metrics_task: asyncio.Task[None],
+    extras: list[ExtraServer],
+) -> int:
+    grace = settings.server.grace_period
+    deadline = asyncio.get_running_loop().time() + grace
+    await runtime.begin_shutdown()
+    delay = min(settings.server.shutdown_delay, grace / 2)
+    if delay:
+        log.info("draining: still serving while load balancers notice", seconds=delay)
+        await asyncio.sleep(delay)
+    for extra in extras:
+        await _bounded(extra.stop(max(deadline - asyncio.get_running_loop().time(), 0.1)), deadline)
+    http.should_exit = True
+    remaining = deadline - asyncio.get_running_loop().time() - 0.5
+    http.config.timeout_graceful_shutdown = max(math.floor(remaining), 1)
+    finished = await _bounded(asyncio.shield(http_task), deadline)
+    if not finished:
+        log.warning("grace period over; cutting off what is still running", grace_period=grace)
+        http.force_exit = True
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(http_task, 1.0)
+    scrape.should_exit = True
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(metrics_task, 2.0)
+    log.info("stopped")
+    return 0
+
+
+async def _bounded(awaitable: Awaitable[Any], deadline: float) -> bool:
+    remaining = deadline - asyncio.get_running_loop().time()
+    try:
+        await asyncio.wait_for(awaitable, max(remaining, 0.01))
+    except TimeoutError:
+        return False
+    return True

@@ -1,0 +1,462 @@
+"""Every database read and write the service makes: synchronous SQLAlchemy, called from worker
+threads by the async layer. Statistics updates apply the engine's pure ``ArmStats`` functions
+inside one transaction under a row lock (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite has one
+writer at a time, which a process-wide lock makes explicit), so replicas sharing a database
+never lose an update and converge to the same statistics.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import Engine, delete, func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from llm_optimizer_service.engine import ArmStats, DriftEvent, Observation
+from llm_optimizer_service.storage.models import (
+    ArmStatsRow,
+    DecisionRow,
+    FeedbackRow,
+    PolicyAudit,
+    Workload,
+)
+
+
+class ConflictError(Exception):
+    """The write contradicts existing state (name taken, nothing to roll back)."""
+
+
+class NotFoundError(Exception):
+    """No such workload."""
+
+
+@dataclass(frozen=True)
+class WorkloadRecord:
+    id: int
+    name: str
+    spec: dict[str, Any]
+    promoted_arm: str | None
+    canary_percent: float | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredWorkload:
+    record: WorkloadRecord
+    stats: dict[str, ArmStats]
+
+
+@dataclass(frozen=True)
+class PendingDecision:
+    id: str
+    workload_id: int
+    workload: str
+    arm: str
+    propensity: float
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class FeedbackInput:
+    decision_id: str
+    quality: float
+    cost_usd: float
+    latency_ms: float
+    error: bool = False
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+    def observation(self) -> Observation:
+        return Observation(
+            quality=self.quality,
+            cost_usd=self.cost_usd,
+            latency_ms=self.latency_ms,
+            error=self.error,
+        )
+
+
+FeedbackStatus = Literal["accepted", "duplicate", "unknown_decision"]
+
+
+@dataclass(frozen=True)
+class FeedbackOutcome:
+    decision_id: str
+    status: FeedbackStatus
+    workload: str | None = None
+    arm: str | None = None
+    stats: ArmStats | None = None
+    drift: DriftEvent | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    action: str
+    arm: str | None
+    canary_percent: float | None
+    previous_arm: str | None
+    previous_canary_percent: float | None
+    actor: str
+    created_at: datetime
+
+
+def _record(row: Workload) -> WorkloadRecord:
+    return WorkloadRecord(
+        id=row.id,
+        name=row.name,
+        spec=dict(row.spec),
+        promoted_arm=row.promoted_arm,
+        canary_percent=row.canary_percent,
+        created_at=_aware(row.created_at),
+        updated_at=_aware(row.updated_at),
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite returns naive datetimes; everything we store is UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+class Repository:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.backend = engine.dialect.name
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._sqlite_writer = threading.Lock()
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """A write transaction, committed on success. SQLite: one writer at a time."""
+        guard: AbstractContextManager[Any] = (
+            self._sqlite_writer if self.backend == "sqlite" else nullcontext()
+        )
+        with guard, self._sessions() as session, session.begin():
+            yield session
+
+    def _locked_stats(self, session: Session, workload_id: int, arm: str) -> ArmStatsRow | None:
+        query = select(ArmStatsRow).where(
+            ArmStatsRow.workload_id == workload_id, ArmStatsRow.arm == arm
+        )
+        return session.scalars(query.with_for_update()).one_or_none()
+
+    def ping(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    # -- workloads ------------------------------------------------------------------------------
+
+    def create_workload(
+        self, name: str, spec: dict[str, Any], arms: Sequence[str]
+    ) -> WorkloadRecord:
+        try:
+            with self._write() as session:
+                row = Workload(name=name, spec=spec)
+                session.add(row)
+                session.flush()
+                empty = ArmStats().to_dict()
+                session.add_all(
+                    ArmStatsRow(workload_id=row.id, arm=arm, stats=empty) for arm in arms
+                )
+                session.flush()
+                return _record(row)
+        except IntegrityError as exc:
+            raise ConflictError(f"a workload named {name!r} already exists") from exc
+
+    def list_workloads(self) -> list[WorkloadRecord]:
+        with self._sessions() as session:
+            return [
+                _record(row) for row in session.scalars(select(Workload).order_by(Workload.name))
+            ]
+
+    def get_workload(self, name: str) -> WorkloadRecord:
+        with self._sessions() as session:
+            row = session.scalars(select(Workload).where(Workload.name == name)).one_or_none()
+            if row is None:
+                raise NotFoundError(name)
+            return _record(row)
+
+    def load(self, names: Iterable[str] | None = None) -> list[StoredWorkload]:
+        """Workloads with their statistics (all, or the named ones)."""
+        with self._sessions() as session:
+            query = select(Workload).order_by(Workload.name)
+            if names is not None:
+                query = query.where(Workload.name.in_(list(names)))
+            rows = list(session.scalars(query))
+            ids = [row.id for row in rows]
+            stats: dict[int, dict[str, ArmStats]] = {i: {} for i in ids}
+            if ids:
+                for stat in session.scalars(
+                    select(ArmStatsRow).where(ArmStatsRow.workload_id.in_(ids))
+                ):
+                    stats[stat.workload_id][stat.arm] = ArmStats.from_dict(dict(stat.stats))
+            return [StoredWorkload(_record(row), stats[row.id]) for row in rows]
+
+    def update_workload(
+        self, name: str, spec: dict[str, Any], arms: Sequence[str]
+    ) -> WorkloadRecord:
+        """Replace the spec; new arms start empty, removed arms' statistics go, a promoted arm
+        that no longer exists is un-promoted."""
+        with self._write() as session:
+            row = session.scalars(
+                select(Workload).where(Workload.name == name).with_for_update()
+            ).one_or_none()
+            if row is None:
+                raise NotFoundError(name)
+            row.spec = spec
+            if row.promoted_arm is not None and row.promoted_arm not in arms:
+                row.promoted_arm = None
+                row.canary_percent = None
+            existing = set(
+                session.scalars(select(ArmStatsRow.arm).where(ArmStatsRow.workload_id == row.id))
+            )
+            empty = ArmStats().to_dict()
+            session.add_all(
+                ArmStatsRow(workload_id=row.id, arm=arm, stats=empty)
+                for arm in arms
+                if arm not in existing
+            )
+            gone = existing - set(arms)
+            if gone:
+                session.execute(
+                    delete(ArmStatsRow).where(
+                        ArmStatsRow.workload_id == row.id, ArmStatsRow.arm.in_(gone)
+                    )
+                )
+            session.flush()
+            return _record(row)
+
+    def delete_workload(self, name: str) -> WorkloadRecord:
+        with self._write() as session:
+            row = session.scalars(select(Workload).where(Workload.name == name)).one_or_none()
+            if row is None:
+                raise NotFoundError(name)
+            record = _record(row)
+            for table in (FeedbackRow, DecisionRow, ArmStatsRow):
+                session.execute(delete(table).where(table.workload_id == row.id))
+            session.delete(row)
+            return record
+
+    # -- decisions ------------------------------------------------------------------------------
+
+    def write_decisions(self, batch: Sequence[PendingDecision]) -> int:
+        """Insert decision rows and count them in the arms' statistics; returns rows written
+        (decisions of workloads deleted meanwhile are dropped)."""
+        if not batch:
+            return 0
+        with self._write() as session:
+            ids = {d.workload_id for d in batch}
+            alive = set(session.scalars(select(Workload.id).where(Workload.id.in_(ids))))
+            rows = [d for d in batch if d.workload_id in alive]
+            session.add_all(
+                DecisionRow(
+                    id=d.id,
+                    workload_id=d.workload_id,
+                    arm=d.arm,
+                    propensity=d.propensity,
+                    created_at=d.created_at,
+                )
+                for d in rows
+            )
+            counts = Counter((d.workload_id, d.arm) for d in rows)
+            for (workload_id, arm), count in sorted(counts.items()):
+                stat = self._locked_stats(session, workload_id, arm)
+                if stat is None:
+                    continue
+                current = ArmStats.from_dict(dict(stat.stats))
+                for _ in range(count):
+                    current = current.with_decision()
+                stat.stats = current.to_dict()
+            return len(rows)
+
+    # -- feedback -------------------------------------------------------------------------------
+
+    def record_feedback(self, items: Sequence[FeedbackInput]) -> list[FeedbackOutcome]:
+        """Record feedback in ONE transaction (durable when this returns): per item accepted,
+        duplicate (already recorded: not counted again) or unknown_decision."""
+        now = datetime.now(UTC)
+        outcomes: dict[int, FeedbackOutcome] = {}
+        with self._write() as session:
+            wanted = {item.decision_id for item in items}
+            decisions = {
+                row.id: row
+                for row in session.scalars(select(DecisionRow).where(DecisionRow.id.in_(wanted)))
+            }
+            names = dict(session.execute(select(Workload.id, Workload.name)).tuples().all())
+            seen: set[str] = set()
+            # Lock rows in one global order so concurrent batches cannot deadlock.
+            order = sorted(
+                range(len(items)),
+                key=lambda i: (
+                    decisions[items[i].decision_id].workload_id
+                    if items[i].decision_id in decisions
+                    else -1,
+                    decisions[items[i].decision_id].arm
+                    if items[i].decision_id in decisions
+                    else "",
+                    i,
+                ),
+            )
+            for index in order:
+                item = items[index]
+                decision = decisions.get(item.decision_id)
+                if decision is None:
+                    outcomes[index] = FeedbackOutcome(item.decision_id, "unknown_decision")
+                    continue
+                workload = names.get(decision.workload_id)
+                if item.decision_id in seen:
+                    outcomes[index] = FeedbackOutcome(
+                        item.decision_id, "duplicate", workload, decision.arm
+                    )
+                    continue
+                seen.add(item.decision_id)
+                outcomes[index] = self._apply_feedback(session, item, decision, workload, now)
+        return [outcomes[i] for i in range(len(items))]
+
+    def _apply_feedback(
+        self,
+        session: Session,
+        item: FeedbackInput,
+        decision: DecisionRow,
+        workload: str | None,
+        now: datetime,
+    ) -> FeedbackOutcome:
+        # The arm's row lock serialises all feedback on its decisions (one decision, one arm),
+        # so this existence check cannot race with a concurrent copy of the same feedback.
+        stat = self._locked_stats(session, decision.workload_id, decision.arm)
+        already = session.scalar(
+            select(FeedbackRow.id).where(FeedbackRow.decision_id == item.decision_id)
+        )
+        if already is not None:
+            return FeedbackOutcome(item.decision_id, "duplicate", workload, decision.arm)
+        session.add(
+            FeedbackRow(
+                decision_id=item.decision_id,
+                workload_id=decision.workload_id,
+                arm=decision.arm,
+                quality=item.quality,
+                cost_usd=item.cost_usd,
+                latency_ms=item.latency_ms,
+                input_tokens=item.input_tokens,
+                output_tokens=item.output_tokens,
+                error=item.error,
+                created_at=now,
+            )
+        )
+        if stat is None:  # the arm was removed from the workload since the decision
+            return FeedbackOutcome(item.decision_id, "accepted", workload, decision.arm)
+        updated, drift = ArmStats.from_dict(dict(stat.stats)).observe(item.observation(), now=now)
+        stat.stats = updated.to_dict()
+        return FeedbackOutcome(item.decision_id, "accepted", workload, decision.arm, updated, drift)
+
+    # -- policy lifecycle -----------------------------------------------------------------------
+
+    def promote(
+        self, name: str, arm: str, canary_percent: float | None, actor: str
+    ) -> WorkloadRecord:
+        return self._set_policy(name, "promote", arm, canary_percent, actor)
+
+    def rollback(self, name: str, actor: str) -> WorkloadRecord:
+        """Undo the latest promote not already undone; ConflictError when there is none."""
+        with self._write() as session:
+            row = self._workload_for_update(session, name)
+            entries = session.scalars(
+                select(PolicyAudit)
+                .where(PolicyAudit.workload == name, PolicyAudit.created_at >= row.created_at)
+                .order_by(PolicyAudit.id.desc())
+            )
+            undone = 0
+            target: PolicyAudit | None = None
+            for entry in entries:
+                if entry.action == "rollback":
+                    undone += 1
+                elif undone:
+                    undone -= 1
+                else:
+                    target = entry
+                    break
+            if target is None:
+                raise ConflictError(f"workload {name!r} has no promotion to roll back")
+            self._apply_policy(
+                session, row, "rollback", target.previous_arm, target.previous_canary_percent, actor
+            )
+            return _record(row)
+
+    def _workload_for_update(self, session: Session, name: str) -> Workload:
+        row = session.scalars(
+            select(Workload).where(Workload.name == name).with_for_update()
+        ).one_or_none()
+        if row is None:
+            raise NotFoundError(name)
+        return row
+
+    def _set_policy(
+        self, name: str, action: str, arm: str | None, canary: float | None, actor: str
+    ) -> WorkloadRecord:
+        with self._write() as session:
+            row = self._workload_for_update(session, name)
+            self._apply_policy(session, row, action, arm, canary, actor)
+            return _record(row)
+
+    def _apply_policy(
+        self,
+        session: Session,
+        row: Workload,
+        action: str,
+        arm: str | None,
+        canary: float | None,
+        actor: str,
+    ) -> None:
+        session.add(
+            PolicyAudit(
+                workload=row.name,
+                action=action,
+                arm=arm,
+                canary_percent=canary,
+                previous_arm=row.promoted_arm,
+                previous_canary_percent=row.canary_percent,
+                actor=actor,
+                created_at=datetime.now(UTC),
+            )
+        )
+        row.promoted_arm = arm
+        row.canary_percent = canary
+        row.updated_at = datetime.now(UTC)
+        session.flush()
+
+    def audit(self, name: str) -> list[AuditEntry]:
+        with self._sessions() as session:
+            return [
+                AuditEntry(
+                    action=e.action,
+                    arm=e.arm,
+                    canary_percent=e.canary_percent,
+                    previous_arm=e.previous_arm,
+                    previous_canary_percent=e.previous_canary_percent,
+                    actor=e.actor,
+                    created_at=_aware(e.created_at),
+                )
+                for e in session.scalars(
+                    select(PolicyAudit).where(PolicyAudit.workload == name).order_by(PolicyAudit.id)
+                )
+            ]
+
+    # -- admin ----------------------------------------------------------------------------------
+
+    def totals(self) -> dict[str, int]:
+        with self._sessions() as session:
+            return {
+                "workloads": session.scalar(select(func.count()).select_from(Workload)) or 0,
+                "decisions": session.scalar(select(func.count()).select_from(DecisionRow)) or 0,
+                "feedback": session.scalar(select(func.count()).select_from(FeedbackRow)) or 0,
+                "policy_changes": session.scalar(select(func.count()).select_from(PolicyAudit))
+                or 0,
+            }

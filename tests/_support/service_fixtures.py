@@ -1,0 +1,40 @@
+"""Pytest fixtures around :mod:`tests._support.service`. Import them into a conftest.py::
+
+from tests._support.service_fixtures import running_service, service_factory  # noqa: F401
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+import pytest
+
+from tests._support.service import RunningService, launch
+
+
+@pytest.fixture
+def service_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., RunningService]]:
+    """Start any number of services (``factory(env={...}, wait=True)``); all stopped at teardown."""
+    started: list[RunningService] = []
+
+    def factory(env: Mapping[str, str] | None = None, *, wait: bool = True) -> RunningService:
+        service = launch(tmp_path_factory.mktemp("service"), env, wait=wait)
+        started.append(service)
+        return service
+
+    yield factory
+    for service in started:
+        service.terminate()
+
+
+@pytest.fixture(scope="session")
+def running_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    """One service (SQLite, development) shared by the whole session; do not stop it in tests."""
+    service = launch(tmp_path_factory.mktemp("shared-service"))
+    yield service
+    service.terminate()
+
+
+__all__ = ["running_service", "service_factory"]
