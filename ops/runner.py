@@ -24,7 +24,9 @@ class ToolMissingError(Exit):
     def __init__(self, tool: str, install_hint: str) -> None:
         self.tool = tool
         self.install_hint = install_hint
-        super().__init__(f"required tool '{tool}' was not found; install it with: {install_hint}", 127)
+        super().__init__(
+            f"required tool '{tool}' was not found; install it with: {install_hint}", 127
+        )
 
 
 class CommandFailedError(Exit):
@@ -49,7 +51,7 @@ class Runner:
     echo: bool = True
 
     def resolve(self, argv: Sequence[str]) -> list[str]:
-        """Replace a catalogued tool name in argv[0] by its absolute path, or raise ToolMissingError."""
+        """argv with argv[0] replaced by the tool's absolute path; raises ToolMissingError."""
         from ops import tools  # local import: tools imports nothing heavy, but keeps cycles out
 
         if not argv:
@@ -79,13 +81,17 @@ class Runner:
         if self.dry_run:
             print(f"[dry-run] {shown}", file=sys.stderr, flush=True)
             return None
+        from ops import tools
+
         resolved = self.resolve(args)
         if self.echo:
             print(f"+ {shown}", file=sys.stderr, flush=True)
         kwargs: dict[str, object] = {
             "warn": True,
             "hide": capture,
-            "env": dict(env or {}),
+            # Catalogued tools that call other tools (checkov → helm, docker → its compose
+            # plugin) find the catalogue's copies first.
+            "env": {"PATH": tools.search_path(), **(env or {})},
             "in_stream": False,
             "timeout": timeout,
         }
@@ -123,4 +129,3 @@ def runner_for(ctx: Context, *, dry_run: bool = False) -> Runner:
     """A Runner bound to an Invoke context; ``invoke --dry`` also makes it a dry run."""
     dry = dry_run or bool(ctx.config.get("run", {}).get("dry", False))
     return Runner(ctx=ctx, dry_run=dry)
-

