@@ -1,4 +1,4 @@
-"""Nox sessions: CI's entry point. `nox --list` documents them; the defaults are lint, typecheck, tests.
+"""Nox sessions, CI's entry point: `nox --list` documents them; defaults: lint, typecheck, tests.
 
 Python versions and dependency groups come from pyproject.toml. Each session installs from the
 committed uv.lock (``uv sync --frozen``) into its own virtualenv.
@@ -6,9 +6,12 @@ committed uv.lock (``uv sync --frozen``) into its own virtualenv.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import nox
+
+from ops import tools
 
 nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv"
@@ -18,6 +21,7 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHON_VERSIONS = nox.project.python_versions(PYPROJECT)
 TYPED_PATHS = ("ops", "services/optimizer/src", "services/cli/src", "tasks.py", "noxfile.py")
+PYTEST_DEFAULTS = ("--durations=20",)  # the slowest tests end up in CI's timing summary
 
 
 def sync(session: nox.Session, *groups: str) -> None:
@@ -58,4 +62,6 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Run the whole pytest suite (real tools; with CI set, a skip for a missing tool fails)."""
     sync(session, "test", "infra")
-    session.run("pytest", *session.posargs)
+    # Catalogued tools (`invoke setup`) first on PATH, after the session's own venv.
+    path = os.pathsep.join([*session.bin_paths, tools.search_path()])
+    session.run("pytest", *(session.posargs or PYTEST_DEFAULTS), env={"PATH": path})
