@@ -76,8 +76,9 @@ class PageHinkley:
         return state, None
 
     def evidence(self, config: DriftConfig) -> float:
-        """How close the detector is to signalling, 0..1."""
-        return min(1.0, max(self.up, self.down) / config.threshold)
+        """How close the detector is to signalling: 0 up to half the threshold, 1 at it."""
+        half = config.threshold / 2.0
+        return min(1.0, max(0.0, (max(self.up, self.down) - half) / half))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable form."""

@@ -131,9 +131,9 @@ class WorkloadSpec:
     """A named workload: its arms, objective, constraints and strategy (with parameters).
 
     ``strategy_params`` by strategy: thompson ``samples`` (Monte Carlo draws per snapshot,
-    default 1024); ucb ``c`` (exploration scale, default 1.0); epsilon_greedy ``epsilon``
-    (default 0.1); ab_test ``split`` (arm name -> weight, default equal) and ``alpha``
-    (significance level, default 0.05); fixed ``arm`` (required).
+    default 1024, fewer from 16 arms up); ucb ``c`` (exploration scale, default 1.0);
+    epsilon_greedy ``epsilon`` (default 0.1); ab_test ``split`` (arm name -> weight, default
+    equal) and ``alpha`` (significance level, default 0.05); fixed ``arm`` (required).
     """
 
     name: str

@@ -34,7 +34,11 @@ from .stats import ArmStats
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 
-DEFAULT_THOMPSON_SAMPLES: Final = 1024
+# Thompson's Monte Carlo size per snapshot: 1024 draws, fewer for many arms so that one plan
+# costs at most ~16k draws per metric (any size is unbiased; size only sets the resolution).
+MAX_THOMPSON_SAMPLES: Final = 1024
+MIN_THOMPSON_SAMPLES: Final = 256
+THOMPSON_DRAW_BUDGET: Final = 16_384
 DEFAULT_UCB_C: Final = 1.0
 DEFAULT_EPSILON: Final = 0.1
 KAPPA0: Final = 1.0
@@ -220,7 +224,8 @@ def _strategy_probabilities(
         return forced
     needed = _needed(spec.objective, spec.constraints)
     if spec.strategy == "thompson":
-        draws = int(samples or params.get("samples", DEFAULT_THOMPSON_SAMPLES))
+        default = max(MIN_THOMPSON_SAMPLES, min(MAX_THOMPSON_SAMPLES, THOMPSON_DRAW_BUDGET // k))
+        draws = int(samples or params.get("samples", default))
         return thompson_probabilities(spec, est, rng, draws)
     if spec.strategy == "ucb":
         c = float(params.get("c", DEFAULT_UCB_C))

@@ -98,8 +98,17 @@ class ArmStats:
         """
         del objective
         q, c, lat = obs.effective_quality, obs.cost_usd, obs.latency_ms
-        updated = replace(
-            self,
+        quality_detector, latency_detector = self.quality_detector, self.latency_detector
+        change = None
+        if drift.enabled:
+            quality_detector, quality_change = quality_detector.update(q, drift)
+            latency_detector, latency_change = latency_detector.update(lat, drift)
+            if quality_change is not None:
+                change = ("quality", quality_change)
+            elif latency_change is not None:
+                change = ("latency", latency_change)
+        updated = ArmStats(
+            decisions=self.decisions,
             feedback=self.feedback + 1,
             errors=self.errors + int(obs.error),
             n=self.n + 1.0,
@@ -112,20 +121,18 @@ class ArmStats:
             sum_quality_cost=self.sum_quality_cost + q * c,
             sum_quality_latency=self.sum_quality_latency + q * lat,
             sum_cost_latency=self.sum_cost_latency + c * lat,
+            quality_detector=quality_detector,
+            latency_detector=latency_detector,
+            drift_count=self.drift_count,
+            last_drift_at=self.last_drift_at,
+            last_drift_feedback=self.last_drift_feedback,
+            last_drift_signal=self.last_drift_signal,
         )
-        if not drift.enabled:
+        if change is None:
             return updated, None
-        quality_detector, quality_change = self.quality_detector.update(q, drift)
-        latency_detector, latency_change = self.latency_detector.update(lat, drift)
-        if quality_change is None and latency_change is None:
-            return replace(
-                updated, quality_detector=quality_detector, latency_detector=latency_detector
-            ), None
-        signal: Signal = "quality" if quality_change is not None else "latency"
-        direction = quality_change or latency_change
-        assert direction is not None
+        signal: Signal = "quality" if change[0] == "quality" else "latency"
         event = DriftEvent(
-            signal=signal, direction=direction, feedback=updated.feedback, at=_iso(now)
+            signal=signal, direction=change[1], feedback=updated.feedback, at=_iso(now)
         )
         discounted = updated.discounted(drift.keep)
         return replace(
