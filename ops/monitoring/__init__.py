@@ -1,0 +1,294 @@
+"""Monitoring as code: the files under ``monitoring/`` and what can be derived from them.
+
+Alert and recording rules, their promtool tests, the runbooks, the Alertmanager config, the
+Grafana dashboards and the list of exporter metrics are plain files; this package reads them
+(never copies facts out of them) so the checks (``checks``), the local stack (``stack``) and the
+dashboard generator (``dashboards``) agree with what is committed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import promql_parser
+import yaml
+
+from ops import project
+
+MONITORING_DIR: Final = project.MONITORING_DIR
+PROMETHEUS_DIR: Final = MONITORING_DIR / "prometheus"
+RULES_DIR: Final = PROMETHEUS_DIR / "rules"
+RULE_TESTS_DIR: Final = PROMETHEUS_DIR / "tests"
+RUNBOOKS_DIR: Final = MONITORING_DIR / "runbooks"
+ALERTMANAGER_CONFIG: Final = MONITORING_DIR / "alertmanager" / "alertmanager.yml"
+GRAFANA_DIR: Final = MONITORING_DIR / "grafana"
+DASHBOARDS_DIR: Final = GRAFANA_DIR / "dashboards"
+DASHBOARD_SCHEMA: Final = GRAFANA_DIR / "dashboard.schema.json"
+EXPORTER_METRICS_FILE: Final = MONITORING_DIR / "exporter-metrics.txt"
+
+# The two Prometheus config variants; both load rules/*.yml beside them.
+PROMETHEUS_CONFIGS: Final[Mapping[str, Path]] = {
+    "compose": PROMETHEUS_DIR / "prometheus.yml",
+    "kubernetes": PROMETHEUS_DIR / "prometheus-kubernetes.yml",
+}
+
+# The scrape job of the optimizer service; rules select on it (job="llm-optimizer"), and the
+# chart's ServiceMonitor derives the same name from app.kubernetes.io/name.
+SERVICE_JOB: Final = project.CHART_NAME
+
+# Every alert's runbook_url is this base + the runbook's path in the repository.
+RUNBOOK_BASE_URL: Final = "https://github.com/llm-auto-optimizer/llm-auto-optimizer/blob/main/"
+
+SEVERITIES: Final = ("critical", "warning", "info")
+
+# Placeholder URL in the committed alertmanager.yml, replaced at deploy time.
+WEBHOOK_PLACEHOLDER: Final = "http://webhook.invalid/"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One alerting or recording rule, with where it is defined."""
+
+    file: Path
+    group: str
+    name: str  # the alert name or the recorded metric name
+    expr: str
+    is_alert: bool
+    for_: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+def rule_files() -> list[Path]:
+    """The committed rule files, sorted."""
+    return sorted(RULES_DIR.glob("*.yml"))
+
+
+def rule_test_files() -> list[Path]:
+    """The committed promtool test files, sorted."""
+    return sorted(RULE_TESTS_DIR.glob("*.yml"))
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse one YAML file."""
+    with path.open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def load_rules(files: list[Path] | None = None) -> list[Rule]:
+    """Every rule of the given (default: committed) rule files, in file order."""
+    rules: list[Rule] = []
+    for path in files if files is not None else rule_files():
+        for group in load_yaml(path).get("groups", []):
+            for raw in group.get("rules", []):
+                is_alert = "alert" in raw
+                rules.append(
+                    Rule(
+                        file=path,
+                        group=str(group["name"]),
+                        name=str(raw["alert"] if is_alert else raw["record"]),
+                        expr=str(raw["expr"]),
+                        is_alert=is_alert,
+                        for_=str(raw.get("for", "")),
+                        labels={str(k): str(v) for k, v in (raw.get("labels") or {}).items()},
+                        annotations={
+                            str(k): str(v) for k, v in (raw.get("annotations") or {}).items()
+                        },
+                    )
+                )
+    return rules
+
+
+def alerts() -> list[Rule]:
+    """The committed alerting rules."""
+    return [rule for rule in load_rules() if rule.is_alert]
+
+
+def runbook_path(alert: str) -> Path:
+    """Where the runbook of an alert lives."""
+    return RUNBOOKS_DIR / f"{alert}.md"
+
+
+def runbook_url(alert: str) -> str:
+    """The runbook_url an alert must carry."""
+    return RUNBOOK_BASE_URL + runbook_path(alert).relative_to(project.ROOT).as_posix()
+
+
+def resolve_runbook_url(url: str) -> Path | None:
+    """The repository file a runbook_url points at, or None when it is not of our form."""
+    if not url.startswith(RUNBOOK_BASE_URL):
+        return None
+    return project.ROOT / url.removeprefix(RUNBOOK_BASE_URL)
+
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds in a Prometheus duration such as ``1h30m`` (the forms our files use)."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or match is None:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 5m, 1h30m, 1d)")
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+# --- PromQL -------------------------------------------------------------------------------------
+
+
+def metric_names(expr: str) -> set[str]:
+    """Names of the series an expression selects (``foo`` and ``{__name__="foo"}`` alike).
+
+    Raises ``ValueError`` for an expression that does not parse, or that selects by a
+    ``__name__`` regex (which no cross-check could prove).
+    """
+    try:
+        tree = promql_parser.parse(expr)
+    except Exception as exc:  # the parser raises its own ValueError subclasses
+        raise ValueError(f"PromQL does not parse: {expr!r}: {exc}") from exc
+    names: set[str] = set()
+    problems: list[str] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            if node.name:
+                names.add(node.name)
+            for matcher in node.matchers.matchers:
+                if matcher.name != "__name__":
+                    continue
+                if matcher.op == promql_parser.MatchOp.Equal:
+                    names.add(matcher.value)
+                else:
+                    problems.append(f"selects metric names by pattern: {matcher}")
+
+    promql_parser.walk(tree, visit)
+    if problems:
+        raise ValueError(f"{expr!r}: {'; '.join(problems)}")
+    return names
+
+
+# Grafana template variables our dashboards use, and what stands in for them when a panel's
+# query is checked by promtool (which knows no Grafana variables).
+GRAFANA_VARIABLE_STANDINS: Final[Mapping[str, str]] = {
+    "$__rate_interval": "5m",
+    "$__interval": "1m",
+    "$__range": "1h",
+    "${job}": "llm-optimizer",
+    "$job": "llm-optimizer",
+    "${workload}": ".*",
+    "$workload": ".*",
+}
+
+
+def substitute_grafana_variables(expr: str) -> str:
+    """A panel query with its Grafana variables replaced by values PromQL accepts."""
+    for variable in sorted(GRAFANA_VARIABLE_STANDINS, key=len, reverse=True):
+        expr = expr.replace(variable, GRAFANA_VARIABLE_STANDINS[variable])
+    return expr
+
+
+# --- dashboards ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    """One PromQL target of one dashboard panel."""
+
+    dashboard: str  # file name
+    panel: str  # panel title
+    ref_id: str
+    expr: str
+
+
+def dashboard_files() -> list[Path]:
+    """The committed dashboard JSON files, sorted."""
+    return sorted(DASHBOARDS_DIR.glob("*.json"))
+
+
+def load_dashboard(path: Path) -> dict[str, Any]:
+    """Parse one dashboard file."""
+    with path.open(encoding="utf-8") as fh:
+        data: dict[str, Any] = json.load(fh)
+    return data
+
+
+def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for panel in panels:
+        yield panel
+        yield from _panels(panel.get("panels", []))
+
+
+def panel_queries(files: list[Path] | None = None) -> list[PanelQuery]:
+    """Every PromQL target of every panel of the given (default: committed) dashboards."""
+    queries: list[PanelQuery] = []
+    for path in files if files is not None else dashboard_files():
+        dashboard = load_dashboard(path)
+        for panel in _panels(dashboard.get("panels", [])):
+            for target in panel.get("targets", []):
+                if "expr" in target:
+                    queries.append(
+                        PanelQuery(
+                            path.name, str(panel.get("title", "")), target["refId"], target["expr"]
+                        )
+                    )
+    return queries
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+def exporter_metrics_by_exporter() -> dict[str, frozenset[str]]:
+    """The allow-list, by exporter: ``[postgres_exporter]`` sections of one name per line."""
+    sections: dict[str, set[str]] = {}
+    current: set[str] | None = None
+    for number, raw in enumerate(EXPORTER_METRICS_FILE.read_text().splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], set())
+        elif current is None:
+            raise ValueError(f"{EXPORTER_METRICS_FILE}:{number}: a name before any [exporter] line")
+        elif not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line):
+            raise ValueError(f"{EXPORTER_METRICS_FILE}:{number}: not a metric name: {line!r}")
+        else:
+            current.add(line)
+    return {name: frozenset(names) for name, names in sections.items()}
+
+
+def allowed_exporter_metrics() -> frozenset[str]:
+    """Every name in the exporter allow-list."""
+    return frozenset().union(*exporter_metrics_by_exporter().values())
+
+
+def exposition_names(text: str) -> set[str]:
+    """Sample names in a Prometheus text exposition (histograms give _bucket, _sum, _count)."""
+    names: set[str] = set()
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line)
+        if match:
+            names.add(match.group(0))
+    return names
+
+
+def referenced_metrics() -> dict[str, set[str]]:
+    """Metric name -> where it is used, over every rule and panel; recorded names excluded."""
+    rules = load_rules()
+    recorded = {rule.name for rule in rules if not rule.is_alert}
+    used: dict[str, set[str]] = {}
+    for rule in rules:
+        kind = "alert" if rule.is_alert else "record"
+        for name in metric_names(rule.expr):
+            used.setdefault(name, set()).add(f"{rule.file.name}: {kind} {rule.name}")
+    for query in panel_queries():
+        where = f"{query.dashboard}: panel {query.panel!r} ({query.ref_id})"
+        for name in metric_names(substitute_grafana_variables(query.expr)):
+            used.setdefault(name, set()).add(where)
+    return {name: places for name, places in used.items() if name not in recorded}
