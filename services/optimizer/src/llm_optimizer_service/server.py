@@ -35,7 +35,7 @@ from llm_optimizer_service import metrics
 from llm_optimizer_service.api import create_app
 from llm_optimizer_service.logging_setup import get_logger
 from llm_optimizer_service.runtime import LifecycleHooks, Runtime
-from llm_optimizer_service.sdnotify import SystemdNotifier
+from llm_optimizer_service.sdnotify import SystemdNotifier, install_stall_trigger
 from llm_optimizer_service.settings import Settings
 from llm_optimizer_service.storage import migrations
 from llm_optimizer_service.storage.db import make_engine
@@ -90,14 +90,9 @@ def _uvicorn_config(
 
 
 def systemd_hooks(hooks: LifecycleHooks) -> SystemdNotifier:
+    # READY=1 and the watchdog start in serve(), once every listener accepts connections.
     notifier = SystemdNotifier.from_environ()
     if notifier.enabled:
-
-        async def ready() -> None:
-            notifier.ready()
-            notifier.start_watchdog()
-
-        hooks.on_ready.append(ready)
 
         def stopping() -> None:
             notifier.stopping()
@@ -156,6 +151,11 @@ async def serve(settings: Settings) -> int:
         metrics=f"{settings.server.metrics_host or settings.server.host}:"
         f"{settings.server.metrics_port}",
     )
+    # Type=notify: `systemctl start` returns only now, when every listener is up.
+    notifier.ready()
+    notifier.start_watchdog()
+    if settings.server.test_stall_seconds:
+        install_stall_trigger(loop, settings.server.test_stall_seconds)
 
     done, _ = await asyncio.wait(
         {http_task, metrics_task, stop_task}, return_when=asyncio.FIRST_COMPLETED

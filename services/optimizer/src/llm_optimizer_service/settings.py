@@ -100,6 +100,13 @@ class ServerSettings(_Section):
     heartbeat_interval: float = Field(
         default=5.0, gt=0, description="seconds between lifecycle heartbeats (systemd watchdog)"
     )
+    test_stall_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=3600,
+        description="TEST ONLY: when > 0, SIGUSR2 blocks the event loop this long, to prove the "
+        "systemd watchdog restarts a stalled service (docs/systemd.md); 0 = off",
+    )
 
 
 class AuthSettings(_Section):
