@@ -10,12 +10,35 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from ops import project
+from ops.tasks.workflow import (  # noqa: F401 (imported to mount them at the root)
+    all_,
+    audit,
+    ci,
+    clean,
+    dev,
+    fmt,
+    health_check,
+    info,
+    install,
+    lint,
+    pre_commit,
+)
 
 # Defaults; overridable by invoke.yaml and INVOKE_* variables. Tasks read c.config.
 DEFAULT_CONFIG: dict[str, Any] = {
     "llm_optimizer": {
         "registry": "",
         "image_tag": "",  # empty: the repository version
+        "deploy": {"target": "local", "env": "dev"},  # `invoke deploy` defaults (ops/deploy.py)
+        "local": {  # `invoke deploy --target local` (ops/deploy_local.py)
+            "state_dir": "",  # empty: ops.project.state_dir()
+            "host": "127.0.0.1",
+            "http_port": project.HTTP_PORT,
+            "grpc_port": project.GRPC_PORT,
+            "metrics_port": project.METRICS_PORT,
+            "ready_timeout": 90.0,
+            "stop_timeout": 20.0,
+        },
     },
 }
 

@@ -1,0 +1,538 @@
+"""`invoke deploy --target local`: the service on this machine, on embedded defaults.
+
+Plan → show → act → check. The plan is a list of steps built from configuration alone (no side
+effects), so ``--dry-run`` prints exactly what a real run does:
+
+1. install the service into a venv under the state dir (``uv sync --locked --package …``: the
+   workspace member is installed editable, so a restart runs the current code; a no-op when
+   nothing changed);
+2. create the development API keys file once (a generated key, kept in the state dir);
+3. stop the instance a previous deploy started (pid file; SIGTERM, then wait);
+4. migrate the embedded SQLite database (``llm-optimizer-service db upgrade``);
+5. start ``llm-optimizer-service serve`` detached (own session, so it outlives invoke), with a
+   pid file and a log file in the state dir;
+6. wait for ``/health/ready`` and print the URLs, the API key and the next commands.
+
+The state dir lives outside the repository (``ops.project.state_dir()`` unless
+``llm_optimizer.local.state_dir`` is set):
+
+    venv/  data/  api-keys  service.pid  service.log  deploy.json
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from ops import project, pycommands
+from ops.runner import Runner
+
+# Deployment environments are data: what each one sets in the service's environment.
+SERVICE_ENVIRONMENTS: Mapping[str, Mapping[str, str]] = {
+    "dev": {
+        "LLM_OPTIMIZER_ENVIRONMENT": "development",
+        "LLM_OPTIMIZER_LOG__LEVEL": "INFO",
+        "LLM_OPTIMIZER_LOG__JSON": "false",
+    },
+    "prod": {
+        "LLM_OPTIMIZER_ENVIRONMENT": "production",
+        "LLM_OPTIMIZER_LOG__LEVEL": "INFO",
+        "LLM_OPTIMIZER_LOG__JSON": "true",
+    },
+}
+
+PORT_SETTINGS: Mapping[str, str] = {
+    "http_port": "LLM_OPTIMIZER_SERVER__HTTP_PORT",
+    "grpc_port": "LLM_OPTIMIZER_SERVER__GRPC_PORT",
+    "metrics_port": "LLM_OPTIMIZER_SERVER__METRICS_PORT",
+}
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """Where and how the local deployment runs (``llm_optimizer.local`` in the Invoke config)."""
+
+    state_dir: Path
+    host: str
+    ports: Mapping[str, int]
+    ready_timeout: float
+    stop_timeout: float
+
+    @classmethod
+    def from_context(cls, c: Context) -> LocalConfig:
+        """Read ``c.config.llm_optimizer.local`` (defaults in ops.tasks.root.DEFAULT_CONFIG)."""
+        raw: Mapping[str, Any] = c.config.llm_optimizer.local
+        state = Path(str(raw["state_dir"])).expanduser() if raw["state_dir"] else None
+        ports = {name: int(raw[name]) for name in PORT_SETTINGS}
+        for name, port in ports.items():
+            if not 0 < port < 65536:
+                raise Exit(
+                    f"llm_optimizer.local.{name}={port} is not a TCP port; set 1-65535 in "
+                    "invoke.yaml or INVOKE_LLM_OPTIMIZER_LOCAL_" + name.upper(),
+                    code=1,
+                )
+        return cls(
+            state_dir=state or project.state_dir(),
+            host=str(raw["host"]),
+            ports=ports,
+            ready_timeout=float(raw["ready_timeout"]),
+            stop_timeout=float(raw["stop_timeout"]),
+        )
+
+    @property
+    def venv(self) -> Path:
+        return self.state_dir / "venv"
+
+    @property
+    def service_command(self) -> Path:
+        return self.venv / "bin" / project.SERVICE_COMMAND
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "data"
+
+    @property
+    def keys_file(self) -> Path:
+        return self.state_dir / "api-keys"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "service.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "service.log"
+
+    @property
+    def record_file(self) -> Path:
+        return self.state_dir / "deploy.json"
+
+    def url(self, port_name: str = "http_port", path: str = "") -> str:
+        return f"http://{self.host}:{self.ports[port_name]}{path}"
+
+    def service_env(self, env: str) -> dict[str, str]:
+        """The settings the service gets (contract names), for ``env`` (dev|prod)."""
+        values = {
+            **SERVICE_ENVIRONMENTS[env],
+            "LLM_OPTIMIZER_DATA_DIR": str(self.data_dir),
+            "LLM_OPTIMIZER_SERVER__HOST": self.host,
+            "LLM_OPTIMIZER_AUTH__API_KEYS_FILE": str(self.keys_file),
+        }
+        values.update({PORT_SETTINGS[name]: str(port) for name, port in self.ports.items()})
+        return values
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a plan: a description for the dry run and the action for the real one."""
+
+    description: str
+    action: Callable[[], None] = field(compare=False)
+
+
+def _command_step(
+    runner: Runner,
+    argv: list[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+    why: str,
+) -> Step:
+    shown_env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
+    shown = f"{shown_env} {shlex.join(argv)}" if shown_env else shlex.join(argv)
+    if cwd is not None:
+        shown = f"(cd {shlex.quote(str(cwd))} && {shown})"
+    return Step(
+        f"{why}: {shown}",
+        lambda: _run_checked(runner, argv, env=env, cwd=cwd, why=why),
+    )
+
+
+def _run_checked(
+    runner: Runner, argv: list[str], *, env: Mapping[str, str], cwd: Path | None, why: str
+) -> None:
+    runner.run(argv, env=env, cwd=cwd, hint=f"local deploy could not {why}; see the output above")
+
+
+# --- process helpers ---------------------------------------------------------------------------
+
+
+def read_pid(cfg: LocalConfig) -> int | None:
+    """The pid in the pid file, or None when there is none (or it is unreadable)."""
+    try:
+        return int(cfg.pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def is_our_service(pid: int) -> bool:
+    """True when ``pid`` is alive and is the service's ``serve`` process (not a recycled pid)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.exists():  # not Linux: trust the pid
+        return True
+    try:
+        args = cmdline.read_bytes().split(b"\0")
+    except OSError:
+        return False
+    joined = b" ".join(args)
+    # A zombie has an empty cmdline: it is gone as far as we are concerned.
+    return project.SERVICE_COMMAND.encode() in joined and b"serve" in args
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something accepts connections on host:port (or the port cannot be bound)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def wait_ports_free(cfg: LocalConfig, timeout: float) -> list[int]:
+    """Wait until every configured port can be bound; return the ones still busy."""
+    deadline = time.monotonic() + timeout
+    busy = [p for p in cfg.ports.values() if port_in_use(cfg.host, p)]
+    while busy and time.monotonic() < deadline:
+        time.sleep(0.1)
+        busy = [p for p in busy if port_in_use(cfg.host, p)]
+    return busy
+
+
+def stop(cfg: LocalConfig, *, quiet: bool = False) -> bool:
+    """Stop the instance in the pid file: SIGTERM its process group, wait, SIGKILL if it hangs.
+
+    Returns True when a running instance was stopped. A stale pid file is removed.
+    """
+    pid = read_pid(cfg)
+    if pid is None:
+        if not quiet:
+            print(f"no local deployment is running (no pid file at {cfg.pid_file})")
+        return False
+    if not is_our_service(pid):
+        cfg.pid_file.unlink(missing_ok=True)
+        if not quiet:
+            print(f"removed a stale pid file ({cfg.pid_file}: pid {pid} is not the service)")
+        return False
+    print(f"stopping {project.SERVICE_COMMAND} (pid {pid}): SIGTERM", flush=True)
+    # Started with start_new_session=True: pid is its process group; stop any children with it.
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + cfg.stop_timeout
+    while is_our_service(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if is_our_service(pid):
+        print(f"pid {pid} did not exit within {cfg.stop_timeout:g} s: SIGKILL", flush=True)
+        _signal_group(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    cfg.pid_file.unlink(missing_ok=True)
+    busy = wait_ports_free(cfg, timeout=10.0)
+    if busy:
+        raise Exit(
+            f"stopped pid {pid} but ports {busy} on {cfg.host} are still in use; find the "
+            f"process with `ss -ltnp` and stop it",
+            code=1,
+        )
+    return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _log_tail(cfg: LocalConfig, lines: int = 40) -> str:
+    try:
+        text = cfg.log_file.read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no log file)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    """GET a URL; (status, body). (0, error text) when nothing answers."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http only)
+            return int(response.status), response.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError) as error:
+        return 0, str(error)
+
+
+# --- the plan --------------------------------------------------------------------------------
+
+
+def ensure_keys_file(cfg: LocalConfig) -> str:
+    """The development API key: created once (mode 600), reused by later deploys."""
+    if cfg.keys_file.exists():
+        for line in cfg.keys_file.read_text().splitlines():
+            fields = line.split("#", 1)[0].split()
+            if fields and not fields[0].startswith("sha256:"):
+                return fields[0]
+        raise Exit(
+            f"{cfg.keys_file} has no plain-text key to show; delete it and deploy again to "
+            "generate a development key",
+            code=1,
+        )
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    key = "dev-" + secrets.token_urlsafe(32)
+    fd = os.open(cfg.keys_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(
+            "# Development API key for `invoke deploy --target local` (all scopes).\n"
+            f"{key} read,write,admin\n"
+        )
+    return key
+
+
+def check_ports_free(cfg: LocalConfig) -> None:
+    """Fail with the setting to change when a port the service needs is taken."""
+    for name, port in cfg.ports.items():
+        if port_in_use(cfg.host, port):
+            raise Exit(
+                f"port {port} ({name}) on {cfg.host} is already in use by another process; "
+                f"stop it, or choose another port: llm_optimizer.local.{name} in invoke.yaml "
+                f"or INVOKE_LLM_OPTIMIZER_LOCAL_{name.upper()}=PORT",
+                code=1,
+            )
+
+
+def start_detached(cfg: LocalConfig, env: str) -> int:
+    """Start ``serve`` in its own session with output to the log file; write the pid file."""
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    environ = {**os.environ, **cfg.service_env(env)}
+    environ.pop("VIRTUAL_ENV", None)
+    with cfg.log_file.open("ab") as log:
+        log.write(
+            f"\n--- deploy at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode()
+        )
+        log.flush()
+        # Not through Runner: the service must outlive this process, so it is spawned detached
+        # (new session) instead of being waited for; the command was printed in the plan.
+        process = subprocess.Popen(
+            [str(cfg.service_command), "serve"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environ,
+            cwd=cfg.state_dir,
+            start_new_session=True,
+        )
+    cfg.pid_file.write_text(f"{process.pid}\n")
+    record = {
+        "pid": process.pid,
+        "env": env,
+        "host": cfg.host,
+        "ports": dict(cfg.ports),
+        "version": project.version(),
+        "started": time.time(),
+    }
+    cfg.record_file.write_text(json.dumps(record, indent=2) + "\n")
+    process.returncode = 0  # detached on purpose: silence Popen's "still running" warning
+    return process.pid
+
+
+def wait_ready(cfg: LocalConfig, pid: int) -> float:
+    """Poll /health/ready until 200; fail with the log's tail if the process dies or times out."""
+    url = cfg.url(path="/health/ready")
+    started = time.monotonic()
+    while time.monotonic() - started < cfg.ready_timeout:
+        if not is_our_service(pid):
+            cfg.pid_file.unlink(missing_ok=True)
+            raise Exit(
+                f"the service exited before becoming ready; last lines of {cfg.log_file}:\n"
+                f"{_log_tail(cfg)}",
+                code=1,
+            )
+        status, _ = http_get(url, timeout=1.0)
+        if status == 200:
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise Exit(
+        f"the service (pid {pid}) was not ready at {url} within {cfg.ready_timeout:g} s "
+        f"(llm_optimizer.local.ready_timeout); last lines of {cfg.log_file}:\n{_log_tail(cfg)}",
+        code=1,
+    )
+
+
+def plan(runner: Runner, cfg: LocalConfig, env: str) -> list[Step]:
+    """Every step of a local deploy, in order; building it changes nothing."""
+    install_env = {
+        "UV_PROJECT_ENVIRONMENT": str(cfg.venv),
+        "VIRTUAL_ENV": str(cfg.venv),  # keeps uv from warning about the caller's venv
+    }
+    started: dict[str, int] = {}
+
+    def start() -> None:
+        started["pid"] = start_detached(cfg, env)
+        print(f"started pid {started['pid']}", flush=True)
+
+    return [
+        _command_step(
+            runner,
+            pycommands.uv(
+                "sync", "--locked", "--package", project.SERVICE_DIST, "--no-default-groups"
+            ),
+            env=install_env,
+            cwd=project.ROOT,
+            why=f"install {project.SERVICE_DIST} into {cfg.venv}",
+        ),
+        Step(
+            f"create the development API keys file {cfg.keys_file} unless it exists (mode 600)",
+            lambda: _discard(ensure_keys_file(cfg)),
+        ),
+        Step(
+            f"stop the instance a previous deploy started, if any (pid file {cfg.pid_file}; "
+            f"SIGTERM, up to {cfg.stop_timeout:g} s)",
+            lambda: _discard(stop(cfg, quiet=True)),
+        ),
+        Step(
+            f"check that ports {', '.join(map(str, cfg.ports.values()))} on {cfg.host} are free",
+            lambda: check_ports_free(cfg),
+        ),
+        _command_step(
+            runner,
+            [str(cfg.service_command), "db", "upgrade"],
+            env=cfg.service_env(env),
+            why="migrate the embedded database",
+        ),
+        Step(
+            f"start detached: {cfg.service_command} serve (same environment; "
+            f"pid file {cfg.pid_file}, log {cfg.log_file})",
+            start,
+        ),
+        Step(
+            f"wait for {cfg.url(path='/health/ready')} to answer 200 "
+            f"(up to {cfg.ready_timeout:g} s)",
+            lambda: _discard(wait_ready(cfg, started["pid"])),
+        ),
+    ]
+
+
+def _discard(_: object) -> None:
+    """Run for the side effect; the value is not needed here."""
+
+
+def deploy(c: Context, *, env: str, dry_run: bool) -> None:
+    """Deploy (or redeploy onto the current code) the service locally; see the module docstring."""
+    from ops.runner import runner_for
+
+    runner = runner_for(c, dry_run=dry_run)
+    cfg = LocalConfig.from_context(c)
+    steps = plan(runner, cfg, env)
+    print(f"local deploy ({env}) into {cfg.state_dir}:")
+    for number, step in enumerate(steps, 1):
+        print(f"  {number}. {step.description}")
+    if runner.dry_run:
+        print("dry run: nothing was changed")
+        return
+    began = time.monotonic()
+    for step in steps:
+        step.action()
+    print_summary(cfg, env, ensure_keys_file(cfg), time.monotonic() - began)
+
+
+def print_summary(cfg: LocalConfig, env: str, key: str, elapsed: float) -> None:
+    """URLs, the development key and the next commands."""
+    api = cfg.url()
+    print(
+        f"\n{project.SERVICE_DIST} {project.version()} is ready ({env}) after {elapsed:.1f} s\n"
+        f"  REST API     {api}/api/v1   (docs {api}/docs)\n"
+        f"  health       {api}/health/ready\n"
+        f"  gRPC         {cfg.host}:{cfg.ports['grpc_port']}\n"
+        f"  metrics      {cfg.url('metrics_port', '/metrics')}\n"
+        f"  API key      {key}   (development key; file {cfg.keys_file})\n"
+        f"  logs         {cfg.log_file}\n"
+        f"next:\n"
+        f"  export LLM_OPTIMIZER_API_URL={api} LLM_OPTIMIZER_API_KEY={key}\n"
+        f"  curl -H 'Authorization: Bearer {key}' {api}/api/v1/workloads\n"
+        f"  uv run invoke deploy.status     # is it up?\n"
+        f"  uv run invoke deploy.down       # stop it\n"
+        f"  uv run invoke deploy            # redeploy onto the current code"
+    )
+
+
+def read_record(cfg: LocalConfig) -> dict[str, Any]:
+    """What the last deploy started (env, host, ports, pid), or {} when nothing was."""
+    try:
+        record = json.loads(cfg.record_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def status(c: Context) -> int:
+    """Print the local deployment's state; return 0 when running and ready, else 3."""
+    cfg = LocalConfig.from_context(c)
+    pid = read_pid(cfg)
+    if pid is None or not is_our_service(pid):
+        where = f"pid file {cfg.pid_file}" + (" is stale" if pid is not None else " is absent")
+        print(f"local deployment: not running ({where}); start it with: uv run invoke deploy")
+        return 3
+    record = read_record(cfg)
+    host = str(record.get("host", cfg.host))
+    ports = {**cfg.ports, **record.get("ports", {})}
+    base = f"http://{host}:{ports['http_port']}"
+    ready, _ = http_get(f"{base}/health/ready")
+    code, version = http_get(f"{base}/version")
+    print(
+        f"local deployment: running, pid {pid}, env {record.get('env', '?')}\n"
+        f"  ready        {base}/health/ready -> {ready or 'no answer'}\n"
+        f"  version      {version.strip() if code == 200 else 'unknown'}\n"
+        f"  gRPC         {host}:{ports['grpc_port']}\n"
+        f"  metrics      http://{host}:{ports['metrics_port']}/metrics\n"
+        f"  state dir    {cfg.state_dir}\n"
+        f"  log          {cfg.log_file}"
+    )
+    return 0 if ready == 200 else 3
+
+
+def down(c: Context, *, dry_run: bool) -> None:
+    """Stop the local deployment (idempotent)."""
+    cfg = LocalConfig.from_context(c)
+    from ops.runner import runner_for
+
+    if runner_for(c, dry_run=dry_run).dry_run:
+        pid = read_pid(cfg)
+        print(
+            f"[dry-run] would send SIGTERM to pid {pid} (pid file {cfg.pid_file}), wait up to "
+            f"{cfg.stop_timeout:g} s, then SIGKILL; then wait for ports "
+            f"{', '.join(map(str, cfg.ports.values()))} to be free"
+            if pid is not None
+            else f"[dry-run] nothing to stop (no pid file at {cfg.pid_file})"
+        )
+        return
+    if stop(cfg):
+        print("local deployment stopped; its ports are free")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: uv run invoke deploy --target local")

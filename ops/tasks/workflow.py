@@ -1,0 +1,229 @@
+"""Root-level developer tasks (install, lint, fmt, audit, clean, dev, ci, pre-commit, all, info,
+health-check). ``ops.tasks.root`` imports them into the root collection; this module is not an
+area of its own.
+"""
+
+from __future__ import annotations
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+# What `invoke clean` removes: build outputs and tool caches, never .venv or state.
+CLEAN_PATHS = (
+    "dist",
+    "build",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".coverage",
+    "htmlcov",
+)
+CLEAN_GLOBS = ("**/__pycache__", "**/*.egg-info", "services/*/dist")
+
+
+@task(
+    help={"group": "install only this dependency group (repeat; default: all groups)"},
+    iterable=["group"],
+)
+def install(c: Context, group: list[str] | None = None) -> None:
+    """Install every workspace package (locked versions) and the dependency groups into .venv."""
+    from ops import project, pycommands
+    from ops.runner import runner_for
+
+    groups = [f"--group={g}" for g in group] if group else ["--all-groups"]
+    runner_for(c).run(
+        pycommands.uv("sync", "--locked", "--all-packages", *groups), cwd=project.ROOT
+    )
+
+
+@task
+def lint(c: Context) -> None:
+    """Lint and check formatting with ruff (the nox `lint` session)."""
+    from ops import project, pycommands
+    from ops.runner import runner_for
+
+    runner_for(c).run(pycommands.nox(["lint"]), cwd=project.ROOT)
+
+
+@task(help={"check": "only report what would change (exit 1 if anything would)"})
+def fmt(c: Context, check: bool = False) -> None:
+    """Format the code and apply ruff's safe fixes (ruff format, ruff check --fix)."""
+    from ops import project, pycommands
+    from ops.runner import runner_for
+
+    runner = runner_for(c)
+    if check:
+        runner.run(
+            pycommands.uv_run(["lint"], "ruff", "format", "--check", "--diff", "."),
+            cwd=project.ROOT,
+        )
+        runner.run(pycommands.uv_run(["lint"], "ruff", "check", "."), cwd=project.ROOT)
+        return
+    runner.run(pycommands.uv_run(["lint"], "ruff", "check", "--fix", "."), cwd=project.ROOT)
+    runner.run(pycommands.uv_run(["lint"], "ruff", "format", "."), cwd=project.ROOT)
+
+
+@task(
+    help={
+        "offline": "licence review only; skip the vulnerability scan, which needs the network",
+        "dry_run": "print the commands and run nothing",
+    }
+)
+def audit(c: Context, offline: bool = False, dry_run: bool = False) -> None:
+    """Review the shipped dependencies: licences (offline) and known vulnerabilities (network)."""
+    from ops import audit as audit_
+    from ops.runner import runner_for
+
+    audit_.run(runner_for(c, dry_run=dry_run), offline=offline)
+
+
+@task(
+    help={
+        "nox": "also remove the nox session venvs (.nox)",
+        "dry_run": "list what would be removed and remove nothing",
+    }
+)
+def clean(c: Context, nox: bool = False, dry_run: bool = False) -> None:
+    """Remove build outputs and tool caches (dist, caches, __pycache__); never .venv or state."""
+    import shutil
+
+    from ops import project
+    from ops.runner import runner_for
+
+    dry = runner_for(c, dry_run=dry_run).dry_run
+    root = project.ROOT
+    paths = [root / p for p in (*CLEAN_PATHS, *([".nox"] if nox else []))]
+    paths += [p for pattern in CLEAN_GLOBS for p in root.glob(pattern) if ".venv" not in p.parts]
+    removed = 0
+    for path in sorted({p for p in paths if p.exists() or p.is_symlink()}):
+        print(f"{'[dry-run] would remove' if dry else 'removing'} {path.relative_to(root)}")
+        removed += 1
+        if dry:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    if not removed:
+        print("nothing to clean")
+
+
+@task(help={"dry_run": "print the plan and change nothing"})
+def dev(c: Context, dry_run: bool = False) -> None:
+    """Set up for development: install every group, then deploy locally (dev) and print the URLs."""
+    from ops import deploy
+    from ops.runner import runner_for
+
+    if runner_for(c, dry_run=dry_run).dry_run:
+        print("[dry-run] would run: invoke install")
+    else:
+        install(c)
+    deploy.run(c, target="local", env="dev", dry_run=dry_run)
+
+
+@task
+def ci(c: Context) -> None:
+    """Run what CI runs: the default nox sessions (lint, typecheck, tests)."""
+    from ops import project, pycommands
+    from ops.runner import runner_for
+
+    runner_for(c).run(pycommands.nox(), cwd=project.ROOT)
+
+
+@task(name="pre-commit")
+def pre_commit(c: Context) -> None:
+    """Quick checks before committing: the nox `lint` and `typecheck` sessions."""
+    from ops import project, pycommands
+    from ops.runner import runner_for
+
+    runner_for(c).run(pycommands.nox(["lint", "typecheck"]), cwd=project.ROOT)
+
+
+@task(name="all")
+def all_(c: Context) -> None:
+    """Everything: the default nox sessions (lint, typecheck, tests), then build the packages."""
+    from ops.tasks import build
+
+    ci(c)
+    build.build(c)
+
+
+@task
+def info(c: Context) -> None:
+    """Versions, git sha, deploy targets and their availability, and the tools found (doctor)."""
+    import platform
+
+    from ops import deploy, project, provision, pycommands
+    from ops.runner import runner_for
+
+    runner = runner_for(c)
+    runner.echo = False
+    sha = runner.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture=True, check=False, cwd=project.ROOT
+    )
+    uv_version = runner.run([pycommands.uv_executable(), "--version"], capture=True, check=False)
+    import invoke
+
+    print(f"{project.PROJECT} {project.version()}")
+    git_sha = sha.stdout.strip() if sha and sha.ok else "unknown (not a git checkout?)"
+    print(f"  git sha      {git_sha}")
+    print(f"  python       {platform.python_version()} ({platform.python_implementation()})")
+    print(f"  invoke       {invoke.__version__}")
+    uv_text = uv_version.stdout.strip() if uv_version and uv_version.ok else "not found"
+    print(f"  uv           {uv_text}")
+    for package in pycommands.service_packages():
+        import tomllib
+
+        meta = tomllib.loads((package / "pyproject.toml").read_text())["project"]
+        print(
+            f"  package      {meta['name']} {meta['version']} ({package.relative_to(project.ROOT)})"
+        )
+    print("deploy targets (invoke deploy --target T):")
+    for target in deploy.TARGETS.values():
+        available = (
+            "available" if target.implementation() else f"not available yet: needs {target.needs}"
+        )
+        print(f"  {target.name:<11} {target.summary}; {available}")
+    print(f"  environments: {', '.join(deploy.ENVIRONMENTS)}")
+    statuses = provision.report(runner, provision.select(None))
+    print(f"tools (invoke doctor): {provision.summary(statuses)}")
+    for status in provision.problems(statuses):
+        print(f"  missing or wrong version: {status.tool.name} — {status.tool.install_hint()}")
+
+
+@task(
+    name="health-check",
+    help={"json": "print the health report as JSON"},
+)
+def health_check(c: Context, json: bool = False) -> None:
+    """Check the local deployment with the service's own `health` command (exit 0/1/2)."""
+    from ops import deploy_local
+    from ops.runner import runner_for
+
+    cfg = deploy_local.LocalConfig.from_context(c)
+    if not cfg.service_command.exists():
+        raise Exit("nothing is deployed locally yet; run: uv run invoke deploy", code=1)
+    record = deploy_local.read_record(cfg)
+    if record.get("ports"):
+        cfg = deploy_local.LocalConfig(
+            cfg.state_dir,
+            str(record.get("host", cfg.host)),
+            record["ports"],
+            cfg.ready_timeout,
+            cfg.stop_timeout,
+        )
+    result = runner_for(c).run(
+        [str(cfg.service_command), "health", *(["--json"] if json else [])],
+        env=cfg.service_env(str(record.get("env", "dev"))),
+        check=False,
+    )
+    if result is None:
+        return
+    meaning = {0: "healthy", 1: "unhealthy", 2: "degraded"}.get(result.exited, "failed")
+    if result.exited != 0:
+        raise Exit(
+            f"the local deployment is {meaning} (exit {result.exited}); see above",
+            code=result.exited,
+        )
+    print("the local deployment is healthy")

@@ -1,0 +1,163 @@
+"""`invoke deploy` (local) for real: install, migrate, start, API round trip, redeploy, down.
+
+Runs the real `invoke` CLI in a subprocess with the ports and state dir overridden through
+INVOKE_* variables (as a user would), on free ports and a temporary state dir.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ops import deploy_local, project
+from tests._support.tools import free_port, require_tool
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class LocalDeploy:
+    state: Path
+    env: dict[str, str]
+    http_port: int
+    ports: tuple[int, int, int]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def invoke(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=project.ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def pid(self) -> int | None:
+        path = self.state / "service.pid"
+        return int(path.read_text()) if path.exists() else None
+
+    def key(self) -> str:
+        lines = (self.state / "api-keys").read_text().splitlines()
+        return next(line.split()[0] for line in lines if line and not line.startswith("#"))
+
+
+def _alive(pid: int) -> bool:
+    return deploy_local.is_our_service(pid)
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeploy]:
+    require_tool("uv")
+    state = tmp_path_factory.mktemp("deploy-state")
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "INVOKE_LLM_OPTIMIZER_LOCAL_STATE_DIR": str(state),
+        "INVOKE_LLM_OPTIMIZER_LOCAL_HTTP_PORT": str(http),
+        "INVOKE_LLM_OPTIMIZER_LOCAL_GRPC_PORT": str(grpc),
+        "INVOKE_LLM_OPTIMIZER_LOCAL_METRICS_PORT": str(metrics),
+        "INVOKE_LLM_OPTIMIZER_LOCAL_READY_TIMEOUT": "180",
+    }
+    deployment = LocalDeploy(state, env, http, (http, grpc, metrics))
+    yield deployment
+    # Stop it even when a test failed half-way; then make sure nothing is left running.
+    deployment.invoke("deploy.down", timeout=120)
+    pid = deployment.pid()
+    if pid is not None and _alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def test_deploy_serves_a_decide_feedback_round_trip(local: LocalDeploy) -> None:
+    result = local.invoke("deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is ready (dev)" in result.stdout
+    key = local.key()
+    assert f"API key      {key}" in result.stdout
+    assert "uv run invoke deploy.down" in result.stdout
+    pid = local.pid()
+    assert pid is not None
+    assert _alive(pid)
+
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=local.url, headers=headers, timeout=10) as client:
+        assert client.get("/health/ready").status_code == 200
+        created = client.post(
+            "/api/v1/workloads",
+            json={
+                "name": "e2e-deploy",
+                "arms": [{"name": "a", "model": "m-a"}, {"name": "b", "model": "m-b"}],
+            },
+        )
+        assert created.status_code == 201, created.text
+        decision = client.post("/api/v1/workloads/e2e-deploy/decide")
+        assert decision.status_code == 200, decision.text
+        body = decision.json()
+        assert body["arm"] in {"a", "b"}
+        feedback = client.post(
+            "/api/v1/feedback",
+            json={
+                "decision_id": body["decision_id"],
+                "quality": 0.9,
+                "cost_usd": 0.001,
+                "latency_ms": 120,
+            },
+        )
+        assert feedback.status_code == 202, feedback.text
+        report = client.get("/api/v1/workloads/e2e-deploy/report").json()
+        arms = {arm["name"]: arm for arm in report["arms"]}
+        assert arms[body["arm"]]["feedback"] == 1
+
+    status = local.invoke("deploy.status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert f"running, pid {pid}" in status.stdout
+
+    migrate = local.invoke("db.migrate")
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+
+
+def test_second_deploy_is_idempotent_and_restarts_onto_the_code(local: LocalDeploy) -> None:
+    first_pid = local.pid()
+    key = local.key()
+    result = local.invoke("deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    second_pid = local.pid()
+    assert second_pid is not None
+    assert second_pid != first_pid
+    assert first_pid is None or not _alive(first_pid)
+    assert local.key() == key  # the development key is kept
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=local.url, headers=headers, timeout=10) as client:
+        assert client.get("/health/ready").status_code == 200
+        # The data survived the restart.
+        report = client.get("/api/v1/workloads/e2e-deploy/report")
+        assert report.status_code == 200, report.text
+        assert sum(arm["feedback"] for arm in report.json()["arms"]) == 1
+
+
+def test_down_stops_the_service_and_frees_its_ports(local: LocalDeploy) -> None:
+    pid = local.pid()
+    assert pid is not None
+    result = local.invoke("deploy.down")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "its ports are free" in result.stdout
+    assert not _alive(pid)
+    assert local.pid() is None
+    for port in local.ports:
+        assert not deploy_local.port_in_use("127.0.0.1", port), f"port {port} still in use"
+    status = local.invoke("deploy.status")
+    assert status.returncode == 3
+    again = local.invoke("deploy.down")
+    assert again.returncode == 0
+    assert "no local deployment is running" in again.stdout

@@ -1,0 +1,212 @@
+"""The command each developer task builds (build, test, lint, fmt, ci, …), with MockContext."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+from invoke.config import Config
+from invoke.context import MockContext
+from invoke.exceptions import Exit
+from invoke.runners import Result
+
+from ops import project
+from ops.tasks import build, db, test, workflow
+from ops.tasks.root import DEFAULT_CONFIG
+
+
+class Recorder(MockContext):
+    """A MockContext that answers every command with ``answer`` and records the argv it got."""
+
+    def __init__(
+        self, answers: dict[str, Result] | None = None, **overrides: dict[str, Any]
+    ) -> None:
+        config = Config(overrides=overrides)
+        config.load_collection(DEFAULT_CONFIG)
+        super().__init__(config=config, run=Result(), repeat=True)
+        # Context proxies attribute writes to its config; _set makes real attributes.
+        self._set(answers=answers or {}, commands=[])
+        self.answers: dict[str, Result]
+        self.commands: list[list[str]]
+
+    def run(self, command: str, *args: Any, **kwargs: Any) -> Result:
+        argv = shlex.split(command)
+        self.commands.append(argv)
+        for pattern, result in self.answers.items():
+            if re.search(pattern, command):
+                return result
+        return Result(command=command)
+
+
+def nox_args(argv: list[str]) -> list[str]:
+    """The arguments after `python -m nox`."""
+    assert argv[1:3] == ["-m", "nox"], argv
+    return argv[3:]
+
+
+def test_build_makes_sdist_and_wheel_of_each_service_package() -> None:
+    c = Recorder(run={"dry": False})
+    with pytest.raises(Exit, match="wrote nothing"):  # the mock writes no files: checked
+        build.build(c, out="dist-test-never-written")
+    packages = sorted(
+        str(p.relative_to(project.ROOT))
+        for p in project.ROOT.glob("services/*")
+        if (p / "pyproject.toml").exists()
+    )
+    assert len(packages) >= 2
+    built = [argv for argv in c.commands if argv[1:2] == ["build"]]
+    assert [argv[-1] for argv in built] == packages
+    assert built[0][2:4] == ["--out-dir", str(project.ROOT / "dist-test-never-written")]
+
+
+def test_build_dry_run_shows_every_package_and_runs_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    c = Recorder(run={"dry": True})
+    build.build(c, clear=True)
+    err = capsys.readouterr().err
+    assert c.commands == []
+    assert "--clear services/cli" in err
+    assert re.search(r"uv build --out-dir \S+/dist --no-create-gitignore services/optimizer", err)
+
+
+def test_test_task_runs_the_nox_tests_session_with_pytest_options() -> None:
+    c = Recorder()
+    test.suite(c, path="tests/ops", k="deploy", exitfirst=True)
+    assert nox_args(c.commands[-1]) == [
+        "--sessions",
+        "tests",
+        "--",
+        "tests/ops",
+        "-k",
+        "deploy",
+        "-x",
+    ]
+
+
+def test_coverage_adds_pytest_cov_options() -> None:
+    c = Recorder()
+    test.coverage(c, html=True, fail_under=80)
+    args = nox_args(c.commands[-1])
+    assert args[:3] == ["--sessions", "tests", "--"]
+    assert {"--cov=ops", "--cov=llm_optimizer_service", "--cov=llm_optimizer_cli"} <= set(args)
+    assert "--cov-fail-under=80" in args
+    assert any(a.startswith("--cov-report=html:") for a in args)
+
+
+def test_watch_reruns_pytest_through_watchfiles() -> None:
+    c = Recorder()
+    test.watch(c, k="runner")
+    argv = c.commands[-1]
+    assert argv[1:5] == ["run", "--locked", "--group=test", "--group=infra"]
+    assert argv[5:8] == ["watchfiles", "--filter", "python"]
+    assert argv[8] == "pytest -q -k runner -x"
+    assert {"ops", "services", "tests"} <= set(argv[9:])
+
+
+def _nox_listing(*names: str) -> Result:
+    return Result(stdout=json.dumps([{"name": n, "description": ""} for n in names]))
+
+
+def test_bench_says_not_available_while_the_noxfile_has_no_bench_session() -> None:
+    c = Recorder(answers={"--list --json": _nox_listing("lint", "tests")})
+    with pytest.raises(Exit, match="not available yet: needs the nox session 'bench'"):
+        test.bench(c)
+    c = Recorder(answers={"--list --json": _nox_listing("lint", "bench")})
+    test.bench(c, scenario="decide")
+    assert nox_args(c.commands[-1]) == ["--sessions", "bench", "--", "decide"]
+
+
+@pytest.mark.parametrize(
+    ("task", "expected"),
+    [
+        (workflow.lint, ["--sessions", "lint"]),
+        (workflow.pre_commit, ["--sessions", "lint", "typecheck"]),
+        (workflow.ci, []),
+    ],
+)
+def test_checks_run_the_nox_sessions(task: Any, expected: list[str]) -> None:
+    c = Recorder()
+    task(c)
+    assert nox_args(c.commands[-1]) == expected
+
+
+def test_install_syncs_every_package_and_group_from_the_lock() -> None:
+    c = Recorder()
+    workflow.install(c)
+    assert c.commands[-1][1:] == ["sync", "--locked", "--all-packages", "--all-groups"]
+    workflow.install(c, group=["lint", "test"])
+    assert c.commands[-1][1:] == [
+        "sync",
+        "--locked",
+        "--all-packages",
+        "--group=lint",
+        "--group=test",
+    ]
+
+
+def test_fmt_fixes_then_formats_and_check_only_reports() -> None:
+    c = Recorder()
+    workflow.fmt(c)
+    assert [argv[4:] for argv in c.commands] == [
+        ["ruff", "check", "--fix", "."],
+        ["ruff", "format", "."],
+    ]
+    c = Recorder()
+    workflow.fmt(c, check=True)
+    assert [argv[4:] for argv in c.commands] == [
+        ["ruff", "format", "--check", "--diff", "."],
+        ["ruff", "check", "."],
+    ]
+
+
+def test_all_runs_ci_then_build() -> None:
+    c = Recorder(run={"dry": False})
+    with pytest.raises(Exit, match="wrote nothing"):
+        workflow.all_(c)
+    assert nox_args(c.commands[0]) == []
+    assert c.commands[1][1] == "build"
+
+
+def test_clean_dry_run_lists_and_removes_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    marker = project.ROOT / ".pytest_cache"
+    existed = marker.exists()
+    workflow.clean(Recorder(), dry_run=True)
+    out = capsys.readouterr().out
+    assert ".venv" not in out
+    assert marker.exists() == existed
+    assert all(
+        line.startswith("[dry-run] would remove")
+        for line in out.splitlines()
+        if line != "nothing to clean"
+    )
+
+
+def test_db_tasks_need_a_local_deployment_or_print_the_command_in_dry_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overrides: dict[str, dict[str, Any]] = {
+        "llm_optimizer": {"local": {"state_dir": str(tmp_path)}}
+    }
+    with pytest.raises(Exit, match="nothing is deployed locally yet; run: uv run invoke deploy"):
+        db.migrate(Recorder(**overrides))
+    db.backup(Recorder(**overrides), dry_run=True)
+    assert f"{tmp_path}/venv/bin/llm-optimizer-service backup create" in capsys.readouterr().err
+    with pytest.raises(Exit, match="run again with --yes"):
+        db.restore(Recorder(**overrides), path="backup.db")
+    with pytest.raises(Exit, match=r"--target compose are not available yet: needs the operations"):
+        db.migrate(Recorder(**overrides), target="compose")
+
+
+def test_health_check_needs_a_local_deployment(tmp_path: Path) -> None:
+    overrides: dict[str, dict[str, Any]] = {
+        "llm_optimizer": {"local": {"state_dir": str(tmp_path)}}
+    }
+    with pytest.raises(Exit, match="nothing is deployed locally yet"):
+        workflow.health_check(Recorder(**overrides))
