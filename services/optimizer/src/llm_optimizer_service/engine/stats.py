@@ -102,7 +102,9 @@ class ArmStats:
         change = None
         if drift.enabled:
             quality_detector, quality_change = quality_detector.update(q, drift)
-            latency_detector, latency_change = latency_detector.update(lat, drift)
+            # Latency is right-skewed (roughly lognormal): its detector watches log latency,
+            # where the noise is symmetric and a slowdown is a relative change.
+            latency_detector, latency_change = latency_detector.update(math.log1p(lat), drift)
             if quality_change is not None:
                 change = ("quality", quality_change)
             elif latency_change is not None:
