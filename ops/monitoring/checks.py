@@ -75,10 +75,12 @@ def amtool_routes(runner: Runner, labels: dict[str, str]) -> str:
     """The receiver Alertmanager's routing tree picks for an alert with these labels."""
     argv = ["amtool", "config", "routes", "test", f"--config.file={mon.ALERTMANAGER_CONFIG}"]
     argv += [f"{key}={value}" for key, value in labels.items()]
-    code, output = _run(runner, argv)
-    if code:
-        raise RuntimeError(f"amtool config routes test failed:\n{output}")
-    return output.splitlines()[-1].strip()
+    result = runner.run(argv, check=False, capture=True)
+    if result is None:  # dry run
+        return ""
+    if result.exited:
+        raise RuntimeError(f"amtool config routes test failed:\n{result.stdout}{result.stderr}")
+    return str(result.stdout).strip().splitlines()[-1].strip()
 
 
 def panel_queries_parse(runner: Runner) -> list[str]:

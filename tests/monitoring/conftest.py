@@ -1,0 +1,148 @@
+"""Fixtures for the monitoring tests: the real service with traffic, Redis, the exporters, and a
+Prometheus + Alertmanager pair started from Debian's binaries on free 127.0.0.1 ports."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ops.monitoring import stack
+from ops.runner import Runner
+from tests._support.service import RunningService
+from tests._support.service_fixtures import postgres, running_service
+from tests._support.tools import free_port, require_tool
+
+__all__ = ["postgres", "running_service"]
+
+
+@pytest.fixture(scope="session")
+def runner() -> Runner:
+    """The ops command runner, quiet (pytest shows output on failure anyway)."""
+    return Runner(echo=False)
+
+
+@pytest.fixture(scope="session")
+def promtool() -> Path:
+    """promtool from Debian's prometheus package."""
+    return require_tool("promtool")
+
+
+@pytest.fixture(scope="session")
+def amtool() -> Path:
+    """amtool from Debian's prometheus-alertmanager package."""
+    return require_tool("amtool")
+
+
+def drive_traffic(service: RunningService, workload: str = "monitoring-check") -> None:
+    """Create a workload, decide and report feedback, so every labelled series exists."""
+    with service.client() as client:
+        created = client.post(
+            "/api/v1/workloads",
+            json={
+                "name": workload,
+                "arms": [
+                    {
+                        "name": "small",
+                        "model": "small-model",
+                        "price": {"input_per_1k": 0.1, "output_per_1k": 0.2},
+                    },
+                    {
+                        "name": "large",
+                        "model": "large-model",
+                        "price": {"input_per_1k": 1.0, "output_per_1k": 2.0},
+                    },
+                ],
+            },
+        )
+        assert created.status_code in (201, 409), created.text
+        for _ in range(6):
+            decision = client.post(f"/api/v1/workloads/{workload}/decide")
+            assert decision.status_code == 200, decision.text
+            feedback = client.post(
+                "/api/v1/feedback",
+                json={
+                    "decision_id": decision.json()["decision_id"],
+                    "quality": 0.8,
+                    "cost_usd": 0.002,
+                    "latency_ms": 120.0,
+                },
+            )
+            assert feedback.status_code == 202, feedback.text
+        assert client.get("/api/v1/workloads/does-not-exist").status_code == 404
+
+
+def scrape(url: str) -> str:
+    """One scrape of a /metrics endpoint."""
+    response = httpx.get(url, timeout=5.0)
+    response.raise_for_status()
+    return response.text
+
+
+@pytest.fixture(scope="session")
+def active_service(running_service: RunningService) -> RunningService:
+    """The shared service after a decide + feedback round, so its labelled metrics exist."""
+    drive_traffic(running_service)
+    return running_service
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway redis-server on a free port, without persistence."""
+    port = free_port()
+    directory = tmp_path_factory.mktemp("redis")
+    server = stack.start(
+        "redis-server",
+        [
+            str(require_tool("redis-server")),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        log_dir=directory,
+        echo=False,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError):
+                import socket
+
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            if time.monotonic() > deadline or not server.running():
+                raise RuntimeError(f"redis-server did not start:\n{server.log_tail()}")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[object]:
+    """Start servers through ops.monitoring.stack; every one is stopped at teardown."""
+    started: list[stack.Server] = []
+
+    def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> stack.Server:
+        require_tool(argv[0])
+        server = stack.start(name, argv, log_dir=tmp_path / "logs", env=env, echo=False)
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.process.wait(5)
