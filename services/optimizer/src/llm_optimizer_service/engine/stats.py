@@ -42,8 +42,6 @@ class DriftEvent:
 def _iso(now: datetime | None) -> str | None:
     if now is None:
         return None
-    if now.tzinfo is None:
-        raise EngineError("now must be timezone-aware (e.g. datetime.now(UTC)), got a naive time")
     return now.astimezone(UTC).isoformat()
 
 
@@ -97,6 +95,10 @@ class ArmStats:
         (timezone-aware) stamps a detected drift; without it the drift's time is unknown.
         """
         del objective
+        if now is not None and now.tzinfo is None:
+            raise EngineError(
+                "now must be timezone-aware (e.g. datetime.now(UTC)), got a naive time"
+            )
         q, c, lat = obs.effective_quality, obs.cost_usd, obs.latency_ms
         quality_detector, latency_detector = self.quality_detector, self.latency_detector
         change = None
