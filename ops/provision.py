@@ -312,7 +312,7 @@ class ToolStatus:
     tool: Tool
     path: Path | None
     version: str  # as reported by the tool ("" when absent or unreadable)
-    state: str  # "ok", "missing", "not the pinned copy", "wrong version", "no version"
+    state: str  # "ok", "missing", "not the pinned copy", "sha256 mismatch", "wrong version", ...
 
     @property
     def ok(self) -> bool:
@@ -326,6 +326,8 @@ def probe(runner: Runner, tool: Tool) -> ToolStatus:
         return ToolStatus(tool, path, "", "missing")
     if not is_installed(tool):
         return ToolStatus(tool, path, "", "not the pinned copy")
+    if tool.sha256 and _sha256(path) != tool.sha256:
+        return ToolStatus(tool, path, "", "sha256 mismatch")
     if tool.source is Source.PYPI_VENV:
         text = _venv_version(tool)  # checkov takes ~10-30 s to start: read its metadata instead
     else:

