@@ -20,7 +20,14 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHON_VERSIONS = nox.project.python_versions(PYPROJECT)
-TYPED_PATHS = ("ops", "services/optimizer/src", "services/cli/src", "tasks.py", "noxfile.py")
+TYPED_PATHS = (
+    "ops",
+    "services/optimizer/src",
+    "services/cli/src",
+    "benchmarks",
+    "tasks.py",
+    "noxfile.py",
+)
 PYTEST_DEFAULTS = ("--durations=20",)  # the slowest tests end up in CI's timing summary
 
 
@@ -65,3 +72,10 @@ def tests(session: nox.Session) -> None:
     # Catalogued tools (`invoke setup`) first on PATH, after the session's own venv.
     path = os.pathsep.join([*session.bin_paths, tools.search_path()])
     session.run("pytest", *(session.posargs or PYTEST_DEFAULTS), env={"PATH": path})
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks (python -m benchmarks) and print their figures against the targets."""
+    sync(session, "bench")
+    session.run("python", "-m", "benchmarks", *session.posargs)
