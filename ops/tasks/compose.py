@@ -1,1 +1,165 @@
-"""Invoke collection: compose."""
+"""Invoke collection: compose — the Compose stacks in infra/docker (see docs/containers.md).
+
+``deploy_target(c, env=..., dry_run=...)`` is what ``invoke deploy --target compose`` calls.
+The project name is ``llm_optimizer.compose_project`` (default ``llm-optimizer``); with
+``--standins`` (or ``llm_optimizer.compose_standins: true``) postgres and redis are the local
+stand-ins of compose.ci.yml, for machines that can't pull images.
+"""
+
+from __future__ import annotations
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+ENV_HELP = "dev (default) or prod (compose.yml + compose.prod.yml)"
+STANDINS_HELP = "add compose.ci.yml: postgres/redis stand-ins built from Debian packages"
+DRY_RUN_HELP = "print every command and change nothing"
+
+
+def _project(c: Context) -> str:
+    from ops import project
+
+    return str(c.config.llm_optimizer.get("compose_project", project.PROJECT))
+
+
+def _standins(c: Context, flag: bool) -> bool:
+    return flag or bool(c.config.llm_optimizer.get("compose_standins", False))
+
+
+def _image(c: Context) -> str:
+    from ops import docker_cmd, docker_images, project
+
+    config = c.config.llm_optimizer
+    return docker_cmd.image_ref(
+        project.SERVICE_IMAGE,
+        docker_images.default_tag(str(config.image_tag)),
+        str(config.registry),
+    )
+
+
+@task(
+    help={
+        "env": ENV_HELP,
+        "wait": "wait until every started service is running/healthy (compose up --wait)",
+        "services": "comma-separated services to start with their dependencies (default: all)",
+        "standins": STANDINS_HELP,
+        "dry_run": DRY_RUN_HELP,
+    }
+)
+def up(
+    c: Context,
+    env: str = "dev",
+    wait: bool = False,
+    services: str = "",
+    standins: bool = False,
+    dry_run: bool = False,
+) -> None:
+    """Build the service image and start the stack (docker compose up --detach)."""
+    from ops import compose_stack
+    from ops.runner import runner_for
+
+    compose_stack.up(
+        runner_for(c, dry_run=dry_run),
+        env=env,
+        project=_project(c),
+        image=_image(c),
+        standins=_standins(c, standins),
+        wait=wait,
+        services=[s for s in services.split(",") if s],
+    )
+
+
+@task(
+    help={
+        "volumes": "also remove the stack's volumes (all data)",
+        "standins": STANDINS_HELP,
+        "dry_run": DRY_RUN_HELP,
+    }
+)
+def down(c: Context, volumes: bool = False, standins: bool = False, dry_run: bool = False) -> None:
+    """Stop and remove the stack's containers and network (and volumes with --volumes)."""
+    from ops import compose_stack
+    from ops.runner import runner_for
+
+    compose_stack.down(
+        runner_for(c, dry_run=dry_run),
+        project=_project(c),
+        volumes=volumes,
+        standins=_standins(c, standins),
+    )
+
+
+@task(
+    help={
+        "service": "only this service's log (default: all)",
+        "tail": "lines from the end of each log (default: 200)",
+        "follow": "keep following the logs",
+    }
+)
+def logs(c: Context, service: str = "", tail: int = 200, follow: bool = False) -> None:
+    """Show the stack's logs."""
+    from ops import compose_stack
+    from ops.runner import runner_for
+
+    args = [
+        "logs",
+        "--tail",
+        str(tail),
+        *(["--follow"] if follow else []),
+        *([service] if service else []),
+    ]
+    runner_for(c).run(
+        compose_stack.argv("dev", _project(c), *args), env={"OPTIMIZER_IMAGE": "unused:logs"}
+    )
+
+
+@task
+def ps(c: Context) -> None:
+    """List the stack's containers with their state and health."""
+    from ops import compose_stack
+    from ops.runner import Runner
+
+    rows = compose_stack.ps(Runner(ctx=c, echo=False), project=_project(c))
+    if not rows:
+        print(f"no containers in project {_project(c)}")
+    for row in rows:
+        health = row.get("Health") or "-"
+        print(
+            f"{row.get('Service', ''):20} {row.get('State', ''):10} {health:10} {row.get('Name')}"
+        )
+
+
+@task(
+    help={
+        "env": ENV_HELP + "; 'all' checks every file combination and profile",
+        "standins": STANDINS_HELP,
+    }
+)
+def config(c: Context, env: str = "all", standins: bool = False) -> None:
+    """Validate the compose files (docker compose config --quiet)."""
+    from ops import compose_stack
+    from ops.runner import runner_for
+
+    runner = runner_for(c)
+    if env != "all":
+        compose_stack.config_check(runner, env, standins=standins)
+        return
+    for combination in compose_stack.combinations():
+        compose_stack.config_check(runner, **combination)
+    print("every compose file combination and profile validates")
+
+
+def deploy_target(c: Context, *, env: str, dry_run: bool) -> None:
+    """``invoke deploy --target compose``: build the image and bring the whole stack up, healthy."""
+    from ops import compose_stack
+    from ops.runner import runner_for
+
+    if env not in compose_stack.ENVIRONMENTS:
+        raise Exit(f"unknown environment {env!r}; choose dev or prod", code=1)
+    compose_stack.deploy(
+        runner_for(c, dry_run=dry_run),
+        env=env,
+        image=_image(c),
+        standins=_standins(c, False),
+    )

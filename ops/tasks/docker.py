@@ -1,1 +1,129 @@
-"""Invoke collection: docker."""
+"""Invoke collection: docker — the engine, the stand-in base image, and the repository's images.
+
+Images are named by the contract (``llm-optimizer-service``, ``llm-optimizer-cli``); registry and
+tag come from ``c.config.llm_optimizer.registry`` / ``image_tag`` (default: the repository
+version). See docs/containers.md.
+"""
+
+from __future__ import annotations
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+IMAGE_HELP = "service, cli or all (default: all)"
+PLATFORM_HELP = "target platform: linux/amd64 (default) or linux/arm64 (needs an arm64 base)"
+TAG_HELP = "image tag (default: llm_optimizer.image_tag from the config, else the version)"
+DRY_RUN_HELP = "print every command and change nothing"
+
+
+def _ref(c: Context, name: str, tag: str = "") -> str:
+    from ops import docker_cmd, docker_images
+
+    config = c.config.llm_optimizer
+    return docker_cmd.image_ref(
+        name, tag or docker_images.default_tag(str(config.image_tag)), str(config.registry)
+    )
+
+
+@task(help={"start": "start dockerd (installing docker.io with apt) when no engine answers"})
+def engine(c: Context, start: bool = False) -> None:
+    """Report whether a Docker engine answers; with --start, start one where none runs."""
+    from ops import docker_engine
+    from ops.runner import runner_for
+
+    status = docker_engine.ensure_running(runner_for(c)) if start else docker_engine.status()
+    print(status.describe())
+    if not status.answering and not runner_for(c).dry_run:
+        raise Exit("start one with: uv run invoke docker.engine --start", code=1)
+
+
+@task(name="base-image", help={"dry_run": DRY_RUN_HELP})
+def base_image(c: Context, dry_run: bool = False) -> None:
+    """Build the registry-free stand-in base image (debootstrap + docker import); cached."""
+    from ops import base_image as base
+    from ops.runner import runner_for
+
+    tag = base.default_tag()
+    outcome = base.ensure(runner_for(c, dry_run=dry_run), tag=tag)
+    print(f"{tag}: {outcome} (recipe {base.Recipe().key})")
+
+
+@task(
+    help={"image": IMAGE_HELP, "platform": PLATFORM_HELP, "tag": TAG_HELP, "dry_run": DRY_RUN_HELP}
+)
+def build(
+    c: Context,
+    image: str = "all",
+    platform: str = "linux/amd64",
+    tag: str = "",
+    dry_run: bool = False,
+) -> None:
+    """Build the service and/or CLI image from host-built wheels with BuildKit."""
+    from ops import docker_images
+    from ops.runner import runner_for
+
+    runner = runner_for(c, dry_run=dry_run)
+    for spec in docker_images.select(image):
+        result = docker_images.build(
+            runner, spec, tags=[_ref(c, spec.name, tag)], platform=platform
+        )
+        if not runner.dry_run:
+            print(f"built {result.refs[0]} in {result.seconds:.1f} s")
+
+
+@task(help={"image": IMAGE_HELP, "tag": TAG_HELP, "dry_run": DRY_RUN_HELP})
+def push(c: Context, image: str = "all", tag: str = "", dry_run: bool = False) -> None:
+    """Push the built image(s) to llm_optimizer.registry (which must be set)."""
+    from ops import docker_cmd, docker_images
+    from ops.runner import runner_for
+
+    if not str(c.config.llm_optimizer.registry):
+        raise Exit(
+            "no registry configured; set llm_optimizer.registry in invoke.yaml "
+            "or INVOKE_LLM_OPTIMIZER_REGISTRY=registry.example.com/team",
+            code=1,
+        )
+    runner = runner_for(c, dry_run=dry_run)
+    for spec in docker_images.select(image):
+        runner.run(docker_cmd.push_argv(_ref(c, spec.name, tag)))
+
+
+@task(
+    help={
+        "image": "service (default) or cli",
+        "tag": TAG_HELP,
+        "args": "arguments for the entrypoint (default: the image's CMD), split like a shell",
+        "dry_run": DRY_RUN_HELP,
+    }
+)
+def run(
+    c: Context, image: str = "service", tag: str = "", args: str = "", dry_run: bool = False
+) -> None:
+    """Run an image hardened (read-only, no capabilities, no-new-privileges, uid 1000)."""
+    import shlex
+
+    from ops import docker_cmd, docker_images, project
+    from ops.runner import runner_for
+
+    (spec,) = docker_images.select(image)
+    argv = docker_cmd.hardened_run_argv(
+        _ref(c, spec.name, tag),
+        shlex.split(args),
+        ports=(
+            {project.HTTP_PORT: project.HTTP_PORT, project.GRPC_PORT: project.GRPC_PORT}
+            if spec.key == "service"
+            else {}
+        ),
+    )
+    runner_for(c, dry_run=dry_run).run(argv)
+
+
+@task(help={"image": IMAGE_HELP, "tag": TAG_HELP})
+def size(c: Context, image: str = "all", tag: str = "") -> None:
+    """Print each image's total size and what its own layers add above the base image."""
+    from ops import base_image as base
+    from ops import docker_cmd, docker_images
+
+    for spec in docker_images.select(image):
+        print(docker_cmd.image_size(_ref(c, spec.name, tag), base.default_tag()).describe())
