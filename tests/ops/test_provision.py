@@ -178,3 +178,12 @@ def test_doctor_notices_a_tampered_binary(temp_cache: Path) -> None:
     # setup repairs it: the verified copy is extracted again
     provision.install_binary(_quiet(), tansu)
     assert provision.probe(_quiet(), tansu).state == "ok"
+
+
+def test_uv_is_found_through_the_variable_uv_run_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = tools.require("uv")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setenv("UV", str(real))
+    assert tools.which("uv") == real
+    monkeypatch.delenv("UV")
+    assert tools.which("uv") is None
