@@ -70,7 +70,7 @@ def tests(session: nox.Session) -> None:
     """Run the whole pytest suite (real tools; with CI set, a skip for a missing tool fails)."""
     sync(session, "test", "infra")
     # Catalogued tools (`invoke setup`) first on PATH, after the session's own venv.
-    path = os.pathsep.join([*session.bin_paths, tools.search_path()])
+    path = os.pathsep.join([*(session.bin_paths or []), tools.search_path()])
     session.run("pytest", *(session.posargs or PYTEST_DEFAULTS), env={"PATH": path})
 
 
