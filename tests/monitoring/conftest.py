@@ -15,10 +15,10 @@ import pytest
 from ops.monitoring import stack
 from ops.runner import Runner
 from tests._support.service import RunningService
-from tests._support.service_fixtures import postgres, running_service
+from tests._support.service_fixtures import postgres, running_service, service_factory
 from tests._support.tools import free_port, require_tool
 
-__all__ = ["postgres", "running_service"]
+__all__ = ["postgres", "running_service", "service_factory"]
 
 
 @pytest.fixture(scope="session")
