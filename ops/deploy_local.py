@@ -325,10 +325,31 @@ def check_ports_free(cfg: LocalConfig) -> None:
             )
 
 
-def start_detached(cfg: LocalConfig, env: str) -> int:
+def build_info() -> dict[str, str]:
+    """The code being deployed, for the service's /version: git sha (``-dirty`` when modified)."""
+    from ops import tools
+
+    if tools.which("git") is None:
+        return {}
+    # A read-only probe of the checkout, run for real even in dry runs and MockContext tests.
+    result = Runner(ctx=Context(), echo=False).run(
+        ["git", "describe", "--always", "--dirty", "--abbrev=12", "--exclude=*"],
+        cwd=project.ROOT,
+        check=False,
+        capture=True,
+    )
+    if result is None or not result.ok or not result.stdout.strip():
+        return {}
+    return {
+        "LLM_OPTIMIZER_GIT_SHA": result.stdout.strip(),
+        "LLM_OPTIMIZER_BUILD_DATE": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def start_detached(cfg: LocalConfig, env: str, extra: Mapping[str, str]) -> int:
     """Start ``serve`` in its own session with output to the log file; write the pid file."""
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
-    environ = {**os.environ, **cfg.service_env(env)}
+    environ = {**os.environ, **cfg.service_env(env), **extra}
     environ.pop("VIRTUAL_ENV", None)
     with cfg.log_file.open("ab") as log:
         log.write(
@@ -390,9 +411,10 @@ def plan(runner: Runner, cfg: LocalConfig, env: str) -> list[Step]:
         "VIRTUAL_ENV": str(cfg.venv),  # keeps uv from warning about the caller's venv
     }
     started: dict[str, int] = {}
+    code = build_info()
 
     def start() -> None:
-        started["pid"] = start_detached(cfg, env)
+        started["pid"] = start_detached(cfg, env, code)
         print(f"started pid {started['pid']}", flush=True)
 
     return [
@@ -421,7 +443,7 @@ def plan(runner: Runner, cfg: LocalConfig, env: str) -> list[Step]:
         _command_step(
             runner,
             [str(cfg.service_command), "db", "upgrade"],
-            env=cfg.service_env(env),
+            env={**cfg.service_env(env), **code},
             why="migrate the embedded database",
         ),
         Step(
@@ -460,6 +482,13 @@ def deploy(c: Context, *, env: str, dry_run: bool) -> None:
     print_summary(cfg, env, ensure_keys_file(cfg), time.monotonic() - began)
 
 
+def _grpc_line(host: str, port: int) -> str:
+    """The gRPC address, or a note when this build of the service does not listen on it."""
+    if port_in_use(host, port):
+        return f"{host}:{port}"
+    return f"{host}:{port} (not listening: this build of the service has no gRPC server)"
+
+
 def print_summary(cfg: LocalConfig, env: str, key: str, elapsed: float) -> None:
     """URLs, the development key and the next commands."""
     api = cfg.url()
@@ -467,7 +496,7 @@ def print_summary(cfg: LocalConfig, env: str, key: str, elapsed: float) -> None:
         f"\n{project.SERVICE_DIST} {project.version()} is ready ({env}) after {elapsed:.1f} s\n"
         f"  REST API     {api}/api/v1   (docs {api}/docs)\n"
         f"  health       {api}/health/ready\n"
-        f"  gRPC         {cfg.host}:{cfg.ports['grpc_port']}\n"
+        f"  gRPC         {_grpc_line(cfg.host, cfg.ports['grpc_port'])}\n"
         f"  metrics      {cfg.url('metrics_port', '/metrics')}\n"
         f"  API key      {key}   (development key; file {cfg.keys_file})\n"
         f"  logs         {cfg.log_file}\n"
@@ -507,7 +536,7 @@ def status(c: Context) -> int:
         f"local deployment: running, pid {pid}, env {record.get('env', '?')}\n"
         f"  ready        {base}/health/ready -> {ready or 'no answer'}\n"
         f"  version      {version.strip() if code == 200 else 'unknown'}\n"
-        f"  gRPC         {host}:{ports['grpc_port']}\n"
+        f"  gRPC         {_grpc_line(host, int(ports['grpc_port']))}\n"
         f"  metrics      http://{host}:{ports['metrics_port']}/metrics\n"
         f"  state dir    {cfg.state_dir}\n"
         f"  log          {cfg.log_file}"

@@ -7,6 +7,7 @@ INVOKE_* variables (as a user would), on free ports and a temporary state dir.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -93,6 +94,8 @@ def test_deploy_serves_a_decide_feedback_round_trip(local: LocalDeploy) -> None:
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=local.url, headers=headers, timeout=10) as client:
         assert client.get("/health/ready").status_code == 200
+        # The deploy tells the service which code it runs.
+        assert re.fullmatch(r"[0-9a-f]{12}(-dirty)?", client.get("/version").json()["git_sha"])
         created = client.post(
             "/api/v1/workloads",
             json={

@@ -157,3 +157,16 @@ def test_invoke_list_is_fast_and_imports_nothing_heavy() -> None:
     elapsed = time.monotonic() - started
     assert "deploy.up (deploy)" in listing
     assert elapsed < 10, f"invoke --list took {elapsed:.1f} s"
+
+
+def test_the_readme_main_line_runs_the_local_deploy() -> None:
+    """The README's first command line is `invoke deploy`, whose default target is local.
+
+    test_deploy_local_e2e.py runs that same task for real.
+    """
+    readme = (project.ROOT / "README.md").read_text()
+    block = readme.split("<!-- main-line -->", 1)[1]
+    line = next(ln for ln in block.splitlines() if ln.startswith("python3 "))
+    assert line.endswith("python3 -m uv run invoke deploy"), line
+    assert exists(tasks.ns, "deploy")
+    assert tasks.ns.configuration()["llm_optimizer"]["deploy"]["target"] == "local"
