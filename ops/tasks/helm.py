@@ -79,13 +79,18 @@ def _values(c: Context, values: list[str] | None, sets: list[str] | None) -> hel
     help={"values": VALUES, "all_scenarios": "lint the defaults and every ci/*-values.yaml"},
 )
 def lint(c: Context, values: list[str] | None = None, all_scenarios: bool = True) -> None:
-    """helm lint --strict the chart (default: with its values and every ci/ scenario)."""
+    """helm lint --strict the chart and render it (default: its values and every ci/ scenario).
+
+    helm 4's lint reports a template's `fail` only as an INFO line, so each scenario is also
+    rendered with helm template, which does fail on it.
+    """
     runner = runner_for(c)
     runs = [helm.Values(files=helm.value_files(values or []))]
     if all_scenarios and not values:
         runs = [helm.Values(files=(p,) if p else ()) for p in helm.scenarios().values()]
     for run in runs:
         runner.run(helm.lint(run))
+        runner.run(helm.template(run), capture=True)
 
 
 @task(

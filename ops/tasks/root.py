@@ -29,6 +29,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "llm_optimizer": {
         "registry": "",
         "image_tag": "",  # empty: the repository version
+        "kube_context": "",  # helm/k8s tasks; empty: kubectl's current context
+        "namespace": "llm-optimizer",  # helm/k8s tasks (ops/helm.py, ops/kube.py)
+        "helm": {"values": []},  # extra values files for `invoke deploy --target helm`
         "deploy": {"target": "local", "env": "dev"},  # `invoke deploy` defaults (ops/deploy.py)
         "local": {  # `invoke deploy --target local` (ops/deploy_local.py)
             "state_dir": "",  # empty: ops.project.state_dir()
