@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 import nox
 
-from ops import tools
+from ops import artifacts, project, tools
+from ops.runner import Runner
 
 nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv"
@@ -79,3 +82,19 @@ def bench(session: nox.Session) -> None:
     """Run the benchmarks (python -m benchmarks) and print their figures against the targets."""
     sync(session, "bench")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(default=False, python=False)
+@nox.parametrize("platform", ["packages", *artifacts.PLATFORMS, artifacts.UNIVERSAL])
+def build(session: nox.Session, platform: str) -> None:
+    """Build reproducible artefacts into dist/<version>/: packages, or one pex platform."""
+    runner = Runner(dry_run=False)
+    out = Path("dist") / project.version()
+    packages = out / "packages"
+    if platform == "packages" or not packages.is_dir():
+        artifacts.build_packages(runner, packages)
+    if platform != "packages":
+        with tempfile.TemporaryDirectory() as workdir:
+            for package, target in artifacts.pex_targets(platform):
+                built = artifacts.build_pex(runner, package, target, packages, out, Path(workdir))
+                session.log(f"{built}  sha256 {artifacts.sha256(built)}")

@@ -1,1 +1,123 @@
-"""Invoke collection: release."""
+"""Invoke collection: release — bump the single version, build every artefact, tag, publish.
+
+``invoke release --version X.Y.Z`` checks the preconditions, builds everything into
+dist/X.Y.Z/ and tags vX.Y.Z; ``--dry-run`` does everything except the tag. See docs/releasing.md.
+"""
+
+from __future__ import annotations
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from ops import artifacts, project, versioning
+from ops import release as rel
+from ops.runner import runner_for
+
+PLATFORM_CHOICES = ", ".join([*artifacts.PLATFORMS, artifacts.UNIVERSAL])
+
+
+def _platforms(platform: list[str] | None) -> list[str]:
+    chosen = platform or [*artifacts.PLATFORMS, artifacts.UNIVERSAL]
+    unknown = [p for p in chosen if p not in artifacts.PLATFORMS and p != artifacts.UNIVERSAL]
+    if unknown:
+        raise Exit(f"unknown platform {', '.join(unknown)}; choose from {PLATFORM_CHOICES}", 2)
+    return chosen
+
+
+@task(
+    help={
+        "part": "bump this part of the current version: major, minor or patch",
+        "version": "set this exact SemVer version instead",
+        "dry_run": "print the files that would change and change nothing",
+    }
+)
+def bump(c: Context, part: str = "", version: str = "", dry_run: bool = False) -> None:
+    """Move the repository to a new version: packages, Chart.yaml, image tags, uv.lock."""
+    if bool(part) == bool(version):
+        raise Exit("give exactly one of --part major|minor|patch or --version X.Y.Z", code=2)
+    new = (
+        versioning.validate(version)
+        if version
+        else versioning.next_version(project.version(), part)
+    )
+    runner = runner_for(c, dry_run=dry_run)
+    changed = versioning.bump(new, runner)
+    verb = "would change" if runner.dry_run else "changed"
+    print(f"{new}: {verb} {len(changed)} files")
+    for path in changed:
+        print(f"  {path.relative_to(project.ROOT)}")
+
+
+@task(
+    help={
+        "version": "the version to release; must equal the repository version",
+        "tests": "run the nox default sessions as the 'tests green' precondition (default on)",
+    }
+)
+def prepare(c: Context, version: str, tests: bool = True) -> None:
+    """Check every release precondition (SemVer, tools, clean tree, on main, not tagged, tests)."""
+    rel.check_preconditions(runner_for(c), version, run_tests=tests)
+    print(f"release {version}: preconditions met")
+
+
+@task(
+    help={
+        "version": "the version to build (default: the repository version)",
+        "platform": f"pex platform to build (repeat; default all: {PLATFORM_CHOICES})",
+        "images": "also build the images as docker save archives when an engine answers",
+    },
+    iterable=["platform"],
+)
+def build(
+    c: Context, version: str = "", platform: list[str] | None = None, images: bool = True
+) -> None:
+    """Build every release artefact into dist/<version>/ with SHA256SUMS and RELEASE_NOTES.md."""
+    version = versioning.validate(version or project.version())
+    if version != project.version():
+        raise Exit(f"can only build the repository version {project.version()}", code=1)
+    out = rel.build_all(runner_for(c), version, platforms=_platforms(platform), with_images=images)
+    print(f"release artefacts in {out}")
+
+
+@task(
+    default=True,
+    help={
+        "version": "the version to release (SemVer; must equal the repository version)",
+        "dry_run": "build everything, but do not tag (and never publish)",
+        "tests": "run the nox default sessions first (default on)",
+        "platform": f"pex platform to build (repeat; default all: {PLATFORM_CHOICES})",
+        "images": "include docker save archives when an engine answers (default on)",
+    },
+    iterable=["platform"],
+)
+def release(
+    c: Context,
+    version: str,
+    dry_run: bool = False,
+    tests: bool = True,
+    platform: list[str] | None = None,
+    images: bool = True,
+) -> None:
+    """Cut a release: preconditions → dist/<version>/ (every artefact, SHA256SUMS) → tag."""
+    runner = runner_for(c)
+    rel.check_preconditions(runner, version, run_tests=tests)
+    out = rel.build_all(runner, version, platforms=_platforms(platform), with_images=images)
+    if dry_run:
+        print(f"[dry-run] would tag {rel.tag_name(version)}; artefacts in {out}")
+        return
+    rel.tag(runner, version)
+    print(f"tagged {rel.tag_name(version)}; artefacts in {out}; next: invoke release.publish")
+
+
+@task(
+    help={
+        "version": "the released version to publish (default: the repository version)",
+        "dry_run": "print every push and upload, do none",
+    }
+)
+def publish(c: Context, version: str = "", dry_run: bool = False) -> None:
+    """Push images and chart (OCI) and create the GitHub release; credentials from env only."""
+    version = versioning.validate(version or project.version())
+    settings = rel.publish_settings()
+    rel.publish(runner_for(c, dry_run=dry_run), version, settings)

@@ -1,0 +1,305 @@
+"""Cutting a release: preconditions, every artefact into dist/<version>/, tag, publish.
+
+``invoke release`` = preconditions → build → notes → SHA256SUMS → tag; ``--dry-run`` does all of
+it except the tag (and never publishes). Artefacts: sdists and wheels, pex executables per
+platform (and the universal client pex), the images as ``docker save`` archives when an engine
+answers, the Helm chart ``.tgz``, a CycloneDX SBOM, SHA256SUMS and RELEASE_NOTES.md.
+``release.publish`` pushes images, the chart (OCI) and the GitHub release with credentials
+taken from the environment only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from invoke.exceptions import Exit
+
+from ops import artifacts, project, pycommands, versioning
+from ops.runner import Runner
+
+RELEASE_BRANCH = "main"
+TAG_PREFIX = "v"
+# Tools a release needs, whatever it builds (docker is optional: images only when it answers).
+REQUIRED_TOOLS = ("git", "helm")
+# Environment variables release.publish reads (never arguments).
+PUBLISH_ENV = {
+    "registry": "LLM_OPTIMIZER_REGISTRY",
+    "registry_user": "LLM_OPTIMIZER_REGISTRY_USER",
+    "registry_password": "LLM_OPTIMIZER_REGISTRY_PASSWORD",
+    "github_token": "GITHUB_TOKEN",
+    "github_repository": "GITHUB_REPOSITORY",
+}
+
+
+def tag_name(version: str) -> str:
+    return f"{TAG_PREFIX}{version}"
+
+
+def dist_dir(version: str, root: Path = project.ROOT) -> Path:
+    return root / "dist" / version
+
+
+@dataclass
+class Preconditions:
+    """What a release needs before anything is written; ``failures`` says which failed."""
+
+    failures: list[str] = field(default_factory=list)
+
+    def require(self, ok: bool, message: str) -> None:
+        if not ok:
+            self.failures.append(message)
+
+    def raise_if_failed(self) -> None:
+        if self.failures:
+            lines = "\n".join(f"  - {failure}" for failure in self.failures)
+            raise Exit(f"release preconditions failed; nothing was written:\n{lines}", code=1)
+
+
+def check_preconditions(
+    runner: Runner, version: str, *, run_tests: bool, root: Path = project.ROOT
+) -> None:
+    """Check version, tools, tree, branch, tag and tests; raise Exit naming every failure."""
+    versioning.validate(version)
+    checks = Preconditions()
+    current = project.version()
+    checks.require(
+        version == current,
+        f"--version {version} is not the repository version {current}; run "
+        f"`invoke release.bump --version {version}`, commit, then release",
+    )
+    from ops import tools
+
+    for name in REQUIRED_TOOLS:
+        found = tools.which(name)
+        hint = tools.CATALOGUE[name].install_hint() if name in tools.CATALOGUE else name
+        checks.require(found is not None, f"tool '{name}' is missing; install it with: {hint}")
+    status = runner.output(["git", "status", "--porcelain"], cwd=root)
+    checks.require(not status, "the working tree is not clean; commit or stash your changes")
+    branch = runner.output(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=root)
+    checks.require(
+        branch == RELEASE_BRANCH,
+        f"releases are cut from '{RELEASE_BRANCH}', not '{branch}'; check out {RELEASE_BRANCH}",
+    )
+    tagged = runner.output(["git", "tag", "--list", tag_name(version)], cwd=root)
+    checks.require(
+        not tagged,
+        f"{tag_name(version)} is already tagged; bump the version (invoke release.bump)",
+    )
+    checks.raise_if_failed()
+    if run_tests:
+        runner.run(
+            pycommands.nox(),
+            cwd=root,
+            hint="the tests are not green; fix them before releasing (or see `nox --list`)",
+        )
+
+
+def release_notes(runner: Runner, version: str, target: Path) -> Path:
+    """RELEASE_NOTES.md from the unreleased news fragments (towncrier, draft: nothing consumed)."""
+    notes = runner.output(
+        pycommands.uv_run(["release"], "towncrier", "build", "--draft", "--version", version),
+        cwd=project.ROOT,
+    )
+    target.write_text(f"# LLM Auto Optimizer {version}\n\n{notes}\n")
+    return target
+
+
+def sbom(runner: Runner, target: Path, workdir: Path) -> Path:
+    """A CycloneDX SBOM (JSON) of every package's locked third-party dependencies."""
+    requirements = workdir / "sbom-requirements.txt"
+    locked = runner.output(
+        pycommands.uv(
+            "export",
+            "--frozen",
+            "--no-hashes",
+            "--no-dev",
+            "--all-packages",
+            "--no-emit-workspace",
+            "--no-header",
+            "--no-annotate",
+        ),
+        cwd=project.ROOT,
+    )
+    requirements.write_text(locked + "\n")
+    runner.run(
+        pycommands.uv_run(
+            ["release"],
+            "cyclonedx-py",
+            "requirements",
+            "--output-reproducible",
+            "--output-format",
+            "JSON",
+            "--output-file",
+            str(target),
+            str(requirements),
+        ),
+        cwd=project.ROOT,
+    )
+    return target
+
+
+def chart(runner: Runner, destination: Path, workdir: Path) -> Path:
+    """The Helm chart .tgz (version and appVersion are the repository version)."""
+    from ops import helm
+
+    runner.run(helm.package(destination), env=helm.helm_home_env(workdir / "helm"))
+    return destination / f"{project.CHART_NAME}-{project.version()}.tgz"
+
+
+def images(runner: Runner, destination: Path) -> list[Path]:
+    """``docker save`` archives of every image, when an engine answers; [] otherwise."""
+    from ops import docker_engine, docker_images
+
+    if not docker_engine.status().answering:
+        print("no Docker engine answers: images are not part of this release build")
+        return []
+    archives = []
+    for spec in docker_images.select("all"):
+        ref = f"{spec.name}:{project.version()}"
+        docker_images.build(runner, spec, tags=[ref], quiet=True)
+        archive = destination / f"{spec.name}-{project.version()}.tar"
+        runner.run(["docker", "save", "--output", archive, ref])
+        archives.append(archive)
+    return archives
+
+
+def build_all(
+    runner: Runner,
+    version: str,
+    *,
+    platforms: Sequence[str] = (*artifacts.PLATFORMS, artifacts.UNIVERSAL),
+    with_images: bool = True,
+    root: Path = project.ROOT,
+) -> Path:
+    """Build every artefact into dist/<version>/ (replacing it atomically) and SHA256SUMS."""
+    final = dist_dir(version, root)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=final.parent))
+    workdir = Path(tempfile.mkdtemp(prefix="llm-optimizer-release-"))
+    try:
+        packages = staging / "packages"
+        artifacts.build_packages(runner, packages)
+        for platform in platforms:
+            for package, target in artifacts.pex_targets(platform):
+                artifacts.build_pex(runner, package, target, packages, staging, workdir)
+        chart(runner, staging, workdir)
+        if with_images:
+            images(runner, staging)
+        sbom(runner, staging / "sbom.cdx.json", workdir)
+        release_notes(runner, version, staging / "RELEASE_NOTES.md")
+        files = [p for p in staging.rglob("*") if p.is_file()]
+        artifacts.write_sha256sums(staging, files)
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return final
+
+
+def tag(runner: Runner, version: str) -> None:
+    runner.run(
+        ["git", "tag", "--annotate", tag_name(version), "--message", f"Release {version}"],
+        cwd=project.ROOT,
+    )
+
+
+def publish_settings(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Publishing credentials from the environment; Exit naming every missing variable."""
+    missing = [name for name in PUBLISH_ENV.values() if not env.get(name)]
+    if missing:
+        raise Exit(
+            "release.publish needs credentials from the environment (never arguments); "
+            f"set: {', '.join(missing)}",
+            code=1,
+        )
+    return {key: env[name] for key, name in PUBLISH_ENV.items()}
+
+
+def publish(runner: Runner, version: str, settings: Mapping[str, str]) -> None:
+    """Push the images and the chart, then create the GitHub release with every artefact.
+
+    Runs only what the release build produced (dist/<version>/); the runner prints each command
+    (secrets go through stdin, never argv).
+    """
+    directory = dist_dir(version)
+    if not (directory / "SHA256SUMS").is_file():
+        raise Exit(f"{directory} has no release build; run `invoke release` first", code=1)
+    registry = settings["registry"].rstrip("/")
+    host = registry.split("/", 1)[0]
+    runner.run(
+        ["docker", "login", host, "--username", settings["registry_user"], "--password-stdin"],
+        stdin=settings["registry_password"],
+    )
+    for archive in sorted(directory.glob("*.tar")):
+        runner.run(["docker", "load", "--input", archive])
+        name = archive.name.removesuffix(f"-{version}.tar")
+        target = f"{registry}/{name}:{version}"
+        runner.run(["docker", "tag", f"{name}:{version}", target])
+        runner.run(["docker", "push", target])
+    from ops import helm
+
+    with tempfile.TemporaryDirectory() as home:
+        env = helm.helm_home_env(Path(home))
+        runner.run(
+            [
+                "helm",
+                "registry",
+                "login",
+                host,
+                "--username",
+                settings["registry_user"],
+                "--password-stdin",
+            ],
+            stdin=settings["registry_password"],
+            env=env,
+        )
+        chart_archive = directory / f"{project.CHART_NAME}-{version}.tgz"
+        runner.run(["helm", "push", chart_archive, f"oci://{registry}/charts"], env=env)
+    github_release(version, directory, settings, dry_run=runner.dry_run)
+
+
+def github_release(
+    version: str, directory: Path, settings: Mapping[str, str], *, dry_run: bool
+) -> None:
+    """Create the GitHub release for the tag and upload every artefact to it."""
+    import httpx
+
+    repository = settings["github_repository"]
+    files = sorted(p for p in directory.iterdir() if p.is_file())
+    if dry_run:
+        print(f"[dry-run] create GitHub release {tag_name(version)} on {repository} with:")
+        for path in files:
+            print(f"[dry-run]   {path.name}")
+        return
+    headers = {
+        "Authorization": f"Bearer {settings['github_token']}",
+        "Accept": "application/vnd.github+json",
+    }
+    with httpx.Client(headers=headers, timeout=60) as client:
+        response = client.post(
+            f"https://api.github.com/repos/{repository}/releases",
+            json={
+                "tag_name": tag_name(version),
+                "name": f"LLM Auto Optimizer {version}",
+                "body": (directory / "RELEASE_NOTES.md").read_text(),
+            },
+        )
+        response.raise_for_status()
+        upload = response.json()["upload_url"].split("{", 1)[0]
+        for path in files:
+            with path.open("rb") as fh:
+                client.post(
+                    upload,
+                    params={"name": path.name},
+                    content=fh.read(),
+                    headers={"Content-Type": "application/octet-stream"},
+                ).raise_for_status()
