@@ -162,19 +162,16 @@ class Outcomes:
         self._draws: dict[str, dict[str, np.ndarray]] = {}
         truths = [(arm, scenario.after_change().arms[i]) for i, arm in enumerate(scenario.arms)]
         for before, after in truths:
-            u = rng.random(size)
             self._draws[before.name] = {
-                "before": self._quality(before.quality, kappa, u),
-                "after": self._quality(after.quality, kappa, u),
+                "before": self._quality(rng, before.quality, kappa, size),
+                "after": self._quality(rng, after.quality, kappa, size),
                 "cost": _lognormal(rng, before.cost_usd, scenario.cost_cv, size),
                 "latency": _lognormal(rng, before.latency_ms, scenario.latency_cv, size),
             }
 
     @staticmethod
-    def _quality(mean: float, kappa: float, u: np.ndarray) -> np.ndarray:
-        from scipy.stats import beta
-
-        return np.asarray(beta.ppf(u, mean * kappa, (1 - mean) * kappa), dtype=np.float64)
+    def _quality(rng: np.random.Generator, mean: float, kappa: float, size: int) -> np.ndarray:
+        return rng.beta(mean * kappa, (1 - mean) * kappa, size)
 
     def draw(self, arm: str, pull: int, changed: bool) -> Observation:
         draws = self._draws[arm]

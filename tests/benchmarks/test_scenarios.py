@@ -1,0 +1,52 @@
+"""The benchmark scenarios load, and the simulator measures what it claims to."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from benchmarks.common import Options, table
+from benchmarks.scenario import SCENARIO_DIR, Outcomes, load, load_all, pseudo_regret, simulate
+
+
+def test_every_scenario_file_loads_with_valid_engine_specs() -> None:
+    scenarios = load_all()
+    assert {s.name for s in scenarios} >= {"chat-quality", "balanced", "cost-saving", "drift"}
+    for scenario in scenarios:
+        scenario.spec("thompson")  # the engine validates it
+        assert scenario.decisions == 20_000
+    cost = load(SCENARIO_DIR / "cost-saving.yaml")
+    assert cost.min_quality() == pytest.approx(0.95 * 0.870)
+    drift = load(SCENARIO_DIR / "drift.yaml")
+    assert drift.change is not None
+    assert drift.after_change().arms[0].quality == 0.62
+
+
+def test_simulated_outcomes_have_the_scenarios_true_means() -> None:
+    scenario = load(SCENARIO_DIR / "drift.yaml")
+    outcomes = Outcomes(scenario, seed=1)
+    arm = scenario.arms[1]
+    draws = [outcomes.draw(arm.name, i, changed=False) for i in range(5000)]
+    assert np.mean([d.quality for d in draws]) == pytest.approx(arm.quality, abs=0.01)
+    assert np.mean([d.cost_usd for d in draws]) == pytest.approx(arm.cost_usd, rel=0.03)
+    assert np.mean([d.latency_ms for d in draws]) == pytest.approx(arm.latency_ms, rel=0.03)
+
+
+def test_regret_is_zero_for_the_oracle_and_positive_otherwise() -> None:
+    scenario = replace(load(SCENARIO_DIR / "chat-quality.yaml"), decisions=400)
+    best = scenario.arms[0].name
+    pinned = simulate(scenario, "fixed", {"arm": best}, seed=0)
+    assert pseudo_regret(scenario, pinned) == 0.0
+    worst = simulate(scenario, "fixed", {"arm": scenario.arms[-1].name}, seed=0)
+    gap = scenario.reward(scenario.arms[0]) - scenario.reward(scenario.arms[-1])
+    assert pseudo_regret(scenario, worst) == pytest.approx(400 * gap)
+    learner = simulate(scenario, "thompson", seed=0)
+    assert 0.0 < pseudo_regret(scenario, learner) < pseudo_regret(scenario, worst)
+
+
+def test_table_and_options() -> None:
+    text = table(("a", "b"), [(1.23456, "x")])
+    assert text.splitlines() == ["a      b", "-----  -", "1.235  x"]
+    assert Options().seeds == 2
