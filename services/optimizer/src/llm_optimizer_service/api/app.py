@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from llm_optimizer_service import __version__, health
+from llm_optimizer_service import __version__, health, tracing
 from llm_optimizer_service.api import errors, routes
 from llm_optimizer_service.api import schemas as s
 from llm_optimizer_service.api.middleware import RequestContextMiddleware
@@ -38,6 +38,7 @@ def create_app(settings: Settings, hooks: LifecycleHooks | None = None) -> FastA
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    tracing.setup_tracing(settings, app, engines=[runtime.engine])
     errors.install(app)
     app.add_middleware(RequestContextMiddleware, max_body=settings.server.max_request_bytes)
     app.include_router(routes.router)
