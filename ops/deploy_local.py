@@ -31,7 +31,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,13 +211,13 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def wait_ports_free(cfg: LocalConfig, timeout: float) -> list[int]:
-    """Wait until every configured port can be bound; return the ones still busy."""
+def wait_ports_free(host: str, ports: Iterable[int], timeout: float) -> list[int]:
+    """Wait until every port can be bound on host; return the ones still busy."""
     deadline = time.monotonic() + timeout
-    busy = [p for p in cfg.ports.values() if port_in_use(cfg.host, p)]
+    busy = [p for p in ports if port_in_use(host, p)]
     while busy and time.monotonic() < deadline:
         time.sleep(0.1)
-        busy = [p for p in busy if port_in_use(cfg.host, p)]
+        busy = [p for p in busy if port_in_use(host, p)]
     return busy
 
 
@@ -247,10 +247,13 @@ def stop(cfg: LocalConfig, *, quiet: bool = False) -> bool:
         _signal_group(pid, signal.SIGKILL)
         time.sleep(0.2)
     cfg.pid_file.unlink(missing_ok=True)
-    busy = wait_ports_free(cfg, timeout=10.0)
+    # The ports it was started with (deploy.json), which may differ from today's config.
+    record = read_record(cfg)
+    host = str(record.get("host", cfg.host))
+    busy = wait_ports_free(host, {**cfg.ports, **record.get("ports", {})}.values(), timeout=10.0)
     if busy:
         raise Exit(
-            f"stopped pid {pid} but ports {busy} on {cfg.host} are still in use; find the "
+            f"stopped pid {pid} but ports {busy} on {host} are still in use; find the "
             f"process with `ss -ltnp` and stop it",
             code=1,
         )

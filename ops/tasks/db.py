@@ -7,9 +7,15 @@ its data dir and settings. Other targets come with the operations issue (issue 1
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
+
+if TYPE_CHECKING:
+    from ops.runner import Runner
 
 TARGET_HELP = "where the service runs: local (the `invoke deploy` deployment)"
 TARGETS = ("local",)
@@ -34,6 +40,8 @@ def _service(c: Context, target: str, *args: str, dry_run: bool = False) -> None
             "run: uv run invoke deploy",
             code=1,
         )
+    if not runner.dry_run:
+        _require_command(runner, cfg.service_command, args[0])
     record = deploy_local.read_record(cfg)
     runner.run(
         [str(cfg.service_command), *args],
@@ -41,6 +49,17 @@ def _service(c: Context, target: str, *args: str, dry_run: bool = False) -> None
         cwd=cfg.state_dir,
         hint=f"{project.SERVICE_COMMAND} {' '.join(args)} failed; its output is above",
     )
+
+
+def _require_command(runner: Runner, service: Path, command: str) -> None:
+    """Fail with "not available yet" when the installed service CLI lacks ``command``."""
+    probe = runner.run([str(service), command, "--help"], check=False, capture=True)
+    if probe is not None and probe.exited != 0:
+        raise Exit(
+            f"db tasks using `{service.name} {command}` are not available yet: needs that "
+            "command in the service CLI (issue 10: operations); redeploy after it lands",
+            code=1,
+        )
 
 
 @task(help={"target": TARGET_HELP, "dry_run": "print the command and run nothing"})
