@@ -2,7 +2,7 @@
 
 The root ``pyproject.toml`` is the source of truth (``ops.project.version()``). A few files
 must carry the same string because their own tools read them statically (package metadata,
-``Chart.yaml``, compose image tags): each such *carrier* is listed here with the exact pattern
+``Chart.yaml``): each such *carrier* is listed here with the exact pattern
 that holds the version, ``bump`` rewrites them all at once, and a test proves that no other
 tracked file carries the version string.
 """
@@ -42,10 +42,6 @@ CARRIERS: tuple[Carrier, ...] = (
     Carrier("services/*/pyproject.toml", r'(?m)^version = "(?P<v>[^"]+)"$'),
     Carrier("infra/helm/*/Chart.yaml", r"(?m)^version: (?P<v>\S+)$"),
     Carrier("infra/helm/*/Chart.yaml", r'(?m)^appVersion: "?(?P<v>[^"\s]+)"?$'),
-    Carrier(
-        "infra/docker/compose*.yml",
-        r"llm-optimizer-(?:service|cli):\$\{[A-Z_]+:-(?P<v>[^}]+)\}",
-    ),
 )
 # Files derived from the carriers by their own tools; ``bump`` regenerates them.
 DERIVED = ("uv.lock", "infra/kubernetes/")
