@@ -66,7 +66,8 @@ def test_every_failure_is_listed_at_once(clone: Path) -> None:
     (clone / "README.md").write_text("edited\n")
     git(clone, "tag", release.tag_name(VERSION))
     message = failure_of(clone)
-    assert "not clean" in message and "already tagged" in message
+    assert "not clean" in message
+    assert "already tagged" in message
 
 
 def test_red_tests_stop_the_release(clone: Path) -> None:

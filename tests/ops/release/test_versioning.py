@@ -28,7 +28,11 @@ def tracked_text_files() -> list[Path]:
 def test_every_carrier_holds_the_repository_version() -> None:
     found = versioning.occurrences()
     carriers = {path.relative_to(project.ROOT).as_posix() for path, _ in found}
-    assert {"pyproject.toml", "services/optimizer/pyproject.toml", "services/cli/pyproject.toml"} <= carriers
+    assert {
+        "pyproject.toml",
+        "services/optimizer/pyproject.toml",
+        "services/cli/pyproject.toml",
+    } <= carriers
     assert any(name.endswith("Chart.yaml") for name in carriers)
     mismatched = [(str(path), v) for path, v in found if v != project.version()]
     assert mismatched == []
@@ -74,5 +78,6 @@ def test_plan_bump_rewrites_every_carrier_in_a_copy(tmp_path: Path) -> None:
     for path, text in changes.items():
         path.write_text(text)
     after = versioning.occurrences(tmp_path)
-    assert after and {v for _, v in after} == {"7.8.9"}
+    assert after
+    assert {v for _, v in after} == {"7.8.9"}
     assert len(after) == len(versioning.occurrences())
