@@ -1,0 +1,153 @@
+"""Real release builds: every artefact, checksums that verify, reproducibility, a pex that runs.
+
+The full `invoke release --dry-run` runs on a clean clone for the platforms this machine can
+execute (linux-x86_64) plus the universal client pex; `nox -s build` covers the rest of the
+platform matrix with the same code (ops.artifacts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ops import artifacts, docker_engine, project
+from ops.runner import Runner
+from tests._support.tools import free_port, require_tool
+from tests.ops.release.conftest import clean_env, clone_repository, git
+
+VERSION = project.version()
+SERVICE_PEX = f"{project.SERVICE_DIST}-{VERSION}-linux-x86_64.pex"
+CLI_UNIVERSAL_PEX = f"{project.CLI_DIST}-{VERSION}-universal.pex"
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """dist/<version>/ of a dry-run release in a clean clone (built once for this module)."""
+    require_tool("pex")
+    require_tool("helm")
+    repo = clone_repository(tmp_path_factory.mktemp("release") / "repo")
+    argv = [
+        "uv", "run", "--locked", "invoke", "release", "--dry-run", "--version", VERSION,
+        "--no-tests", "--platform", "linux-x86_64", "--platform", "universal",
+    ]  # fmt: skip
+    if not docker_engine.status().answering:
+        argv.append("--no-images")
+    result = subprocess.run(
+        argv, cwd=repo, env=clean_env(), capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    yield repo / "dist" / VERSION
+
+
+def test_dry_run_release_writes_every_artefact(released: Path) -> None:
+    names = {p.relative_to(released).as_posix() for p in released.rglob("*") if p.is_file()}
+    for dist in (project.SERVICE_DIST, project.CLI_DIST):
+        stem = dist.replace("-", "_")
+        assert f"packages/{stem}-{VERSION}-py3-none-any.whl" in names
+        assert f"packages/{stem}-{VERSION}.tar.gz" in names
+    assert {
+        SERVICE_PEX,
+        CLI_UNIVERSAL_PEX,
+        f"{project.CLI_DIST}-{VERSION}-linux-x86_64.pex",
+    } <= names
+    assert f"{project.CHART_NAME}-{VERSION}.tgz" in names
+    assert {"sbom.cdx.json", "RELEASE_NOTES.md", "SHA256SUMS"} <= names
+    if docker_engine.status().answering:
+        assert f"{project.SERVICE_IMAGE}-{VERSION}.tar" in names
+
+
+def test_dry_run_release_does_not_tag(released: Path) -> None:
+    assert git(released.parent.parent, "tag", "--list") == ""
+
+
+def test_sha256sums_verify(released: Path) -> None:
+    listed = (released / "SHA256SUMS").read_text().splitlines()
+    files = {p for p in released.rglob("*") if p.is_file() and p.name != "SHA256SUMS"}
+    assert len(listed) == len(files)
+    check = subprocess.run(
+        ["sha256sum", "--check", "--strict", "SHA256SUMS"],
+        cwd=released, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_sbom_and_notes_are_real(released: Path) -> None:
+    sbom = json.loads((released / "sbom.cdx.json").read_text())
+    assert sbom["bomFormat"] == "CycloneDX"
+    components = {c["name"].lower() for c in sbom["components"]}
+    assert {"fastapi", "sqlalchemy", "httpx"} <= components
+    notes = (released / "RELEASE_NOTES.md").read_text()
+    assert f"LLM Auto Optimizer {VERSION}" in notes
+    assert "Features" in notes
+
+
+def test_service_pex_runs_version_and_serves_liveness(released: Path, tmp_path: Path) -> None:
+    pex = released / SERVICE_PEX
+    env = {**clean_env(), "PEX_ROOT": str(tmp_path / "pex-root")}
+    version = subprocess.run(
+        [str(pex), "version"], env=env, capture_output=True, text=True, check=True, timeout=300
+    )
+    assert VERSION in version.stdout
+    http, metrics, grpc = free_port(), free_port(), free_port()
+    serve_env = {
+        **env,
+        "LLM_OPTIMIZER_DATA_DIR": str(tmp_path / "data"),
+        "LLM_OPTIMIZER_SERVER__HOST": "127.0.0.1",
+        "LLM_OPTIMIZER_SERVER__HTTP_PORT": str(http),
+        "LLM_OPTIMIZER_SERVER__METRICS_PORT": str(metrics),
+        "LLM_OPTIMIZER_SERVER__GRPC_PORT": str(grpc),
+    }
+    process = subprocess.Popen([str(pex), "serve"], env=serve_env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{http}/health/live", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, "the pex exited before serving"
+                assert time.monotonic() < deadline, "the pex did not serve /health/live in 120 s"
+                time.sleep(0.5)
+        assert response.status_code == 200
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_cli_universal_pex_runs_here(released: Path, tmp_path: Path) -> None:
+    env = {**clean_env(), "PEX_ROOT": str(tmp_path / "pex-root")}
+    result = subprocess.run(
+        [sys.executable, str(released / CLI_UNIVERSAL_PEX), "--help"],
+        env=env, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "workload" in result.stdout
+
+
+def test_builds_are_reproducible(tmp_path: Path) -> None:
+    """Building twice gives identical sha256 sums (packages and a pex)."""
+    require_tool("pex")
+    runner = Runner(echo=False)
+    cli = next(p for p in artifacts.packages() if p.dist == project.CLI_DIST)
+    sums = []
+    for attempt in ("first", "second"):
+        out = tmp_path / attempt
+        artifacts.build_packages(runner, out / "packages")
+        artifacts.build_pex(runner, cli, "linux-x86_64", out / "packages", out, tmp_path)
+        files = sorted(p for p in out.rglob("*") if p.is_file())
+        sums.append({p.relative_to(out).as_posix(): artifacts.sha256(p) for p in files})
+    assert len(sums[0]) == 5  # 2 wheels, 2 sdists, 1 pex
+    assert sums[0] == sums[1]
