@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ops import helm, tools
+from ops import helm, project, tools
 
 Objects = list[dict[str, Any]]
 
@@ -72,3 +74,50 @@ def pod_specs(objects: Objects) -> list[tuple[str, dict[str, Any]]]:
         elif obj["kind"] == "Pod":
             specs.append((name, obj["spec"]))
     return specs
+
+
+# What an operator stores in an existing Secret (docs/kubernetes.md, infra/kubernetes/values.yaml).
+OPERATOR_SECRET = {
+    "api-keys": "operator-key-1 read,write\n",
+    "database-url": "postgresql+psycopg://llm:op-9d1e7b2c@db.example.internal:5432/llm",
+    "redis-url": "redis://:op-4a8c6e1f@redis.example.internal:6379/0",
+}
+
+
+def service_command() -> Path:
+    command = Path(sys.executable).parent / project.SERVICE_COMMAND
+    assert command.is_file(), f"{command} missing: uv sync --group test installs the service"
+    return command
+
+
+def materialise_env(
+    objects: Objects, root: Path, kind: str = "Deployment", container: str = project.CHART_NAME
+) -> dict[str, str]:
+    """The service container's environment, with its volumes under ``root``.
+
+    Secret files come from the rendered Secret, or OPERATOR_SECRET for an existing Secret.
+    """
+    workload = next(o for o in objects if o["kind"] == kind)
+    pod = workload["spec"]["template"]["spec"]
+    server = next(c for c in pod["containers"] if c["name"] == container)
+    config_maps = {c["metadata"]["name"]: c["data"] for c in of_kind(objects, "ConfigMap")}
+    secrets = {
+        s["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
+        for s in of_kind(objects, "Secret")
+    }
+    mounts = {m["name"]: m["mountPath"] for m in server["volumeMounts"]}
+    env: dict[str, str] = {}
+    for source in server["envFrom"]:
+        env.update(config_maps[source["configMapRef"]["name"]])
+    for volume in pod["volumes"]:
+        target = root / volume["name"]
+        target.mkdir()
+        for source in volume.get("projected", {}).get("sources", []):
+            data: dict[str, Any] = secrets.get(source["secret"]["name"], OPERATOR_SECRET)
+            for item in source["secret"]["items"]:
+                (target / item["path"]).write_text(data[item["key"]])
+        # point every path setting at the materialised volume
+        for key, value in env.items():
+            if value == mounts[volume["name"]] or value.startswith(mounts[volume["name"]] + "/"):
+                env[key] = str(target) + value[len(mounts[volume["name"]]) :]
+    return env

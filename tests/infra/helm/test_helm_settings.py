@@ -2,68 +2,26 @@
 
 Each scenario's ConfigMap becomes the environment and its secret files (the chart's Secret, or
 what the operator puts in an existing Secret) are written where the *_FILE settings point, then
-the real `llm-optimizer-service config validate` judges them, production checks included.
+the real `llm-optimizer-service config validate` judges them, production checks included. The
+migrations Job's shell script runs too, with the real `db upgrade`.
 """
 
 from __future__ import annotations
 
-import base64
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from ops import project
-from tests._support.helm import Objects, of_kind
-
-# What an operator stores in an existing Secret (docs/kubernetes.md, infra/kubernetes/values.yaml).
-OPERATOR_SECRET = {
-    "api-keys": "operator-key-1 read,write\n",
-    "database-url": "postgresql+psycopg://llm:op-9d1e7b2c@db.example.internal:5432/llm",
-    "redis-url": "redis://:op-4a8c6e1f@redis.example.internal:6379/0",
-}
-
-
-def _service_command() -> Path:
-    command = Path(sys.executable).parent / project.SERVICE_COMMAND
-    assert command.is_file(), f"{command} missing: uv sync --group test installs the service"
-    return command
-
-
-def _materialise(objects: Objects, root: Path) -> dict[str, str]:
-    """The service container's environment, with its volumes under ``root``."""
-    deployment = next(o for o in objects if o["kind"] == "Deployment")
-    pod = deployment["spec"]["template"]["spec"]
-    server = next(c for c in pod["containers"] if c["name"] == project.CHART_NAME)
-    config_maps = {c["metadata"]["name"]: c["data"] for c in of_kind(objects, "ConfigMap")}
-    secrets = {
-        s["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
-        for s in of_kind(objects, "Secret")
-    }
-    mounts = {m["name"]: m["mountPath"] for m in server["volumeMounts"]}
-    env: dict[str, str] = {}
-    for source in server["envFrom"]:
-        env.update(config_maps[source["configMapRef"]["name"]])
-    for volume in pod["volumes"]:
-        target = root / volume["name"]
-        target.mkdir()
-        for source in volume.get("projected", {}).get("sources", []):
-            data: dict[str, Any] = secrets.get(source["secret"]["name"], OPERATOR_SECRET)
-            for item in source["secret"]["items"]:
-                (target / item["path"]).write_text(data[item["key"]])
-        # point every path setting at the materialised volume
-        for key, value in env.items():
-            if value == mounts[volume["name"]] or value.startswith(mounts[volume["name"]] + "/"):
-                env[key] = str(target) + value[len(mounts[volume["name"]]) :]
-    return env
+from ops import helm
+from tests._support.helm import Helm, Objects, materialise_env, one, service_command
+from tests._support.tools import free_port
 
 
 def _validate(env: dict[str, str], home: Path) -> subprocess.CompletedProcess[str]:
     clean = {"PATH": "/usr/bin:/bin", "HOME": str(home), **env}
     return subprocess.run(
-        [str(_service_command()), "config", "validate"],
+        [str(service_command()), "config", "validate"],
         capture_output=True,
         text=True,
         env=clean,
@@ -83,7 +41,7 @@ def _validate(env: dict[str, str], home: Path) -> subprocess.CompletedProcess[st
 def test_the_service_accepts_the_rendered_settings(
     rendered: dict[str, Objects], scenario: str, database: str, tmp_path: Path
 ) -> None:
-    env = _materialise(rendered[scenario], tmp_path)
+    env = materialise_env(rendered[scenario], tmp_path)
     result = _validate(env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     environment = env["LLM_OPTIMIZER_ENVIRONMENT"]
@@ -93,6 +51,46 @@ def test_the_service_accepts_the_rendered_settings(
 
 def test_defaults_fail_as_the_notes_warn(rendered: dict[str, Objects], tmp_path: Path) -> None:
     """No API keys configured: production refuses, naming the setting (NOTES.txt says so)."""
-    result = _validate(_materialise(rendered["default"], tmp_path), tmp_path)
+    result = _validate(materialise_env(rendered["default"], tmp_path), tmp_path)
     assert result.returncode != 0
     assert "LLM_OPTIMIZER_AUTH__API_KEYS_FILE" in result.stdout + result.stderr
+
+
+def _migrations(helm_cli: Helm, database_url: str, root: Path) -> subprocess.CompletedProcess[str]:
+    """Run the migrations Job's own command (its shell script) with the real service CLI."""
+    values = helm.Values(
+        sets={
+            "database.url": database_url,
+            "auth.apiKeys[0]": "migrations-test-key",
+            "migrations.waitForDatabaseSeconds": "2",
+        }
+    )
+    objects = helm_cli.render(values)
+    job = one(objects, "Job", "-migrations")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = materialise_env(objects, root, kind="Job", container="migrations")
+    path = f"{service_command().parent}:/usr/bin:/bin"
+    return subprocess.run(
+        container["command"],
+        capture_output=True,
+        text=True,
+        env={"PATH": path, "HOME": str(root), **env},
+        timeout=180,
+    )
+
+
+def test_migrations_job_command_upgrades_the_database(helm_cli: Helm, tmp_path: Path) -> None:
+    database = tmp_path / "state.db"
+    result = _migrations(helm_cli, f"sqlite:///{database}", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert database.is_file()
+
+
+def test_migrations_job_fails_loudly_when_the_database_never_answers(
+    helm_cli: Helm, tmp_path: Path
+) -> None:
+    url = f"postgresql+psycopg://llm:op-9d1e7b2c@127.0.0.1:{free_port()}/llm"
+    result = _migrations(helm_cli, url, tmp_path)
+    assert result.returncode == 1
+    assert "db upgrade: database error" in result.stderr  # the service's own reason first
+    assert "FATAL: database migrations failed for 2s" in result.stderr
