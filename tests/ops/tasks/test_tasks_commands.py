@@ -210,3 +210,18 @@ def test_health_check_needs_a_local_deployment(tmp_path: Path) -> None:
     }
     with pytest.raises(Exit, match="nothing is deployed locally yet"):
         workflow.health_check(Recorder(**overrides))
+
+
+def test_dev_dry_run_shows_install_then_the_local_deploy_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overrides: dict[str, dict[str, Any]] = {
+        "llm_optimizer": {"local": {"state_dir": str(tmp_path / "state")}}
+    }
+    c = Recorder(**overrides)
+    workflow.dev(c, dry_run=True)
+    out = capsys.readouterr().out
+    assert out.index("[dry-run] would run: invoke install") < out.index("local deploy (dev)")
+    assert "dry run: nothing was changed" in out
+    assert c.commands == []
+    assert not (tmp_path / "state").exists()

@@ -61,3 +61,37 @@ def test_info_shows_versions_sha_targets_and_tools() -> None:
 def test_version_prints_the_single_version() -> None:
     result = invoke("version")
     assert result.stdout.strip() == project.version()
+
+
+@pytest.mark.slow
+def test_watch_runs_pytest_at_once_through_watchfiles(tmp_path: Path) -> None:
+    """The real watcher starts and runs the tests once; a file change would re-run them."""
+    import os
+    import signal
+    import time
+
+    require_tool("uv")
+    sample = tmp_path / "test_sample.py"
+    sample.write_text("def test_ok() -> None:\n    assert True\n")
+    log = tmp_path / "watch.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "test.watch", "--path", str(sample)],
+            cwd=project.ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while "1 passed" not in log.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.5)
+        assert "1 passed" in log.read_text(), log.read_text()
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
