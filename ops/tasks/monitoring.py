@@ -7,6 +7,7 @@ cross-check against a running service). The logic lives in ops/monitoring/.
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -157,7 +158,9 @@ def up(
     (state / "alertmanager.yml").write_text(am_text)
     runner.run(["promtool", "check", "config", str(state / "prometheus.yml")], capture=True)
     runner.run(["amtool", "check-config", str(state / "alertmanager.yml")], capture=True)
-    servers = []
+    servers: list[stack.Server] = []
+    # The servers run in their own sessions; SIGTERM to invoke must stop them like Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         servers.append(stack.start("alertmanager", alertmanager_cmd, log_dir=state))
         stack.wait_http(servers[-1], f"http://{alertmanager_address}/-/ready")
@@ -181,3 +184,8 @@ def up(
     finally:
         for server in reversed(servers):
             server.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
