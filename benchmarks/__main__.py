@@ -19,6 +19,7 @@ BENCHMARKS = {
     "regret": "benchmarks.regret",
     "cost": "benchmarks.cost",
     "drift": "benchmarks.drift",
+    "http_decide": "benchmarks.http_decide",
 }
 
 

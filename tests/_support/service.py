@@ -117,6 +117,7 @@ def service_env(
             "LLM_OPTIMIZER_SERVER__GRACE_PERIOD": "20",
             "LLM_OPTIMIZER_AUTH__API_KEYS_FILE": str(keys_file),
             "LLM_OPTIMIZER_LOG__JSON": "true",
+            "LLM_OPTIMIZER_OPTIMIZER__CYCLE_INTERVAL": "1",
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 
+from tests._support.postgres import PostgresServer, postgres_server
 from tests._support.service import RunningService, launch
 
 
@@ -37,4 +38,16 @@ def running_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
     service.terminate()
 
 
-__all__ = ["running_service", "service_factory"]
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server for the session (see tests/_support/postgres.py)."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
+    url = postgres.create_database()
+    yield url
+    postgres.drop_database(url)

@@ -1,3 +1,87 @@
-from tests._support.service_fixtures import running_service, service_factory
+"""Fixtures for the service tests: in-process apps on SQLite and PostgreSQL, real processes."""
 
-__all__ = ["running_service", "service_factory"]
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from llm_optimizer_service.api import create_app
+from llm_optimizer_service.settings import Settings, load_settings
+
+from tests._support.service_fixtures import (
+    postgres,
+    postgres_url,
+    running_service,
+    service_factory,
+)
+
+__all__ = ["postgres", "postgres_url", "running_service", "service_factory"]
+
+
+@dataclass
+class Keys:
+    admin: str
+    writer: str
+    reader: str
+
+    def header(self, key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Keys:
+    made = Keys(*(f"k-{role}-{secrets.token_hex(12)}" for role in ("admin", "writer", "reader")))
+    return made
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each API test runs on the embedded SQLite and on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'api.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+def make_settings(tmp_path: Path, url: str, keys: Keys, **extra: Any) -> Settings:
+    keys_file = tmp_path / "keys"
+    keys_file.write_text(f"{keys.admin}\n{keys.writer} read,write\n{keys.reader} read\n")
+    values: dict[str, Any] = {
+        "data_dir": tmp_path,
+        "database": {"url": url},
+        "auth": {"api_keys_file": keys_file},
+        "optimizer": {"seed": 7, "flush_interval": 0.02, "cycle_interval": 0.5},
+    }
+    values.update(extra)
+    return load_settings(**values)
+
+
+@pytest.fixture
+def make_client(
+    tmp_path: Path, database_url: str, keys: Keys
+) -> Iterator[Callable[..., TestClient]]:
+    """Factory of in-process clients (lifespan run) on the parametrized database."""
+    clients: list[TestClient] = []
+
+    def factory(key: str | None = "admin", **extra: Any) -> TestClient:
+        app = create_app(make_settings(tmp_path, database_url, keys, **extra))
+        client = TestClient(app)
+        client.__enter__()
+        if key is not None:
+            client.headers["Authorization"] = f"Bearer {getattr(keys, key)}"
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client()

@@ -1,10 +1,63 @@
-"""The real ``llm-optimizer-service serve`` process: probes, version, metrics port, keys in logs."""
+"""The real ``llm-optimizer-service serve`` process: probes, metrics port, graceful shutdown,
+production's refusals, keys never logged, the health command."""
 
 from __future__ import annotations
 
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import httpx
+from llm_optimizer_service.cli import app
+from typer.testing import CliRunner
 
 from tests._support.service import RunningService
+
+ARMS = [{"name": "a", "model": "m-a"}, {"name": "b", "model": "m-b"}]
+OWNED_METRICS = (
+    "http_requests_total",
+    "http_request_duration_seconds",
+    "optimization_decisions_total",
+    "optimization_feedback_total",
+    "optimization_cycle_duration_seconds",
+    "optimization_cost_total",
+    "optimization_quality_score",
+    "drift_score",
+    "canary_deployment_status",
+    "db_connections_active",
+    "db_connections_max",
+    "db_query_duration_seconds",
+    "process_",
+    "python_",
+)
+
+
+def traffic(service: RunningService, workload: str = "w", rounds: int = 5) -> None:
+    with service.client() as client:
+        created = client.post("/api/v1/workloads", json={"name": workload, "arms": ARMS})
+        assert created.status_code == 201, created.text
+        for _ in range(rounds):
+            decision = client.post(f"/api/v1/workloads/{workload}/decide").json()
+            ack = client.post(
+                "/api/v1/feedback",
+                json={
+                    "decision_id": decision["decision_id"],
+                    "quality": 0.8,
+                    "cost_usd": 0.002,
+                    "latency_ms": 120,
+                },
+            )
+            assert ack.status_code == 202, ack.text
+        assert (
+            client.post(
+                f"/api/v1/workloads/{workload}/promote", json={"arm": "a", "canary_percent": 10}
+            ).status_code
+            == 200
+        )
+        assert client.get(f"/api/v1/workloads/{workload}/report").status_code == 200
 
 
 def test_probes_and_version(running_service: RunningService) -> None:
@@ -19,15 +72,141 @@ def test_probes_and_version(running_service: RunningService) -> None:
         "kafka": "disabled",
         "migrations": "ok",
     }
-    version = httpx.get(f"{base}/version").json()
-    assert set(version) == {"version", "git_sha", "build_date"}
+    assert set(httpx.get(f"{base}/version").json()) == {"version", "git_sha", "build_date"}
 
 
-def test_metrics_port_serves_only_metrics(running_service: RunningService) -> None:
-    scrape = httpx.get(running_service.metrics_url)
+def test_metrics_port_has_every_owned_metric(running_service: RunningService) -> None:
+    service = running_service
+    traffic(service, "metrics")
+    time.sleep(1.2)  # at least one re-estimation cycle (the fixture's interval is 1 s)
+    scrape = httpx.get(service.metrics_url)
     assert scrape.status_code == 200
-    assert "process_cpu_seconds_total" in scrape.text
-    other = running_service.metrics_url.replace("/metrics", "/health")
-    assert httpx.get(other).status_code == 404
-    # and the API port does not serve metrics
-    assert httpx.get(f"{running_service.http_url}/metrics").status_code == 404
+    names = {
+        line.split("{")[0].split(" ")[0]
+        for line in scrape.text.splitlines()
+        if line and not line.startswith("#")
+    }
+    for metric in OWNED_METRICS:
+        assert any(name.startswith(metric) for name in names), f"{metric} not exported"
+    assert 'optimization_decisions_total{arm="a",workload="metrics"}' in scrape.text or (
+        'optimization_decisions_total{arm="b",workload="metrics"}' in scrape.text
+    )
+    assert 'canary_deployment_status{status="canary",workload="metrics"} 1.0' in scrape.text
+    assert (
+        'http_requests_total{method="POST",route="/api/v1/workloads/{name}/decide",status="200"}'
+        in scrape.text
+    )
+    assert "optimization_cycle_duration_seconds_count" in scrape.text
+    # the metrics port serves /metrics and nothing else; the API port does not serve metrics
+    assert httpx.get(service.metrics_url.replace("/metrics", "/health")).status_code == 404
+    assert httpx.get(f"{service.http_url}/metrics").status_code == 404
+
+
+def test_keys_never_appear_in_logs(running_service: RunningService) -> None:
+    service = running_service
+    traffic(service, "keys")
+    wrong = "wrong-key-that-must-not-be-logged-1234"
+    assert (
+        httpx.get(
+            f"{service.http_url}/api/v1/workloads", headers={"Authorization": f"Bearer {wrong}"}
+        ).status_code
+        == 401
+    )
+    assert (
+        httpx.post(
+            f"{service.http_url}/api/v1/workloads",
+            json={"name": "z", "arms": ARMS},
+            headers={"Authorization": f"Bearer {service.read_key}"},
+        ).status_code
+        == 403
+    )
+    time.sleep(0.2)
+    logs = service.logs()
+    assert '"request_id"' in logs
+    assert '"key_id": "key-' in logs
+    for secret in (service.api_key, service.read_key, wrong):
+        assert secret not in logs
+    for line in logs.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record.get("event") == "request":
+                assert record["request_id"]
+
+
+def _slow_body(payload: bytes, seconds: float) -> Iterator[bytes]:
+    pieces = 6
+    step = max(len(payload) // pieces, 1)
+    for start in range(0, len(payload), step):
+        time.sleep(seconds / pieces)
+        yield payload[start : start + step]
+
+
+def test_sigterm_drains_in_flight_requests(service_factory: Callable[..., RunningService]) -> None:
+    service = service_factory(
+        {"LLM_OPTIMIZER_SERVER__SHUTDOWN_DELAY": "1.5", "LLM_OPTIMIZER_SERVER__GRACE_PERIOD": "20"}
+    )
+    with service.client() as client:
+        assert client.post("/api/v1/workloads", json={"name": "w", "arms": ARMS}).status_code == 201
+        ids = [client.post("/api/v1/workloads/w/decide").json()["decision_id"] for _ in range(8)]
+    results: list[Any] = []
+
+    def slow_feedback(decision_id: str) -> None:
+        body = json.dumps(
+            {"decision_id": decision_id, "quality": 0.5, "cost_usd": 0.0, "latency_ms": 10}
+        ).encode()
+        try:
+            response = httpx.post(
+                f"{service.http_url}/api/v1/feedback",
+                content=_slow_body(body, 3.0),
+                headers={**service.headers, "Content-Type": "application/json"},
+                timeout=30,
+            )
+            results.append(response.status_code)
+        except httpx.HTTPError as exc:  # pragma: no cover - reported by the assertion
+            results.append(repr(exc))
+
+    threads = [threading.Thread(target=slow_feedback, args=(i,)) for i in ids]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.8)  # all eight are now in flight, their bodies half sent
+    service.process.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    ready = httpx.get(f"{service.http_url}/health/ready", timeout=5)
+    live = httpx.get(f"{service.http_url}/health/live", timeout=5)
+    assert ready.status_code == 503
+    assert ready.json() == {"status": "shutting_down"}
+    assert live.status_code == 503
+    for thread in threads:
+        thread.join(30)
+    assert results == [202] * 8
+    assert service.process.wait(30) == 0
+    logs = service.logs()
+    assert "shutdown begun" in logs
+    assert "stopped" in logs
+
+
+def test_production_refuses_a_schema_not_at_head(
+    service_factory: Callable[..., RunningService],
+) -> None:
+    service = service_factory({"LLM_OPTIMIZER_ENVIRONMENT": "production"}, wait=False)
+    assert service.process.wait(90) == 1
+    assert "db upgrade" in service.logs()
+    assert "refusing to serve" in service.logs()
+
+
+def test_health_command(running_service: RunningService) -> None:
+    runner = CliRunner()
+    env = {
+        "LLM_OPTIMIZER_DATA_DIR": str(running_service.data_dir),
+        "LLM_OPTIMIZER_SERVER__HTTP_PORT": str(running_service.http_port),
+    }
+    healthy = runner.invoke(app, ["health", "--json"], env=env)
+    assert healthy.exit_code == 0, healthy.output
+    assert json.loads(healthy.stdout)["status"] == "healthy"
+    # the service answers but this CLI's database is empty (not at head): degraded
+    degraded = runner.invoke(
+        app, ["health"], env={**env, "LLM_OPTIMIZER_DATA_DIR": str(running_service.data_dir / "x")}
+    )
+    assert degraded.exit_code == 2, degraded.output
+    down = runner.invoke(app, ["health", "--url", "http://127.0.0.1:9", "--timeout", "1"], env=env)
+    assert down.exit_code == 1

@@ -185,7 +185,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (
             init_settings,
-            env_settings,
+            _WithoutFileVariables(settings_cls, env_settings),
             _SecretFileSource(settings_cls),
             _ConfigFileSource(settings_cls),
         )
@@ -211,15 +211,23 @@ class Settings(BaseSettings):
 # --- sources -------------------------------------------------------------------------------
 
 
+# auth.api_keys has no *_FILE variant: LLM_OPTIMIZER_AUTH__API_KEYS_FILE is the keys file itself.
+_NO_FILE_VARIANT = frozenset({("auth", "api_keys")})
+
+
 def _secret_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """Field paths (as tuples of field names) whose type is a secret."""
+    """Field paths (as tuples of field names) of secrets that take a *_FILE variable."""
     found: list[tuple[str, ...]] = []
     for name, field in model.model_fields.items():
         annotation = field.annotation
         sub = _section_type(field)
         if sub is not None:
             found.extend(_secret_paths(sub, (*prefix, name)))
-        elif annotation is not None and "SecretStr" in repr(annotation):
+        elif (
+            annotation is not None
+            and "SecretStr" in repr(annotation)
+            and (*prefix, name) not in _NO_FILE_VARIANT
+        ):
             found.append((*prefix, name))
     return found
 
@@ -233,6 +241,27 @@ def _section_type(field: FieldInfo) -> type[BaseModel] | None:
 
 def _env_name(path: tuple[str, ...]) -> str:
     return ENV_PREFIX + ENV_NESTED_DELIMITER.join(part.upper() for part in path)
+
+
+class _WithoutFileVariables(PydanticBaseSettingsSource):
+    """The environment source minus the ``*_FILE`` variables, which _SecretFileSource reads."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._env = env
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # pragma: no cover - __call__ does the work
+
+    def __call__(self) -> dict[str, Any]:
+        values = self._env()
+        for path in _secret_paths(Settings):
+            target: Any = values
+            for part in path[:-1]:
+                target = target.get(part) if isinstance(target, dict) else None
+            if isinstance(target, dict):
+                target.pop(path[-1] + FILE_SUFFIX.lower(), None)
+        return values
 
 
 class _SecretFileSource(PydanticBaseSettingsSource):
@@ -361,8 +390,8 @@ def production_problems(settings: Settings) -> list[str]:
     problems: list[str] = []
     if settings.auth.api_keys_file is None and settings.auth.api_keys is None:
         problems.append(
-            "auth: production needs API keys; set LLM_OPTIMIZER_AUTH__API_KEYS_FILE "
-            "(or LLM_OPTIMIZER_AUTH__API_KEYS / LLM_OPTIMIZER_AUTH__API_KEYS_FILE)"
+            "auth: production needs API keys; set LLM_OPTIMIZER_AUTH__API_KEYS_FILE (a keys "
+            "file) or LLM_OPTIMIZER_AUTH__API_KEYS"
         )
     for key, secret in (("database.url", settings.database.url), ("redis.url", settings.redis.url)):
         if secret is None:

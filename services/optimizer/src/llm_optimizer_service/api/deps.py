@@ -16,7 +16,7 @@ from llm_optimizer_service.runtime import Runtime
 bearer = HTTPBearer(auto_error=False, description="an API key from the keys file")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -26,7 +26,7 @@ def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
     ) -> Principal:
-        runtime = get_runtime(request)
+        runtime: Runtime = request.app.state.runtime
         if not runtime.keys.enabled:
             return ANONYMOUS  # development without keys (production refuses to start so)
         if credentials is None or not credentials.credentials:

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llm_optimizer_service.api.schemas import ErrorBody
@@ -48,9 +49,22 @@ def error_response(
     )
 
 
+class ValidationErrorBody(BaseModel):
+    """FastAPI's own 422 body for a request that fails validation."""
+
+    detail: list[dict[str, Any]]
+
+
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error statuses a route can return."""
-    return {status: {"model": ErrorBody, "description": _HTTP_CODES[status]} for status in statuses}
+    """OpenAPI entries for the error statuses a route can return. A 422 is either FastAPI's
+    validation body or ours (a workload the engine rejects)."""
+    return {
+        status: {
+            "model": ErrorBody | ValidationErrorBody if status == 422 else ErrorBody,
+            "description": _HTTP_CODES[status],
+        }
+        for status in statuses
+    }
 
 
 def install(app: FastAPI) -> None:

@@ -134,7 +134,7 @@ class ArmReport(BaseModel):
     mean_cost_usd: float | None
     mean_latency_ms: float | None
     mean_reward: float | None
-    ci95: list[float | None]
+    ci95: list[float] | None = Field(description="[lo, hi] of mean reward; null until 2 feedbacks")
     probability_best: float
 
 

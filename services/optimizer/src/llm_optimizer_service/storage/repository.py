@@ -11,11 +11,11 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, delete, func, select, text
+from sqlalchemy import Engine, delete, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -256,25 +256,28 @@ class Repository:
             ids = {d.workload_id for d in batch}
             alive = set(session.scalars(select(Workload.id).where(Workload.id.in_(ids))))
             rows = [d for d in batch if d.workload_id in alive]
-            session.add_all(
-                DecisionRow(
-                    id=d.id,
-                    workload_id=d.workload_id,
-                    arm=d.arm,
-                    propensity=d.propensity,
-                    created_at=d.created_at,
+            if rows:
+                session.execute(
+                    insert(DecisionRow),
+                    [
+                        {
+                            "id": d.id,
+                            "workload_id": d.workload_id,
+                            "arm": d.arm,
+                            "propensity": d.propensity,
+                            "created_at": d.created_at,
+                        }
+                        for d in rows
+                    ],
                 )
-                for d in rows
-            )
             counts = Counter((d.workload_id, d.arm) for d in rows)
             for (workload_id, arm), count in sorted(counts.items()):
                 stat = self._locked_stats(session, workload_id, arm)
                 if stat is None:
                     continue
                 current = ArmStats.from_dict(dict(stat.stats))
-                for _ in range(count):
-                    current = current.with_decision()
-                stat.stats = current.to_dict()
+                # ``count`` applications of ArmStats.with_decision(), in one step
+                stat.stats = replace(current, decisions=current.decisions + count).to_dict()
             return len(rows)
 
     # -- feedback -------------------------------------------------------------------------------
