@@ -257,6 +257,11 @@ class Runtime:
             database=self.repository.backend,
             auth="on" if self.keys.enabled else "off",
         )
+        if not self.keys.enabled:
+            log.warning(
+                "authentication is OFF: no API keys configured (development only); set "
+                "LLM_OPTIMIZER_AUTH__API_KEYS_FILE"
+            )
         await _call(self.hooks.on_ready)
 
     async def begin_shutdown(self) -> None:
