@@ -117,6 +117,24 @@ def test_watchdog_pings_from_the_loop_and_stop_when_the_loop_stalls(
     assert resumed >= 1
 
 
+def test_no_pings_after_stopping(listener: tuple[str, socket.socket]) -> None:
+    """A ping after SIGTERM would re-arm systemd's watchdog during a slow shutdown."""
+    path, sock = listener
+    notifier = SystemdNotifier.from_environ({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})
+
+    async def scenario() -> list[str]:
+        notifier.start_watchdog()
+        await asyncio.sleep(0.12)
+        drain(sock)
+        notifier.stopping()
+        await asyncio.sleep(0.2)
+        return drain(sock)
+
+    after = asyncio.run(scenario())
+    assert after[0].startswith("STOPPING=1")
+    assert "WATCHDOG=1" not in after
+
+
 def test_stall_trigger_blocks_the_loop(listener: tuple[str, socket.socket]) -> None:
     path, sock = listener
     notifier = SystemdNotifier.from_environ({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})

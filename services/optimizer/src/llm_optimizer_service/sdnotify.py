@@ -5,7 +5,7 @@ Under systemd the service manager passes ``NOTIFY_SOCKET`` (and, with ``Watchdog
 
 - ``READY=1`` once it is ready (migrations at head, policy state loaded: the same condition as
   ``/health/ready``), so ``systemctl start`` returns and dependent units start only then;
-- ``STOPPING=1`` when shutdown begins;
+- ``STOPPING=1`` when shutdown begins (and the watchdog pings stop: see :meth:`stopping`);
 - ``WATCHDOG=1`` every half of ``WATCHDOG_USEC``, **from the asyncio event loop**: a stalled
   loop stops the pings and systemd kills and restarts the service (``Restart=on-failure``).
 
@@ -101,7 +101,14 @@ class SystemdNotifier:
         return self.notify("READY=1", f"STATUS={status}")
 
     def stopping(self, status: str = "draining in-flight requests") -> bool:
-        """Tell systemd shutdown has begun: the unit becomes ``deactivating``."""
+        """Tell systemd shutdown has begun, and stop the watchdog pings.
+
+        systemd disarms the watchdog when it sends SIGTERM, but any later ``WATCHDOG=1`` arms
+        it again; a drain or interpreter exit longer than ``WatchdogSec`` would then be killed
+        as a hang (SIGABRT, ``Result=watchdog``). Shutdown is bounded by ``TimeoutStopSec=``.
+        """
+        if self._task is not None:
+            self._task.cancel()
         return self.notify("STOPPING=1", f"STATUS={status}")
 
     def status(self, text: str) -> bool:
