@@ -29,6 +29,27 @@ class PostgresServer:
     host: str
     port: int
     user: str
+    data_dir: Path | None = None
+    log_path: Path | None = None
+    options: str = ""
+    command_prefix: tuple[str, ...] = ()
+
+    def _pg_ctl(self, *args: str) -> None:
+        if self.data_dir is None:
+            raise RuntimeError("this server was not started by postgres_server()")
+        pg_ctl = str(require_tool("pg_ctl"))
+        subprocess.run(
+            [*self.command_prefix, pg_ctl, "-D", str(self.data_dir), *args],
+            check=True,
+            capture_output=True,
+        )
+
+    def stop(self) -> None:
+        """Stop the server now (to test an outage); :meth:`start` brings it back."""
+        self._pg_ctl("-m", "immediate", "-w", "stop")
+
+    def start(self) -> None:
+        self._pg_ctl("-l", str(self.log_path), "-o", self.options, "-w", "start")
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
@@ -85,7 +106,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         capture_output=True,
     )
     try:
-        yield PostgresServer("127.0.0.1", port, user)
+        yield PostgresServer("127.0.0.1", port, user, data, log, options, tuple(prefix))
     finally:
         subprocess.run(
             [*prefix, str(pg_ctl), "-D", str(data), "-m", "immediate", "-w", "stop"],
