@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-
 from llm_optimizer_service.api import create_app
+
 from tests._support.postgres import PostgresServer, postgres_server
 from tests.service.conftest import Keys, make_settings
 
