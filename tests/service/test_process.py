@@ -210,3 +210,35 @@ def test_health_command(running_service: RunningService) -> None:
     assert degraded.exit_code == 2, degraded.output
     down = runner.invoke(app, ["health", "--url", "http://127.0.0.1:9", "--timeout", "1"], env=env)
     assert down.exit_code == 1
+
+
+def test_simulate_command(running_service: RunningService) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "--url",
+            running_service.http_url,
+            "--workload",
+            "sim",
+            "--requests",
+            "60",
+            "--concurrency",
+            "4",
+            "--json",
+        ],
+        env={"LLM_OPTIMIZER_API_KEY": running_service.api_key},
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["requests"] == 60
+    assert sum(arm["chosen"] for arm in summary["arms"]) == 60
+    assert summary["best_arm"] in {"large", "medium", "small"}
+    with running_service.client() as client:
+        report = client.get("/api/v1/workloads/sim/report").json()
+    assert sum(arm["feedback"] for arm in report["arms"]) == 60
+    refused = CliRunner().invoke(
+        app, ["simulate", "--url", running_service.http_url], env={"LLM_OPTIMIZER_API_KEY": "bad"}
+    )
+    assert refused.exit_code == 1
+    assert "HTTP 401" in refused.stderr
