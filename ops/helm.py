@@ -45,7 +45,8 @@ class Values:
         for path in self.files:
             argv += ["--values", str(path)]
         for key, value in self.sets.items():
-            argv += ["--set-string" if key.startswith("image.") else "--set", f"{key}={value}"]
+            flag = "--set-string" if key.startswith("image.") else "--set"
+            argv += [flag, f"{key}={value.replace(',', chr(92) + ',')}"]  # helm splits on ","
         return argv
 
 

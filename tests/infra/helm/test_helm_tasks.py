@@ -152,3 +152,8 @@ def test_status_and_logs_commands() -> None:
     assert "--all-containers" in logs
     assert logs[-1] == "--follow"
     assert "app.kubernetes.io/component=server" in " ".join(logs)
+
+
+def test_set_values_escape_commas_and_keep_image_tags_strings() -> None:
+    args = helm.Values(sets={"auth.apiKeys[0]": "key read,write", "image.tag": "1.10"}).args()
+    assert args == ["--set", "auth.apiKeys[0]=key read\\,write", "--set-string", "image.tag=1.10"]
