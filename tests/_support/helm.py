@@ -111,7 +111,7 @@ def materialise_env(
         env.update(config_maps[source["configMapRef"]["name"]])
     for volume in pod["volumes"]:
         target = root / volume["name"]
-        target.mkdir()
+        target.mkdir(parents=True)
         for source in volume.get("projected", {}).get("sources", []):
             data: dict[str, Any] = secrets.get(source["secret"]["name"], OPERATOR_SECRET)
             for item in source["secret"]["items"]:
