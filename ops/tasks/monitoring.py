@@ -112,6 +112,7 @@ def alertmanager_config(c: Context, output: str, webhook_url_file: str) -> None:
         "webhook_url_file": "file with the webhook URL Alertmanager notifies (default: the "
         "committed placeholder, which never resolves)",
         "duration": "stop after this many seconds (default 0: run until Ctrl-C)",
+        "scrape_interval": "how often Prometheus scrapes and evaluates the rules (default 15s)",
         "dry_run": "print the commands and the generated config, start nothing",
     }
 )
@@ -122,6 +123,7 @@ def up(
     alertmanager_port: int = 19093,
     webhook_url_file: str = "",
     duration: float = 0,
+    scrape_interval: str = "15s",
     dry_run: bool = False,
 ) -> None:
     """Run Prometheus and Alertmanager here, against a running service, with the repo's rules."""
@@ -139,6 +141,7 @@ def up(
         targets={mon.SERVICE_JOB: [service]},
         alertmanager=alertmanager_address,
         rule_files=[str(path) for path in mon.rule_files()],
+        scrape_interval=scrape_interval,
     )
     am_text = mon.ALERTMANAGER_CONFIG.read_text()
     if webhook_url_file:

@@ -39,7 +39,7 @@ def test_up_scrapes_a_running_service_and_stops_both_servers(
     process = _invoke(
         "monitoring.up", f"--service=127.0.0.1:{active_service.metrics_port}",
         f"--prometheus-port={prometheus}", f"--alertmanager-port={alertmanager}",
-        "--duration=60", state=tmp_path,
+        "--duration=60", "--scrape-interval=1s", state=tmp_path,
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{prometheus}"
