@@ -501,14 +501,15 @@ def print_summary(cfg: LocalConfig, env: str, key: str, elapsed: float) -> None:
         f"  health       {api}/health/ready\n"
         f"  gRPC         {_grpc_line(cfg.host, cfg.ports['grpc_port'])}\n"
         f"  metrics      {cfg.url('metrics_port', '/metrics')}\n"
-        f"  API key      {key}   (development key; file {cfg.keys_file})\n"
+        f"  API key      {key}   (generated once for this machine; file {cfg.keys_file})\n"
         f"  logs         {cfg.log_file}\n"
         f"next:\n"
         f"  export LLM_OPTIMIZER_API_URL={api} LLM_OPTIMIZER_API_KEY={key}\n"
         f"  curl -H 'Authorization: Bearer {key}' {api}/api/v1/workloads\n"
         f"  uv run invoke deploy.status     # is it up?\n"
         f"  uv run invoke deploy.down       # stop it\n"
-        f"  uv run invoke deploy            # redeploy onto the current code"
+        f"  uv run invoke deploy{'' if env == 'dev' else ' --env ' + env}"
+        "            # redeploy onto the current code"
     )
 
 
