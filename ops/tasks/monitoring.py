@@ -11,7 +11,6 @@ import signal
 import time
 from pathlib import Path
 
-import httpx
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
@@ -38,6 +37,8 @@ def _report(name: str, problems: list[str]) -> bool:
 )
 def check(c: Context, metrics_url: str = "", offline: bool = False) -> None:
     """Run every monitoring check; exit 1 naming each failed one."""
+    import httpx
+
     from ops.monitoring import checks
 
     runner = runner_for(c)
