@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -18,6 +19,11 @@ def require_tool(name: str) -> Path:
         hint = tool.install_hint() if tool else f"install {name}"
         pytest.skip(f"{name} is not installed; install it with: {hint}")
     return found
+
+
+def tools_env(**extra: str) -> dict[str, str]:
+    """os.environ with the catalogued tools first on PATH (so checkov finds helm, for one)."""
+    return {**os.environ, "PATH": tools.search_path(), **extra}
 
 
 def free_port() -> int:
