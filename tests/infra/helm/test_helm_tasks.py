@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from ops import helm, kube
+from ops import helm, kube, project
 from ops.runner import Runner
 from ops.tasks import helm as helm_tasks
 from ops.tasks import k8s as k8s_tasks
@@ -157,3 +159,29 @@ def test_status_and_logs_commands() -> None:
 def test_set_values_escape_commas_and_keep_image_tags_strings() -> None:
     args = helm.Values(sets={"auth.apiKeys[0]": "key read,write", "image.tag": "1.10"}).args()
     assert args == ["--set", "auth.apiKeys[0]=key read\\,write", "--set-string", "image.tag=1.10"]
+
+
+@pytest.mark.parametrize(
+    ("target", "env", "expected"),
+    [
+        ("helm", "dev", "helm upgrade llm-optimizer"),
+        ("helm", "prod", f"--values {kube.VALUES_FILE}"),
+        ("kubernetes", "prod", "rollout status deployment/llm-optimizer"),
+    ],
+)
+def test_invoke_deploy_dispatches_here(
+    no_kubeconfig: Path, target: str, env: str, expected: str
+) -> None:
+    """`invoke deploy --target helm|kubernetes --dry-run`: full plan, then 'no cluster', exit 1."""
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "deploy", "--target", target, "--env", env, "--dry-run"],
+        cwd=project.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert expected in output
+    assert "could not run here" in output
+    assert "no Kubernetes context is set" in output
