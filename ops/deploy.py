@@ -23,10 +23,39 @@ from invoke.runners import Result
 from ops import tools
 from ops.runner import Runner
 
-ENVIRONMENTS: Mapping[str, str] = {
-    "dev": "development: debug-friendly logs, auto-generated development API key",
-    "prod": "production: JSON logs, the service refuses to start without API keys or with "
-    "default secrets",
+
+@dataclass(frozen=True)
+class Environment:
+    """A deployment environment and the service settings it implies (contract names)."""
+
+    name: str
+    summary: str
+    service_settings: Mapping[str, str]
+
+
+ENVIRONMENTS: Mapping[str, Environment] = {
+    env.name: env
+    for env in (
+        Environment(
+            "dev",
+            "development: readable logs; development conveniences on",
+            {
+                "LLM_OPTIMIZER_ENVIRONMENT": "development",
+                "LLM_OPTIMIZER_LOG__LEVEL": "INFO",
+                "LLM_OPTIMIZER_LOG__JSON": "false",
+            },
+        ),
+        Environment(
+            "prod",
+            "production: JSON logs; the service refuses to start without API keys or with "
+            "default secrets",
+            {
+                "LLM_OPTIMIZER_ENVIRONMENT": "production",
+                "LLM_OPTIMIZER_LOG__LEVEL": "INFO",
+                "LLM_OPTIMIZER_LOG__JSON": "true",
+            },
+        ),
+    )
 }
 
 

@@ -40,21 +40,8 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from ops import project, pycommands
+from ops.deploy import ENVIRONMENTS
 from ops.runner import Runner
-
-# Deployment environments are data: what each one sets in the service's environment.
-SERVICE_ENVIRONMENTS: Mapping[str, Mapping[str, str]] = {
-    "dev": {
-        "LLM_OPTIMIZER_ENVIRONMENT": "development",
-        "LLM_OPTIMIZER_LOG__LEVEL": "INFO",
-        "LLM_OPTIMIZER_LOG__JSON": "false",
-    },
-    "prod": {
-        "LLM_OPTIMIZER_ENVIRONMENT": "production",
-        "LLM_OPTIMIZER_LOG__LEVEL": "INFO",
-        "LLM_OPTIMIZER_LOG__JSON": "true",
-    },
-}
 
 PORT_SETTINGS: Mapping[str, str] = {
     "http_port": "LLM_OPTIMIZER_SERVER__HTTP_PORT",
@@ -128,7 +115,7 @@ class LocalConfig:
     def service_env(self, env: str) -> dict[str, str]:
         """The settings the service gets (contract names), for ``env`` (dev|prod)."""
         values = {
-            **SERVICE_ENVIRONMENTS[env],
+            **ENVIRONMENTS[env].service_settings,
             "LLM_OPTIMIZER_DATA_DIR": str(self.data_dir),
             "LLM_OPTIMIZER_SERVER__HOST": self.host,
             "LLM_OPTIMIZER_AUTH__API_KEYS_FILE": str(self.keys_file),

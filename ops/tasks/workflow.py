@@ -185,7 +185,9 @@ def info(c: Context) -> None:
             "available" if target.implementation() else f"not available yet: needs {target.needs}"
         )
         print(f"  {target.name:<11} {target.summary}; {available}")
-    print(f"  environments: {', '.join(deploy.ENVIRONMENTS)}")
+    print("environments (invoke deploy --env E):")
+    for environment in deploy.ENVIRONMENTS.values():
+        print(f"  {environment.name:<11} {environment.summary}")
     statuses = provision.report(runner, provision.select(None))
     print(f"tools (invoke doctor): {provision.summary(statuses)}")
     for status in provision.problems(statuses):
