@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from ops.monitoring import stack
@@ -17,6 +16,7 @@ from ops.runner import Runner
 from tests._support.service import RunningService
 from tests._support.service_fixtures import postgres, running_service, service_factory
 from tests._support.tools import free_port, require_tool
+from tests.monitoring.traffic import drive_traffic
 
 __all__ = ["postgres", "running_service", "service_factory"]
 
@@ -37,51 +37,6 @@ def promtool() -> Path:
 def amtool() -> Path:
     """amtool from Debian's prometheus-alertmanager package."""
     return require_tool("amtool")
-
-
-def drive_traffic(service: RunningService, workload: str = "monitoring-check") -> None:
-    """Create a workload, decide and report feedback, so every labelled series exists."""
-    with service.client() as client:
-        created = client.post(
-            "/api/v1/workloads",
-            json={
-                "name": workload,
-                "arms": [
-                    {
-                        "name": "small",
-                        "model": "small-model",
-                        "price": {"input_per_1k": 0.1, "output_per_1k": 0.2},
-                    },
-                    {
-                        "name": "large",
-                        "model": "large-model",
-                        "price": {"input_per_1k": 1.0, "output_per_1k": 2.0},
-                    },
-                ],
-            },
-        )
-        assert created.status_code in (201, 409), created.text
-        for _ in range(6):
-            decision = client.post(f"/api/v1/workloads/{workload}/decide")
-            assert decision.status_code == 200, decision.text
-            feedback = client.post(
-                "/api/v1/feedback",
-                json={
-                    "decision_id": decision.json()["decision_id"],
-                    "quality": 0.8,
-                    "cost_usd": 0.002,
-                    "latency_ms": 120.0,
-                },
-            )
-            assert feedback.status_code == 202, feedback.text
-        assert client.get("/api/v1/workloads/does-not-exist").status_code == 404
-
-
-def scrape(url: str) -> str:
-    """One scrape of a /metrics endpoint."""
-    response = httpx.get(url, timeout=5.0)
-    response.raise_for_status()
-    return response.text
 
 
 @pytest.fixture(scope="session")

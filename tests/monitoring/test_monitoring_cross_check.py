@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ops import monitoring as mon
 from ops.monitoring import checks
 from tests._support.service import RunningService
-from tests.monitoring.conftest import scrape
+from tests.monitoring.traffic import scrape
 
 # Contract metrics the service does not export yet, with the reason. The gRPC API (and with it
 # grpc_server_*) belongs to the data-path issue and was not built when this was written. Only

@@ -23,8 +23,8 @@ from ops.runner import Runner
 from tests._support.postgres import PostgresServer
 from tests._support.service import START_TIMEOUT, RunningService, wait_ready
 from tests._support.tools import free_port, require_tool
-from tests.monitoring.conftest import drive_traffic, scrape
 from tests.monitoring.test_monitoring_cross_check import NOT_YET_EXPORTED
+from tests.monitoring.traffic import drive_traffic, scrape
 
 SERVICE_DOWN_FOR = "2s"  # test-only; the rule says 1m
 

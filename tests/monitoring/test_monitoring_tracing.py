@@ -29,7 +29,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from ops.monitoring import stack
 from tests._support.service import RunningService
 from tests._support.tools import free_port, require_tool
-from tests.monitoring.conftest import drive_traffic
+from tests.monitoring.traffic import drive_traffic
 
 
 @dataclass
