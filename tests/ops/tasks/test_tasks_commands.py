@@ -225,3 +225,36 @@ def test_dev_dry_run_shows_install_then_the_local_deploy_plan(
     assert "dry run: nothing was changed" in out
     assert c.commands == []
     assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize(
+    ("task", "kwargs"),
+    [
+        (build.build, {}),
+        (build.debug, {}),
+        (test.suite, {}),
+        (test.watch, {}),
+        (test.coverage, {}),
+        (workflow.install, {}),
+        (workflow.lint, {}),
+        (workflow.fmt, {}),
+        (workflow.audit, {}),
+        (workflow.clean, {}),
+        (workflow.ci, {}),
+        (workflow.pre_commit, {}),
+        (workflow.all_, {}),
+        (workflow.dev, {}),
+        (db.migrate, {}),
+        (db.backup, {}),
+        (db.restore, {"path": "x.db", "yes": True}),
+    ],
+    ids=lambda v: getattr(v, "name", "") if not isinstance(v, dict) else "",
+)
+def test_invoke_dry_runs_no_command(
+    task: Any, kwargs: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`invoke --dry TASK` (config run.dry) is safe: commands are printed, none is run."""
+    c = Recorder(run={"dry": True}, llm_optimizer={"local": {"state_dir": str(tmp_path / "state")}})
+    task(c, **kwargs)
+    assert c.commands == []
+    assert not (tmp_path / "state").exists()
