@@ -1,0 +1,170 @@
+"""The client CLI end to end against a real running service (SQLite, free ports)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ops import project
+from tests._support.service import RunningService
+
+
+def cli(
+    svc: RunningService | None, *args: str, key: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).parent / project.CLI_COMMAND
+    env = {"PATH": str(Path(sys.executable).parent), "NO_COLOR": "1", "COLUMNS": "200"}
+    if svc is not None:
+        env["LLM_OPTIMIZER_API_URL"] = svc.http_url
+        env["LLM_OPTIMIZER_API_KEY"] = key if key is not None else svc.api_key
+    return subprocess.run(
+        [str(script), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def ok_json(svc: RunningService, *args: str) -> object:
+    result = cli(svc, "-o", "json", *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def workload(running_service: RunningService) -> str:
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    created = ok_json(
+        running_service, "workload", "create", name,
+        "--arm", "cheap=openai/gpt-4o-mini", "--arm", "strong=anthropic/claude-sonnet",
+        "--min-quality", "0.5",
+    )  # fmt: skip
+    assert isinstance(created, dict)
+    assert created["name"] == name
+    return name
+
+
+def test_round_trip_decide_feedback_report(running_service: RunningService, workload: str) -> None:
+    decision = ok_json(running_service, "decide", workload, "--context", '{"tier": "free"}')
+    assert isinstance(decision, dict)
+    assert decision["arm"] in {"cheap", "strong"}
+    assert decision["config"]["provider"] in {"openai", "anthropic"}
+    ack = cli(running_service, "feedback", decision["decision_id"], "--quality", "0.9",
+              "--cost-usd", "0.002", "--latency-ms", "350")  # fmt: skip
+    assert ack.returncode == 0, ack.stderr
+    report = ok_json(running_service, "report", workload)
+    assert isinstance(report, dict)
+    arms = {arm["name"]: arm for arm in report["arms"]}
+    assert arms[decision["arm"]]["feedback"] == 1
+    table = cli(running_service, "report", workload)
+    assert table.returncode == 0, table.stderr
+    assert decision["arm"] in table.stdout
+
+
+def test_outputs_table_json_yaml(running_service: RunningService, workload: str) -> None:
+    as_json = ok_json(running_service, "workload", "show", workload)
+    as_yaml = yaml.safe_load(
+        cli(running_service, "-o", "yaml", "workload", "show", workload).stdout
+    )
+    assert as_json == json.loads(json.dumps(as_yaml, default=str))
+    listing = cli(running_service, "workload", "list")
+    assert listing.returncode == 0
+    assert workload in listing.stdout
+
+
+def test_promote_rollback_and_delete(running_service: RunningService, workload: str) -> None:
+    promoted = ok_json(running_service, "promote", workload, "strong", "--canary-percent", "25")
+    assert isinstance(promoted, dict)
+    shown = ok_json(running_service, "workload", "show", workload)
+    assert isinstance(shown, dict)
+    assert shown["promoted_arm"] == "strong"
+    assert shown["canary_percent"] == 25
+    assert cli(running_service, "rollback", workload).returncode == 0
+    shown = ok_json(running_service, "workload", "show", workload)
+    assert isinstance(shown, dict)
+    assert shown["promoted_arm"] is None
+    assert cli(running_service, "workload", "delete", workload).returncode == 0
+    gone = cli(running_service, "workload", "show", workload)
+    assert gone.returncode == 1
+    assert "HTTP 404" in gone.stderr
+
+
+def test_create_from_file(running_service: RunningService, tmp_path: Path) -> None:
+    name = f"file-{uuid.uuid4().hex[:8]}"
+    spec = tmp_path / "workload.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": name, "strategy": "ucb",
+        "arms": [{"name": "a", "model": "m1"}, {"name": "b", "model": "m2"}],
+    }))  # fmt: skip
+    created = ok_json(running_service, "workload", "create", "--file", str(spec))
+    assert isinstance(created, dict)
+    assert created["strategy"] == "ucb"
+
+
+@pytest.mark.parametrize(
+    ("args", "key", "expected"),
+    [
+        (("workload", "list"), "", "HTTP 401"),
+        (("workload", "list"), "not-a-real-key", "HTTP 401"),
+        (("workload", "show", "does-not-exist"), None, "HTTP 404"),
+        (("decide", "nope", "--context", "{bad json"), None, "--context is not valid JSON"),
+        (("workload", "create", "lonely", "--arm", "justone"), None, "NAME=MODEL"),
+        (("workload", "create", "Bad Name", "--arm", "a=m", "--arm", "b=m"), None,
+         "validation failed"),
+        (("feedback", str(uuid.uuid4()), "--quality", "0.5"), None, "HTTP 404"),
+    ],
+)  # fmt: skip
+def test_every_http_error_gets_a_clear_message(
+    running_service: RunningService, args: tuple[str, ...], key: str | None, expected: str
+) -> None:
+    result = cli(running_service, *args, key=key)
+    assert result.returncode == 1
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_read_only_key_cannot_write(running_service: RunningService) -> None:
+    result = cli(running_service, "workload", "create", "ro-test", "--arm", "a=m", "--arm", "b=m",
+                 key=running_service.read_key)  # fmt: skip
+    assert result.returncode == 1
+    assert "HTTP 403" in result.stderr
+
+
+def test_unreachable_api_is_named(tmp_path: Path) -> None:
+    env_cli = cli(None, "--api-url", "http://127.0.0.1:9", "workload", "list")
+    assert env_cli.returncode == 1
+    assert "cannot reach the API at http://127.0.0.1:9" in env_cli.stderr
+
+
+def test_health_and_version(running_service: RunningService) -> None:
+    health = cli(running_service, "-o", "json", "health")
+    assert health.returncode in (0, 2), health.stderr
+    assert json.loads(health.stdout)["status"] in ("ok", "degraded")
+    version = ok_json(running_service, "version")
+    assert isinstance(version, dict)
+    assert version["client"] == project.version()
+    assert version["server"]["version"] == project.version()
+
+
+def test_client_has_no_server_dependencies() -> None:
+    code = (
+        "import sys, llm_optimizer_cli.main\n"
+        "heavy = {'llm_optimizer_service', 'fastapi', 'sqlalchemy', 'grpc', 'numpy'}\n"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+    from importlib.metadata import requires
+
+    declared = {
+        r.split(">")[0].split("=")[0].split("[")[0].strip()
+        for r in requires("llm-optimizer-cli") or []
+    }
+    assert declared.isdisjoint(
+        {"llm-optimizer-service", "fastapi", "sqlalchemy", "grpcio", "numpy"}
+    )
