@@ -172,6 +172,24 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
+# Labels Prometheus adds at scrape time (never in a target's own exposition).
+TARGET_LABELS: Final = frozenset({"job", "instance", "namespace", "pod"})
+
+
+def equality_matchers(expr: str) -> set[tuple[str, str, str]]:
+    """(metric, label, value) for every ``label="value"`` matcher on a named metric."""
+    found: set[tuple[str, str, str]] = set()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            for matcher in node.matchers.matchers:
+                if matcher.op == promql_parser.MatchOp.Equal and matcher.name != "__name__":
+                    found.add((node.name, matcher.name, matcher.value))
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return found
+
+
 # Grafana template variables our dashboards use, and what stands in for them when a panel's
 # query is checked by promtool (which knows no Grafana variables).
 GRAFANA_VARIABLE_STANDINS: Final[Mapping[str, str]] = {
@@ -317,6 +335,33 @@ def contract_metrics(
     if not metrics:
         raise ValueError(f"no metric names found in the Metrics section of {contract}")
     return metrics
+
+
+def referenced_label_values() -> dict[tuple[str, str, str], set[str]]:
+    """(metric, label, value) -> where, for every equality matcher of every rule and panel,
+    except on the labels Prometheus adds itself (job, instance, ...)."""
+    used: dict[tuple[str, str, str], set[str]] = {}
+    for rule in load_rules():
+        for key in equality_matchers(rule.expr):
+            used.setdefault(key, set()).add(f"{rule.file.name}: {rule.name}")
+    for query in panel_queries():
+        for key in equality_matchers(substitute_grafana_variables(query.expr)):
+            used.setdefault(key, set()).add(f"{query.dashboard}: panel {query.panel!r}")
+    return {key: where for key, where in used.items() if key[1] not in TARGET_LABELS}
+
+
+def exposition_label_values(text: str) -> set[tuple[str, str, str]]:
+    """(sample name, label, value) of every labelled sample in a text exposition."""
+    found: set[tuple[str, str, str]] = set()
+    for line in text.splitlines():
+        match = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\}", line)
+        if match is None or line.startswith("#"):
+            continue
+        for label, value in re.findall(
+            r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', match.group(2)
+        ):
+            found.add((match.group(1), label, value))
+    return found
 
 
 def referenced_metrics() -> dict[str, set[str]]:

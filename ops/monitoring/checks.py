@@ -374,6 +374,19 @@ def cross_check(exposition: str) -> list[str]:
     ]
 
 
+def cross_check_label_values(exposition: str) -> list[str]:
+    """Every ``label="value"`` a rule or panel matches on a service metric occurs in the
+    service's exposition (a selector on a value the service never sets can never match)."""
+    exported = mon.exposition_label_values(exposition)
+    allowed = mon.allowed_exporter_metrics()
+    return [
+        f'{metric}{{{label}="{value}"}} never occurs in the service\'s metrics '
+        f"(used by {'; '.join(sorted(places))})"
+        for (metric, label, value), places in sorted(mon.referenced_label_values().items())
+        if metric not in allowed and (metric, label, value) not in exported
+    ]
+
+
 def render_alertmanager_config(webhook_url: str) -> str:
     """The committed Alertmanager config with every webhook pointed at ``webhook_url``."""
     if not re.match(r"^https?://[^\s/]+", webhook_url):

@@ -62,7 +62,7 @@ def check(c: Context, metrics_url: str = "", offline: bool = False) -> None:
                 "use --offline"
             ]
         else:
-            problems = checks.cross_check(exposition)
+            problems = checks.cross_check(exposition) + checks.cross_check_label_values(exposition)
         if not _report(name, problems):
             failed.append(name)
     if failed:

@@ -92,9 +92,9 @@ def test_check_cross_checks_a_running_service(
 ) -> None:
     monkeypatch.setattr("ops.monitoring.checks.PYTHON_CHECKS", {})
     monkeypatch.setattr("ops.monitoring.checks.TOOL_CHECKS", {})
-    from tests.monitoring.test_monitoring_cross_check import NOT_YET_EXPORTED
+    from tests.monitoring.test_monitoring_cross_check import NOT_YET_EXPORTED, NOT_YET_SET
 
-    if NOT_YET_EXPORTED:
+    if NOT_YET_EXPORTED or NOT_YET_SET:
         with pytest.raises(Exit, match="metrics cross-check against the running service"):
             tasks.check(Context(), metrics_url=active_service.metrics_url)
     else:
