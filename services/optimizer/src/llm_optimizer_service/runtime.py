@@ -78,6 +78,7 @@ class WorkloadState:
     models: dict[str, str]
     recent_quality: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_QUALITY))
     dirty: bool = False
+    decision_counters: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -409,7 +410,11 @@ class Runtime:
             created_at=datetime.now(UTC),
         )
         self.writer.add(pending)
-        metrics.DECISIONS.labels(workload=state.name, arm=choice.arm).inc()
+        counter = state.decision_counters.get(choice.arm)
+        if counter is None:
+            counter = metrics.DECISIONS.labels(workload=state.name, arm=choice.arm)
+            state.decision_counters[choice.arm] = counter
+        counter.inc()
         return pending
 
     # -- feedback -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from llm_optimizer_service import __version__, health, tracing
 from llm_optimizer_service.api import errors, routes
 from llm_optimizer_service.api import schemas as s
+from llm_optimizer_service.api.deps import document_bearer_auth
 from llm_optimizer_service.api.middleware import RequestContextMiddleware
 from llm_optimizer_service.runtime import LifecycleHooks, Runtime
 from llm_optimizer_service.settings import Settings
@@ -42,6 +43,7 @@ def create_app(settings: Settings, hooks: LifecycleHooks | None = None) -> FastA
     errors.install(app)
     app.add_middleware(RequestContextMiddleware, max_body=settings.server.max_request_bytes)
     app.include_router(routes.router)
+    document_bearer_auth(app)
 
     def probe(ok: bool, failing: str) -> JSONResponse:
         if runtime.draining:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, Body, Depends, Response, status
+from fastapi import APIRouter, Body, Depends, Request, Response, status
 
 from llm_optimizer_service.api import schemas as s
 from llm_optimizer_service.api.deps import admin, get_runtime, reader, writer
@@ -142,12 +142,13 @@ async def delete_workload(
 )
 async def decide(
     name: str,
-    runtime: RuntimeDep,
+    request: Request,
     _: Annotated[Principal, Depends(writer)],
     body: Annotated[s.DecideBody | None, Body()] = None,
 ) -> Response:
     """The hot path: no I/O, no await. The body is built by hand (the same shape as
     DecisionOut, which documents it) because response-model validation would double its cost."""
+    runtime: Runtime = request.app.state.runtime
     state = _state(runtime, name)
     pending = runtime.decide(state, body.context if body else None)
     payload = {
