@@ -50,6 +50,31 @@ class Values:
         return argv
 
 
+# Service settings (contract names) -> the chart value that sets each one.
+SETTING_VALUES: Mapping[str, str] = {
+    "LLM_OPTIMIZER_ENVIRONMENT": "config.environment",
+    "LLM_OPTIMIZER_LOG__LEVEL": "config.logLevel",
+    "LLM_OPTIMIZER_LOG__JSON": "config.logJson",
+    "LLM_OPTIMIZER_KAFKA__BROKERS": "config.kafkaBrokers",
+    "LLM_OPTIMIZER_OTEL__ENDPOINT": "config.otelEndpoint",
+    "LLM_OPTIMIZER_SERVER__SHUTDOWN_DELAY": "config.shutdownDelaySeconds",
+}
+
+
+def settings_values(settings: Mapping[str, str]) -> Values:
+    """``--set`` pairs for service settings, e.g. an environment's (ops.deploy.ENVIRONMENTS)."""
+    unknown = sorted(set(settings) - set(SETTING_VALUES))
+    if unknown:
+        from invoke.exceptions import Exit
+
+        raise Exit(
+            f"the chart has no value for {', '.join(unknown)}; map it in ops.helm.SETTING_VALUES "
+            "(and infra/helm/llm-optimizer/values.yaml)",
+            code=1,
+        )
+    return Values(sets={SETTING_VALUES[key]: value for key, value in settings.items()})
+
+
 def kube_args(context: str, namespace: str) -> list[str]:
     """The cluster-selecting flags every helm command that talks to a cluster gets."""
     argv = ["--namespace", namespace]

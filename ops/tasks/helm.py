@@ -34,12 +34,10 @@ NO_ATOMIC = "do not roll back on failure (helm 4 --rollback-on-failure, helm 3 -
 NO_WAIT = "do not wait for the objects to be ready"
 TIMEOUT = "how long helm waits, e.g. 10m"
 
-# `invoke deploy --env` -> values for that environment. dev: one pod on the embedded defaults;
-# prod: the production values the plain manifests use (existing Secrets, replicas, policies).
-ENV_VALUES: dict[str, helm.Values] = {
-    "dev": helm.Values(sets={"config.environment": "development", "config.logJson": "false"}),
-    "prod": helm.Values(files=(kube.VALUES_FILE,)),
-}
+# `invoke deploy --env` -> values files for that environment, on top of the environment's
+# service settings (ops.deploy.ENVIRONMENTS). dev: one pod on the embedded defaults; prod: the
+# production values the plain manifests use (existing Secrets, replicas, policies).
+ENV_FILES: dict[str, tuple[Path, ...]] = {"dev": (), "prod": (kube.VALUES_FILE,)}
 
 
 def _settings(c: Context) -> dict[str, object]:
@@ -296,10 +294,13 @@ def deploy_target(c: Context, *, env: str, dry_run: bool) -> None:
     prod uses infra/kubernetes/values.yaml, whose existing Secrets must be created first (the
     pre-flight checks them); llm_optimizer.helm.values adds the operator's own values files.
     """
-    if env not in ENV_VALUES:
-        raise Exit(f"unknown environment '{env}'; choose one of: {', '.join(ENV_VALUES)}", code=2)
+    from ops.deploy import ENVIRONMENTS
+
+    if env not in ENV_FILES or env not in ENVIRONMENTS:
+        raise Exit(f"unknown environment '{env}'; choose one of: {', '.join(ENV_FILES)}", code=2)
     runner = runner_for(c, dry_run=dry_run)
-    base = ENV_VALUES[env]
+    base = helm.settings_values(ENVIRONMENTS[env].service_settings)
+    base = helm.Values(files=ENV_FILES[env], sets=base.sets)
     helm_config: Any = _settings(c).get("helm") or {}
     extra = _values(c, [str(v) for v in helm_config.get("values") or []], [])
     values = helm.Values(files=(*base.files, *extra.files), sets={**base.sets, **extra.sets})

@@ -506,3 +506,17 @@ def test_notes_give_real_next_steps(helm_cli: Helm, scenario: str) -> None:
         assert "logs job/llm-optimizer-migrations" in notes
     if scenario == "monitoring":
         assert 'job="llm-optimizer"' in notes
+
+
+def test_deploy_environments_map_onto_chart_values(helm_cli: Helm) -> None:
+    """Each environment's service settings (ops.deploy) reach the ConfigMap unchanged."""
+    from llm_optimizer_service.settings import env_var_names
+
+    from ops.deploy import ENVIRONMENTS
+
+    assert set(helm.SETTING_VALUES) <= env_var_names()
+    for environment in ENVIRONMENTS.values():
+        values = helm.settings_values(environment.service_settings)
+        config = one(helm_cli.render(values), "ConfigMap")["data"]
+        for name, value in environment.service_settings.items():
+            assert config[name] == value, (environment.name, name)
