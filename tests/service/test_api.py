@@ -253,3 +253,28 @@ def test_replicas_share_statistics(make_client: Callable[..., TestClient]) -> No
     two = second.get("/api/v1/workloads/chat/report").json()
     assert one == two
     assert sum(arm["feedback"] for arm in one["arms"]) == 20
+
+
+def test_failed_canary_status(client: TestClient) -> None:
+    """A canary whose arm is clearly worse than another arm shows as status="failed"."""
+    from llm_optimizer_service import metrics
+
+    create(client, name="can")
+    client.post("/api/v1/workloads/can/promote", json={"arm": "small", "canary_percent": 50})
+
+    def status() -> str:
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        runtime._rebuild_dirty()
+        for candidate in metrics.CANARY_STATUSES:
+            if metrics.CANARY.labels(workload="can", status=candidate)._value.get() == 1.0:
+                return candidate
+        raise AssertionError("no canary status set")
+
+    assert status() == "canary"
+    for _ in range(60):
+        d = decide(client, "can")
+        quality = 0.3 if d["arm"] == "small" else 0.9
+        client.post("/api/v1/feedback", json=feedback(d["decision_id"], quality))
+    assert status() == "failed"
+    client.post("/api/v1/workloads/can/rollback")
+    assert status() == "none"

@@ -45,10 +45,11 @@ QUALITY = Gauge("optimization_quality_score", "Mean quality of the recent feedba
 DRIFT = Gauge("drift_score", "Drift score of the workload (0..1).", ["workload"])
 CANARY = Gauge(
     "canary_deployment_status",
-    "Current policy per workload: 1 for the active status (none, canary, promoted), else 0.",
+    "Current policy per workload: 1 for the active status (none, canary, promoted, failed = "
+    "a canary clearly worse than another arm), else 0.",
     ["workload", "status"],
 )
-CANARY_STATUSES = ("none", "canary", "promoted")
+CANARY_STATUSES = ("none", "canary", "promoted", "failed")
 DB_CONNECTIONS_ACTIVE = Gauge("db_connections_active", "Database connections checked out.")
 DB_CONNECTIONS_MAX = Gauge("db_connections_max", "Largest number of database connections.")
 DB_QUERY_DURATION = Histogram(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import time
 import uuid
 from collections import deque
@@ -124,6 +125,33 @@ def report_rng(name: str, stats: Mapping[str, ArmStats]) -> np.random.Generator:
     total = sum(s.feedback for s in stats.values())
     seed = int.from_bytes(hashlib.sha256(f"{name}:{total}".encode()).digest()[:8], "big")
     return np.random.default_rng(seed)
+
+
+def _interval(stats: ArmStats, spec: WorkloadSpec) -> tuple[float, float] | None:
+    """Normal-approximation 95% interval of an arm's mean reward (None below 2 feedbacks)."""
+    mean = stats.mean_reward(spec.objective)
+    variance = stats.reward_variance(spec.objective)
+    if mean is None or variance is None or stats.n <= 0:
+        return None
+    half = 1.96 * math.sqrt(max(variance, 0.0) / stats.n)
+    return mean - half, mean + half
+
+
+def canary_status(state: WorkloadState) -> str:
+    """``none``, ``promoted``, ``canary`` — or ``failed``: a canary whose arm is clearly worse
+    than another arm (its reward interval lies wholly below that arm's) should be rolled back."""
+    promoted, canary = state.record.promoted_arm, state.record.canary_percent
+    if promoted is None:
+        return "none"
+    if canary is None:
+        return "promoted"
+    mine = _interval(state.stats.get(promoted, ArmStats()), state.spec)
+    if mine is not None:
+        for name, stats in state.stats.items():
+            other = _interval(stats, state.spec) if name != promoted else None
+            if other is not None and mine[1] < other[0]:
+                return "failed"
+    return "canary"
 
 
 class DecisionWriter:
@@ -363,9 +391,7 @@ class Runtime:
 
     def _publish_gauges(self, state: WorkloadState) -> None:
         metrics.DRIFT.labels(workload=state.name).set(drift_score(state.stats))
-        promoted, canary = state.record.promoted_arm, state.record.canary_percent
-        status = "none" if promoted is None else ("canary" if canary is not None else "promoted")
-        metrics.set_canary_status(state.name, status)
+        metrics.set_canary_status(state.name, canary_status(state))
 
     def _forget(self, state: WorkloadState) -> None:
         metrics.forget_workload(
