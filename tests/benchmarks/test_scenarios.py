@@ -13,7 +13,8 @@ from benchmarks.scenario import SCENARIO_DIR, Outcomes, load, load_all, pseudo_r
 
 def test_every_scenario_file_loads_with_valid_engine_specs() -> None:
     scenarios = load_all()
-    assert {s.name for s in scenarios} >= {"chat-quality", "balanced", "cost-saving", "drift"}
+    names = {"chat-quality", "balanced", "cost-saving", "drift", "drift-subtle"}
+    assert {s.name for s in scenarios} >= names
     for scenario in scenarios:
         scenario.spec("thompson")  # the engine validates it
         assert scenario.decisions == 20_000
