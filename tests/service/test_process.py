@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -185,13 +186,23 @@ def test_sigterm_drains_in_flight_requests(service_factory: Callable[..., Runnin
     assert "stopped" in logs
 
 
-def test_production_refuses_a_schema_not_at_head(
-    service_factory: Callable[..., RunningService],
+def test_production_refuses_a_schema_not_at_head_then_serves_after_upgrade(
+    service_factory: Callable[..., RunningService], tmp_path: Path
 ) -> None:
-    service = service_factory({"LLM_OPTIMIZER_ENVIRONMENT": "production"}, wait=False)
-    assert service.process.wait(90) == 1
-    assert "db upgrade" in service.logs()
-    assert "refusing to serve" in service.logs()
+    data_dir = tmp_path / "prod-data"
+    env = {"LLM_OPTIMIZER_ENVIRONMENT": "production", "LLM_OPTIMIZER_DATA_DIR": str(data_dir)}
+    refused = service_factory(env, wait=False)
+    assert refused.process.wait(90) == 1
+    assert "refusing to serve" in refused.logs()
+    assert "db upgrade" in refused.logs()
+    upgraded = CliRunner().invoke(
+        app, ["db", "upgrade"], env={"LLM_OPTIMIZER_DATA_DIR": str(data_dir)}
+    )
+    assert upgraded.exit_code == 0, upgraded.output
+    service = service_factory(env)
+    assert httpx.get(f"{service.http_url}/api/v1/workloads").status_code == 401
+    with service.client() as client:
+        assert client.get("/api/v1/workloads").status_code == 200
 
 
 def test_health_command(running_service: RunningService) -> None:
