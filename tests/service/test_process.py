@@ -144,7 +144,7 @@ def _slow_body(payload: bytes, seconds: float) -> Iterator[bytes]:
 
 def test_sigterm_drains_in_flight_requests(service_factory: Callable[..., RunningService]) -> None:
     service = service_factory(
-        {"LLM_OPTIMIZER_SERVER__SHUTDOWN_DELAY": "1.5", "LLM_OPTIMIZER_SERVER__GRACE_PERIOD": "20"}
+        {"LLM_OPTIMIZER_SERVER__SHUTDOWN_DELAY": "3", "LLM_OPTIMIZER_SERVER__GRACE_PERIOD": "20"}
     )
     with service.client() as client:
         assert client.post("/api/v1/workloads", json={"name": "w", "arms": ARMS}).status_code == 201
@@ -158,7 +158,7 @@ def test_sigterm_drains_in_flight_requests(service_factory: Callable[..., Runnin
         try:
             response = httpx.post(
                 f"{service.http_url}/api/v1/feedback",
-                content=_slow_body(body, 3.0),
+                content=_slow_body(body, 5.0),
                 headers={**service.headers, "Content-Type": "application/json"},
                 timeout=30,
             )
@@ -169,7 +169,7 @@ def test_sigterm_drains_in_flight_requests(service_factory: Callable[..., Runnin
     threads = [threading.Thread(target=slow_feedback, args=(i,)) for i in ids]
     for thread in threads:
         thread.start()
-    time.sleep(0.8)  # all eight are now in flight, their bodies half sent
+    time.sleep(0.8)  # all eight are now in flight; their bodies finish ~2 s after the drain
     service.process.send_signal(signal.SIGTERM)
     time.sleep(0.2)
     ready = httpx.get(f"{service.http_url}/health/ready", timeout=5)
