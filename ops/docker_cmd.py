@@ -169,6 +169,19 @@ def run_detached(ref: str, **kwargs: Any) -> Container:
     return api.containers.run(ref, detach=True, **kwargs)
 
 
+def run_once(ref: str, command: Sequence[str] | None = None, **kwargs: Any) -> tuple[int, str]:
+    """Run a container to completion; return (exit code, stdout+stderr). The container and its
+    anonymous volumes (the service image declares one) are removed afterwards."""
+    api = docker_engine.client()
+    container = api.containers.run(ref, command, detach=True, **kwargs)
+    try:
+        code = int(container.wait(timeout=300)["StatusCode"])
+        return code, container.logs().decode(errors="replace")
+    finally:
+        remove(container)
+        api.close()
+
+
 def health_status(container: Container) -> str:
     """The container's health (``starting``/``healthy``/``unhealthy``), or its state."""
     container.reload()

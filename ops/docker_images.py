@@ -27,6 +27,7 @@ class BuildResult:
     refs: tuple[str, ...]
     seconds: float
     log: str  # BuildKit's plain progress output (empty in dry-run)
+    build_args: dict[str, str]
 
 
 def select(which: str) -> list[ImageSpec]:
@@ -94,4 +95,4 @@ def build(
     )
     seconds = time.monotonic() - started
     log = "" if result is None else result.stderr + result.stdout
-    return BuildResult(spec, tuple(tags), seconds, log)
+    return BuildResult(spec, tuple(tags), seconds, log, args)

@@ -1,0 +1,74 @@
+"""Session fixtures for tests that need the Docker engine, the stand-in base image, or our images.
+
+Use them from any test package by importing them into its ``conftest.py``::
+
+    from tests._support.docker import base_image, docker_engine  # noqa: F401
+
+- ``docker_engine``: an answering engine (starts dockerd when none runs and we are root, as
+  ``invoke docker.engine --start`` does); skips with the reason otherwise (a failure under CI).
+- ``base_image``: the tag of the stand-in base image (``ARG BASE_IMAGE``'s default), built with
+  debootstrap once and cached across sessions (``invoke docker.base-image``).
+- ``service_image`` / ``cli_image``: our images, built once per session (BuildKit cache makes a
+  re-run cheap) and tagged ``:pytest``; each value is the ``BuildResult`` (ref, seconds, log).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ops import base_image as base
+from ops import docker_engine as engine
+from ops import docker_images
+from ops.docker_context import IMAGES
+from ops.docker_images import BuildResult
+from ops.runner import Runner
+from tests._support.tools import require_tool
+
+TEST_TAG = "pytest"
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> engine.EngineStatus:
+    """An answering Docker engine (started here when needed)."""
+    require_tool("docker")
+    status = engine.status()
+    if status.answering:
+        return status
+    if os.geteuid() != 0:
+        pytest.skip(f"{status.describe()}; start one with `uv run invoke docker.engine --start`")
+    require_tool("dockerd")
+    return engine.ensure_running(Runner(echo=True))
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_engine: engine.EngineStatus) -> str:
+    """The stand-in base image's tag (debootstrap + docker import, cached by recipe)."""
+    tag = base.default_tag()
+    if not base.is_current(tag, base.Recipe()):
+        if os.geteuid() != 0:
+            pytest.skip("the stand-in base image is missing and debootstrap needs root")
+        require_tool("debootstrap")
+        base.ensure(Runner(echo=True), tag=tag)
+    return tag
+
+
+def _build(key: str) -> BuildResult:
+    require_tool("uv")
+    spec = IMAGES[key]
+    return docker_images.build(
+        Runner(echo=True), spec, tags=[f"{spec.name}:{TEST_TAG}"], quiet=True
+    )
+
+
+@pytest.fixture(scope="session")
+def service_image(base_image: str) -> BuildResult:
+    """The service image, built once per session as ``llm-optimizer-service:pytest``."""
+    return _build("service")
+
+
+@pytest.fixture(scope="session")
+def cli_image(base_image: str) -> BuildResult:
+    """The CLI image, built once per session as ``llm-optimizer-cli:pytest``."""
+    return _build("cli")

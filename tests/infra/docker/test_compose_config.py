@@ -1,0 +1,173 @@
+"""The Compose files as users run them: every combination validates, images are pinned, ports are
+local, production is hardened, and every variable handed to the optimizer is a real setting."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from ops import compose_stack
+from ops.project import PROJECT
+from ops.runner import CommandFailedError, Runner
+from tests._support.tools import require_tool
+
+COMBINATIONS = compose_stack.combinations()
+
+
+def _id(combination: dict[str, Any]) -> str:
+    parts = [combination["env"], *(["standins"] if combination["standins"] else [])]
+    return "+".join([*parts, *combination["profiles"]])
+
+
+@pytest.fixture(scope="module")
+def runner() -> Runner:
+    require_tool("docker")
+    require_tool("docker-compose")
+    return Runner(echo=False)
+
+
+@pytest.mark.parametrize("combination", COMBINATIONS, ids=_id)
+def test_compose_config_quiet_passes(runner: Runner, combination: dict[str, Any]) -> None:
+    compose_stack.config_check(runner, **combination)
+
+
+@pytest.fixture(scope="module")
+def models(runner: Runner) -> dict[str, dict[str, Any]]:
+    return {
+        _id(c): compose_stack.rendered(
+            runner,
+            c["env"],
+            standins=c["standins"],
+            profiles=c["profiles"],
+            variables=c["variables"],
+        )
+        for c in COMBINATIONS
+    }
+
+
+def test_every_image_is_pinned_by_tag(models: dict[str, dict[str, Any]]) -> None:
+    for name, model in models.items():
+        for service, spec in model["services"].items():
+            image = spec["image"]
+            repository, _, tag = image.rpartition(":")
+            assert repository, f"{name}: {service} image {image} has no tag"
+            assert "/" not in tag, f"{name}: {service} image {image} has no tag"
+            assert tag != "latest", f"{name}: {service} uses latest"
+
+
+def test_ports_are_published_on_localhost_only(models: dict[str, dict[str, Any]]) -> None:
+    for name, model in models.items():
+        for service, spec in model["services"].items():
+            for port in spec.get("ports", []):
+                assert port.get("host_ip") == "127.0.0.1", f"{name}: {service} publishes {port}"
+
+
+def test_everything_handed_to_the_optimizer_is_a_real_setting(
+    models: dict[str, dict[str, Any]],
+) -> None:
+    from llm_optimizer_service import settings
+
+    valid = settings.env_var_names()
+    for name, model in models.items():
+        for service in compose_stack.OPTIMIZER_SERVICES:
+            env = model["services"][service].get("environment") or {}
+            ours = {key for key in env if key.startswith("LLM_OPTIMIZER_")}
+            assert ours, f"{name}: {service} gets no settings"
+            assert ours <= valid, f"{name}: {service} passes unknown settings {ours - valid}"
+            assert set(env) == ours, f"{name}: {service} gets non-settings {set(env) - ours}"
+
+
+def test_migrate_is_a_one_off_the_optimizer_waits_for(models: dict[str, dict[str, Any]]) -> None:
+    for name, model in models.items():
+        services = model["services"]
+        assert services["optimizer"]["depends_on"]["migrate"]["condition"] == (
+            "service_completed_successfully"
+        ), name
+        assert services["migrate"]["command"] == ["db", "upgrade"]
+        for dependency in ("postgres", "redis"):
+            assert services["optimizer"]["depends_on"][dependency]["condition"] == "service_healthy"
+            assert services[dependency]["healthcheck"]["test"], f"{dependency} has a healthcheck"
+        env = services["optimizer"]["environment"]
+        assert env["LLM_OPTIMIZER_DATABASE__AUTO_MIGRATE"] == "false", "serve never migrates"
+
+
+def test_dev_stack_has_the_whole_platform(models: dict[str, dict[str, Any]]) -> None:
+    dev = set(models["dev"]["services"])
+    assert {
+        "optimizer", "migrate", "postgres", "redis", "kafka", "prometheus", "alertmanager",
+        "grafana", "jaeger", "postgres-exporter", "redis-exporter", "node-exporter",
+    } <= dev  # fmt: skip
+    tools = set(models["dev+tools"]["services"]) - dev
+    assert tools, "admin UIs live behind the tools profile"
+    kafka = models["dev"]["services"]["kafka"]["environment"]
+    assert "controller" in kafka["KAFKA_PROCESS_ROLES"], "KRaft, no ZooKeeper"
+    assert not any("zookeeper" in s for s in dev)
+
+
+def test_prod_is_hardened_replicated_and_reads_secrets_from_files(
+    models: dict[str, dict[str, Any]],
+) -> None:
+    prod = models["prod"]["services"]
+    optimizer = prod["optimizer"]
+    assert "container_name" not in optimizer, "a fixed name breaks replicas"
+    assert optimizer["deploy"]["replicas"] >= 2
+    assert not optimizer.get("ports"), "replicas publish nothing; the proxy does"
+    assert "proxy" in prod
+    assert prod["proxy"]["depends_on"]["optimizer"]["condition"] == "service_healthy"
+    for service in ("optimizer", "migrate", "proxy"):
+        spec = prod[service]
+        assert spec["read_only"] is True, service
+        assert spec["cap_drop"] == ["ALL"], service
+        assert "no-new-privileges:true" in spec["security_opt"], service
+        assert spec["deploy"]["resources"]["limits"]["memory"], service
+    env = optimizer["environment"]
+    assert env["LLM_OPTIMIZER_ENVIRONMENT"] == "production"
+    for secret in ("DATABASE__URL", "REDIS__URL", "AUTH__API_KEYS"):
+        assert f"LLM_OPTIMIZER_{secret}" not in env, f"{secret} must come from a file"
+        assert env[f"LLM_OPTIMIZER_{secret}_FILE"].startswith("/run/secrets/")
+    assert not any("container_name" in spec for spec in prod.values())
+
+
+def test_prod_names_each_missing_required_setting(runner: Runner) -> None:
+    with pytest.raises(CommandFailedError) as failure:
+        compose_stack.config_check(runner, "prod", variables={})
+    assert re.search(r"required variable \w+ is missing a value: set \w+", str(failure.value))
+
+
+def test_the_files_name_the_project_and_compose_ci_only_overrides_images(runner: Runner) -> None:
+    base = yaml.safe_load(compose_stack.BASE_FILE.read_text())
+    assert base["name"] == PROJECT
+    ci = yaml.safe_load(compose_stack.CI_FILE.read_text())
+    assert set(ci["services"]) == {"postgres", "redis", "optimizer", "migrate"}
+    for standin in ("postgres", "redis"):
+        assert ci["services"][standin]["build"]["context"].startswith("standins/")
+
+
+# The client CLI's own variables (contract: `--api-url`/`LLM_OPTIMIZER_API_URL`,
+# `--api-key`/`LLM_OPTIMIZER_API_KEY`); the Helm chart's test pod may use them.
+CLI_VARIABLES = {"LLM_OPTIMIZER_API_URL", "LLM_OPTIMIZER_API_KEY"}
+
+
+def test_every_llm_optimizer_variable_named_in_infra_is_a_real_setting() -> None:
+    """Compose files, the Dockerfiles, the Helm chart and the systemd env file all name settings
+    the service really reads (the settings model's own list), or the CLI's two variables."""
+    from llm_optimizer_service import settings
+
+    from ops.project import INFRA_DIR
+
+    valid = settings.env_var_names() | CLI_VARIABLES
+    unknown: dict[str, set[str]] = {}
+    for path in sorted(INFRA_DIR.rglob("*")):
+        if not path.is_file() or path.suffix in (".tgz", ".png"):
+            continue
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        names = set(re.findall(r"\bLLM_OPTIMIZER_[A-Z0-9_]*[A-Z0-9]", text)) - valid
+        if names:
+            unknown[str(path.relative_to(INFRA_DIR))] = names
+    assert not unknown, f"variables that are no setting of the service: {unknown}"

@@ -1,0 +1,190 @@
+"""Compose end to end: `compose.up --wait` brings up the optimizer, the one-off migrate, postgres
+and redis (the CI stand-ins of compose.ci.yml, since no image can be pulled here), a decide and
+feedback round trip works through the published port, migrations ran once, and `down -v`
+leaves no container, network or volume behind."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import docker.errors
+import httpx
+import pytest
+from invoke.config import Config
+from invoke.context import Context
+
+from ops import compose_stack, docker_engine, project
+from ops.docker_images import BuildResult
+from ops.runner import Runner
+from ops.tasks import compose as compose_tasks
+from tests._support.docker import TEST_TAG
+from tests._support.tools import free_port, require_tool
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+# Its own tag: compose.up builds the image again (from cache; only the labels may differ when
+# HEAD moved), and the session's `service_image` keeps the labels its build recorded.
+E2E_TAG = f"{TEST_TAG}-compose"
+
+
+@dataclass(frozen=True)
+class Stack:
+    project: str
+    http_url: str
+    api_key: str
+
+
+def _context(project_name: str) -> Context:
+    return Context(
+        Config(
+            overrides={
+                "llm_optimizer": {
+                    "registry": "",
+                    "image_tag": E2E_TAG,
+                    "compose_project": project_name,
+                    "compose_standins": True,
+                }
+            }
+        )
+    )
+
+
+def _project_resources(name: str) -> dict[str, list[str]]:
+    label = f"com.docker.compose.project={name}"
+    api = docker_engine.client()
+    try:
+        return {
+            "containers": [c.name for c in api.containers.list(all=True, filters={"label": label})],
+            "networks": [n.name for n in api.networks.list(filters={"label": label})],
+            "volumes": [v.name for v in api.volumes.list(filters={"label": label})],
+        }
+    finally:
+        api.close()
+
+
+@pytest.fixture(scope="module")
+def stack(service_image: BuildResult, monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Stack]:
+    require_tool("docker-compose")
+    name = f"llmo-e2e-{uuid.uuid4().hex[:8]}"
+    http_port = free_port()
+    api_key = secrets.token_urlsafe(24)
+    variables = {
+        "OPTIMIZER_HTTP_PORT": str(http_port),
+        "OPTIMIZER_GRPC_PORT": str(free_port()),
+        "OPTIMIZER_METRICS_PORT": str(free_port()),
+        "POSTGRES_PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
+        "OPTIMIZER_DEV_API_KEY": api_key,
+    }
+    for key, value in variables.items():
+        monkeypatch_module.setenv(key, value)
+    ctx = _context(name)
+    try:
+        compose_tasks.up(ctx, env="dev", wait=True, services="optimizer")
+        yield Stack(name, f"http://127.0.0.1:{http_port}", api_key)
+    finally:
+        compose_tasks.down(ctx, volumes=True)
+        with contextlib.suppress(docker.errors.ImageNotFound):  # the tag only; layers are shared
+            docker_engine.client().images.remove(f"{project.SERVICE_IMAGE}:{E2E_TAG}")
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_stack_is_up_and_healthy_with_migrate_completed(stack: Stack) -> None:
+    rows = {
+        row["Service"]: row
+        for row in compose_stack.ps(Runner(echo=False), project=stack.project, standins=True)
+    }
+    assert set(rows) == {"optimizer", "migrate", "postgres", "redis"}, rows
+    for service in ("optimizer", "postgres", "redis"):
+        assert rows[service]["State"] == "running", rows[service]
+        assert rows[service]["Health"] == "healthy", rows[service]
+    assert rows["migrate"]["State"] == "exited"
+    assert rows["migrate"]["ExitCode"] == 0
+
+
+def test_decide_and_feedback_round_trip_through_the_published_port(stack: Stack) -> None:
+    headers = {"Authorization": f"Bearer {stack.api_key}"}
+    with httpx.Client(base_url=stack.http_url, headers=headers, timeout=10) as http:
+        assert http.get("/api/v1/workloads", headers={"Authorization": ""}).status_code == 401
+        ready = http.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        health = http.get("/health").json()
+        assert health["status"] == "ok", health
+        components = health["components"]
+        assert components["database"] == "ok", health
+        assert components["redis"] == "ok", health
+        assert components["migrations"] == "ok", health
+        assert components["kafka"] == "disabled", health
+        arms = [{"name": "a", "model": "m-a"}, {"name": "b", "model": "m-b"}]
+        created = http.post("/api/v1/workloads", json={"name": "compose-e2e", "arms": arms})
+        assert created.status_code == 201, created.text
+        decision = http.post("/api/v1/workloads/compose-e2e/decide").json()
+        feedback = {
+            "decision_id": decision["decision_id"],
+            "quality": 0.8,
+            "cost_usd": 0.002,
+            "latency_ms": 250,
+        }
+        assert http.post("/api/v1/feedback", json=feedback).status_code == 202
+        assert http.post("/api/v1/feedback", json=feedback).status_code in (200, 202)
+        report = http.get("/api/v1/workloads/compose-e2e/report").json()
+        assert sum(arm["feedback"] for arm in report["arms"]) == 1, report
+
+
+def _compose(stack: Stack, *args: str) -> str:
+    return Runner(echo=False).output(
+        compose_stack.argv("dev", stack.project, *args, standins=True),
+        env={"OPTIMIZER_IMAGE": f"{project.SERVICE_IMAGE}:{E2E_TAG}"},
+    )
+
+
+def test_migrations_ran_once_by_migrate_and_never_by_serve(stack: Stack) -> None:
+    migrate_log = _compose(stack, "logs", "--no-color", "migrate")
+    assert migrate_log.count("Running upgrade") >= 1, migrate_log
+    optimizer_log = _compose(stack, "logs", "--no-color", "optimizer")
+    assert "Running upgrade" not in optimizer_log
+    versions = _compose(
+        stack, "exec", "-T", "postgres", "psql", "--username=optimizer", "--dbname=optimizer",
+        "--tuples-only", "--no-align", "--command=SELECT count(*) FROM alembic_version",
+    )  # fmt: skip
+    assert versions.strip() == "1"
+    containers = docker_engine.client().containers.list(
+        all=True,
+        filters={
+            "label": [
+                f"com.docker.compose.project={stack.project}",
+                "com.docker.compose.service=migrate",
+            ]
+        },
+    )
+    assert len(containers) == 1
+    assert containers[0].attrs["RestartCount"] == 0
+
+
+def test_init_db_script_is_idempotent(stack: Stack) -> None:
+    first_boot = _compose(stack, "logs", "--no-color", "postgres")
+    assert "init-db: database optimizer ready" in first_boot, first_boot
+    rerun = _compose(
+        stack, "exec", "-T", "postgres", "bash", "/docker-entrypoint-initdb.d/10-init-db.sh"
+    )
+    assert "init-db: database optimizer ready" in rerun
+    assert "created database" not in rerun
+
+
+def test_down_volumes_leaves_nothing_behind(stack: Stack) -> None:
+    """Last in this module: `compose.down --volumes` on the stack above."""
+    before = _project_resources(stack.project)
+    assert before["containers"]
+    assert before["networks"]
+    assert before["volumes"]
+    compose_tasks.down(_context(stack.project), volumes=True)
+    assert _project_resources(stack.project) == {"containers": [], "networks": [], "volumes": []}

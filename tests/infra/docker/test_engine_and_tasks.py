@@ -1,0 +1,185 @@
+"""The engine helper, the base-image cache, and the docker/compose tasks' command lines."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from invoke.config import Config
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from ops import base_image, docker_cmd, docker_context, docker_engine, project
+from ops.project import ROOT
+from ops.runner import Runner
+from ops.tasks import compose as compose_tasks
+from ops.tasks import docker as docker_tasks
+from tests._support.tools import require_tool
+
+
+def _invoke(*args: str) -> subprocess.CompletedProcess[str]:
+    uv = require_tool("uv")
+    return subprocess.run(
+        [str(uv), "run", "--frozen", "invoke", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def _context(**overrides: object) -> Context:
+    config = {"registry": "", "image_tag": "", **overrides}
+    return Context(Config(overrides={"llm_optimizer": config, "run": {"dry": False}}))
+
+
+@pytest.mark.docker
+def test_engine_start_is_idempotent_and_base_image_second_run_does_nothing(
+    base_image: str,
+) -> None:
+    pid_before = docker_engine.PIDFILE.read_text() if docker_engine.PIDFILE.exists() else ""
+    started = _invoke("docker.engine", "--start")
+    assert started.returncode == 0, started.stderr
+    assert "answers" in started.stdout
+    assert "dockerd --host" not in started.stderr, "an answering engine must be left alone"
+    pid_after = docker_engine.PIDFILE.read_text() if docker_engine.PIDFILE.exists() else ""
+    assert pid_before == pid_after
+
+    began = time.monotonic()
+    second = _invoke("docker.base-image")
+    seconds = time.monotonic() - began
+    print(f"\nsecond `invoke docker.base-image`: {seconds:.1f} s -> {second.stdout.strip()}")
+    assert second.returncode == 0, second.stderr
+    assert f"{base_image}: cached" in second.stdout
+    assert "debootstrap" not in second.stderr
+    assert "docker import" not in second.stderr
+    assert base_image_tarball_is_cached()
+
+
+def base_image_tarball_is_cached() -> bool:
+    return base_image.tarball_path(base_image.Recipe()).is_file()
+
+
+def test_engine_report_fails_with_the_fix_when_nothing_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    result = _invoke("docker.engine")
+    assert result.returncode == 1
+    assert "no Docker engine answers" in result.stdout
+    assert "docker.engine --start" in result.stderr
+    started = _invoke("docker.engine", "--start")
+    assert started.returncode == 1
+    assert "DOCKER_HOST=unix:///nonexistent/docker.sock does not answer" in started.stderr
+
+
+def test_starting_the_engine_without_root_names_the_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setattr(
+        docker_engine, "status", lambda timeout=5: docker_engine.EngineStatus(False, detail="x")
+    )
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(Exit, match=r"needs root; run `sudo uv run invoke docker.engine --start`"):
+        docker_engine.ensure_running(Runner(echo=False))
+
+
+def test_recipe_key_changes_with_the_recipe() -> None:
+    recipe = base_image.Recipe()
+    assert recipe.key == base_image.Recipe().key
+    assert base_image.Recipe(packages=(*recipe.packages, "curl")).key != recipe.key
+
+
+def test_wheel_platforms_and_markers() -> None:
+    arm = docker_context.pip_platform_args("linux/arm64")
+    assert "manylinux_2_17_aarch64" in arm
+    assert "manylinux2014_aarch64" in arm
+    assert not [a for a in arm if "x86_64" in a]
+    with pytest.raises(Exit, match="unsupported platform 'linux/s390x'"):
+        docker_context.pip_platform_args("linux/s390x")
+    env = docker_context.target_environment("linux/amd64")
+    assert env["python_version"] == docker_context.image_python() == "3.11"
+
+
+def test_pinned_requirements_follow_the_target_markers(tmp_path: Path) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(
+        "colorama==0.4.6 ; sys_platform == 'win32' \\\n    --hash=sha256:aa\n"
+        "numpy==2.4.6 ; python_full_version < '3.12' \\\n    --hash=sha256:bb\n"
+        "numpy==2.5.5 ; python_full_version >= '3.12' \\\n    --hash=sha256:cc\n"
+        "Typing_Extensions==4.16.0 \\\n    --hash=sha256:dd\n"
+    )
+    assert docker_context._pinned(requirements, "linux/amd64") == {
+        "numpy": "2.4.6",
+        "typing-extensions": "4.16.0",
+    }
+
+
+def test_docker_build_dry_run_prints_the_buildkit_command_and_builds_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    docker_tasks.build(_context(image_tag="dry"), image="cli", dry_run=True)
+    err = capsys.readouterr().err
+    line = next(ln for ln in err.splitlines() if " docker build " in ln)
+    assert re.search(r"--network host --progress plain --file \S+/Dockerfile\.cli", line)
+    assert "--build-arg VERSION=" + project.version() in line
+    assert f"--tag {project.CLI_IMAGE}:dry" in line
+    assert "uv export --frozen" in err
+
+
+def test_build_rejects_an_unknown_image() -> None:
+    with pytest.raises(Exit, match=r"unknown image 'web'; choose one of: service, cli, all"):
+        docker_tasks.build(_context(), image="web", dry_run=True)
+
+
+def test_push_needs_a_registry_and_pushes_the_configured_reference(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(Exit, match="no registry configured"):
+        docker_tasks.push(_context(), image="service", dry_run=True)
+    docker_tasks.push(_context(registry="registry.example.com/team"), image="all", dry_run=True)
+    err = capsys.readouterr().err
+    version = project.version()
+    assert f"docker push registry.example.com/team/{project.SERVICE_IMAGE}:{version}" in err
+    assert f"docker push registry.example.com/team/{project.CLI_IMAGE}:{version}" in err
+
+
+def test_run_is_hardened() -> None:
+    argv = docker_cmd.hardened_run_argv("img:1", ["serve"], ports={8080: 8080})
+    joined = " ".join(argv)
+    for flag in (
+        "--read-only",
+        "--cap-drop ALL",
+        "--security-opt no-new-privileges",
+        "--user 1000:1000",
+    ):
+        assert flag in joined
+    assert "--publish 127.0.0.1:8080:8080" in joined
+    assert argv[-2:] == ["img:1", "serve"]
+
+
+def test_compose_up_dry_run_and_bad_environment(capsys: pytest.CaptureFixture[str]) -> None:
+    compose_tasks.up(
+        _context(image_tag="dry"), env="prod", wait=True, services="optimizer", dry_run=True
+    )
+    err = capsys.readouterr().err
+    up = next(ln for ln in err.splitlines() if "docker compose" in ln)
+    assert "--file" in up
+    assert up.index("compose.yml") < up.index("compose.prod.yml")
+    assert "up --detach --remove-orphans --wait" in up
+    assert up.rstrip().endswith("optimizer")
+    with pytest.raises(Exit, match="unknown environment 'staging'"):
+        compose_tasks.up(_context(), env="staging", dry_run=True)
+
+
+def test_deploy_target_compose_goes_through_the_dispatcher() -> None:
+    result = _invoke("deploy", "--target", "compose", "--dry-run")
+    output = result.stdout + result.stderr
+    assert "docker compose" in output, output
+    assert "up --detach --remove-orphans --wait" in output
