@@ -7,7 +7,8 @@
 # a second run with the same wheels changes nothing. See docs/systemd.md.
 #
 # Usage: install.sh [options]
-#   --wheel-dir DIR  wheels of llm-optimizer-service and its dependencies
+#   --wheel-dir DIR  wheels of llm-optimizer-service and its dependencies, and optionally the
+#                    locked requirements.txt (with hashes) they must match
 #                    (default: the "wheels" directory next to this script)
 #   --prefix DIR     install prefix (default: /opt/llm-optimizer)
 #   --destdir DIR    stage everything under DIR instead of / (packaging, tests); no user is
@@ -131,9 +132,17 @@ if [[ ! -x ${venv}/bin/python ]]; then
   mkdir -p "${stage}"
   "${python}" -m venv "${venv}"
 fi
-PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "${venv}/bin/python" -m pip install --quiet \
-  --no-index --find-links "${wheel_dir}" --upgrade --upgrade-strategy only-if-needed \
-  --no-compile "${DIST}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+pip_install=("${venv}/bin/python" -m pip install --quiet --no-index --find-links "${wheel_dir}" --no-compile)
+if [[ -f ${wheel_dir}/requirements.txt ]]; then
+  # Exactly the locked dependencies, checked against the lock's hashes, then the service itself.
+  "${pip_install[@]}" --require-hashes --no-deps --requirement "${wheel_dir}/requirements.txt"
+  "${pip_install[@]}" --upgrade --no-deps "${DIST}"
+  "${venv}/bin/python" -m pip check >/dev/null ||
+    die "the wheels in '${wheel_dir}' do not satisfy ${DIST}'s dependencies; rebuild them with 'uv run invoke systemd.wheels'"
+else
+  "${pip_install[@]}" --upgrade --upgrade-strategy only-if-needed "${DIST}"
+fi
 # Byte-compile on every core (pip does it on one), recording the final paths in tracebacks. The
 # service cannot write __pycache__ under ProtectSystem=strict, so this saves work on each start.
 # Up-to-date files are skipped, so a re-run rewrites nothing.

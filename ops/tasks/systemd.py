@@ -109,7 +109,8 @@ def host_platform() -> str:
 
 
 def build_wheels(runner: Runner, out: Path = WHEEL_DIR, target_platform: str = "") -> Path:
-    """Fill ``out`` with exactly the wheels install.sh needs: the service and its locked deps.
+    """Fill ``out`` with exactly what install.sh needs: the service's wheel, its locked
+    dependencies' wheels and their ``requirements.txt`` (pins with hashes, from uv.lock).
 
     Dependency wheels come from the shared wheelhouse cache (the same locked, hash-checked set
     the service image installs, see ops.docker_context); our own wheel is built fresh.
@@ -135,6 +136,8 @@ def build_wheels(runner: Runner, out: Path = WHEEL_DIR, target_platform: str = "
         out.mkdir(parents=True)
         for wheel in [*dependencies, ours[0]]:
             shutil.copy2(wheel, out / wheel.name)
+        # install.sh installs exactly these pins, checked against the lock's hashes.
+        shutil.copy2(requirements, out / "requirements.txt")
     return out
 
 
