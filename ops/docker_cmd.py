@@ -173,7 +173,9 @@ def run_once(ref: str, command: Sequence[str] | None = None, **kwargs: Any) -> t
     """Run a container to completion; return (exit code, stdout+stderr). The container and its
     anonymous volumes (the service image declares one) are removed afterwards."""
     api = docker_engine.client()
-    container = api.containers.run(ref, command, detach=True, **kwargs)
+    container = api.containers.run(
+        ref, list(command) if command is not None else None, detach=True, **kwargs
+    )
     try:
         code = int(container.wait(timeout=300)["StatusCode"])
         return code, container.logs().decode(errors="replace")
