@@ -119,6 +119,7 @@ def requirements_file(runner: Runner) -> Path:
     runner.run(
         pycommands.uv(
             "export",
+            "--quiet",
             "--locked",
             "--no-default-groups",
             "--no-emit-workspace",
