@@ -6,7 +6,6 @@ that runs Invoke (it is a dependency of the ops package), so it works wherever `
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -48,9 +47,21 @@ def nox(sessions: Sequence[str] = (), posargs: Sequence[str] = ()) -> list[str]:
 
 
 def nox_sessions(runner: Runner) -> dict[str, str]:
-    """The sessions noxfile.py defines today: name -> description (read-only, runs in dry runs)."""
-    listing = runner.output([*nox(), "--list", "--json"], cwd=project.ROOT)
-    return {entry["name"]: entry.get("description") or "" for entry in json.loads(listing)}
+    """Every session noxfile.py defines (default or not): name -> description.
+
+    Parametrized sessions appear under their base name too (``build`` for ``build(...)``).
+    ``nox --list --json`` lists only the selected (default) sessions, so the text listing is
+    read: ``* name -> description`` (default) and ``- name -> description`` (not default).
+    """
+    listing = runner.output([*nox(), "--list", "--no-color"], cwd=project.ROOT)
+    sessions: dict[str, str] = {}
+    for line in listing.splitlines():
+        if not line.startswith(("* ", "- ")):
+            continue
+        name, _, description = line[2:].partition(" -> ")
+        sessions[name.strip()] = description.strip()
+        sessions.setdefault(name.split("(", 1)[0].strip(), description.strip())
+    return sessions
 
 
 def require_nox_session(runner: Runner, name: str, needs: str) -> None:

@@ -174,25 +174,33 @@ def build_all(
     *,
     platforms: Sequence[str] = (*artifacts.PLATFORMS, artifacts.UNIVERSAL),
     with_images: bool = True,
+    reuse: bool = False,
     root: Path = project.ROOT,
 ) -> Path:
-    """Build every artefact into dist/<version>/ (replacing it atomically) and SHA256SUMS."""
+    """Build every artefact into dist/<version>/ (replacing it atomically) and SHA256SUMS.
+
+    ``reuse`` keeps the packages and pex files already in dist/<version>/ (e.g. built by the
+    release workflow's platform matrix) and adds the rest.
+    """
     final = dist_dir(version, root)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=final.parent))
     workdir = Path(tempfile.mkdtemp(prefix="llm-optimizer-release-"))
     try:
         packages = staging / "packages"
-        artifacts.build_packages(runner, packages)
-        for platform in platforms:
-            for package, target in artifacts.pex_targets(platform):
-                artifacts.build_pex(runner, package, target, packages, staging, workdir)
+        if reuse and final.is_dir():
+            shutil.copytree(final, staging, dirs_exist_ok=True)
+        else:
+            artifacts.build_packages(runner, packages)
+            for platform in platforms:
+                for package, target in artifacts.pex_targets(platform):
+                    artifacts.build_pex(runner, package, target, packages, staging, workdir)
         chart(runner, staging, workdir)
         if with_images:
             images(runner, staging)
         sbom(runner, staging / "sbom.cdx.json", workdir)
         release_notes(runner, version, staging / "RELEASE_NOTES.md")
-        files = [p for p in staging.rglob("*") if p.is_file()]
+        files = [p for p in staging.rglob("*") if p.is_file() and p.name != "SHA256SUMS"]
         artifacts.write_sha256sums(staging, files)
         if final.exists():
             shutil.rmtree(final)

@@ -66,17 +66,24 @@ def prepare(c: Context, version: str, tests: bool = True) -> None:
         "version": "the version to build (default: the repository version)",
         "platform": f"pex platform to build (repeat; default all: {PLATFORM_CHOICES})",
         "images": "also build the images as docker save archives when an engine answers",
+        "reuse": "keep packages and pex files already in dist/<version>/ (built elsewhere)",
     },
     iterable=["platform"],
 )
 def build(
-    c: Context, version: str = "", platform: list[str] | None = None, images: bool = True
+    c: Context,
+    version: str = "",
+    platform: list[str] | None = None,
+    images: bool = True,
+    reuse: bool = False,
 ) -> None:
     """Build every release artefact into dist/<version>/ with SHA256SUMS and RELEASE_NOTES.md."""
     version = versioning.validate(version or project.version())
     if version != project.version():
         raise Exit(f"can only build the repository version {project.version()}", code=1)
-    out = rel.build_all(runner_for(c), version, platforms=_platforms(platform), with_images=images)
+    out = rel.build_all(
+        runner_for(c), version, platforms=_platforms(platform), with_images=images, reuse=reuse
+    )
     print(f"release artefacts in {out}")
 
 

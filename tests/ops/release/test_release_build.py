@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -30,7 +29,7 @@ CLI_UNIVERSAL_PEX = f"{project.CLI_DIST}-{VERSION}-universal.pex"
 
 
 @pytest.fixture(scope="module")
-def released(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def released(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """dist/<version>/ of a dry-run release in a clean clone (built once for this module)."""
     require_tool("pex")
     require_tool("helm")
@@ -45,7 +44,7 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         argv, cwd=repo, env=clean_env(), capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    yield repo / "dist" / VERSION
+    return repo / "dist" / VERSION
 
 
 def test_dry_run_release_writes_every_artefact(released: Path) -> None:
