@@ -84,7 +84,7 @@ def test_dry_run_prints_every_command_and_runs_nothing(
     err = capsys.readouterr().err
     assert "sync --locked --no-default-groups --package=llm-optimizer-service" in err
     assert "pip-licenses" in err
-    assert "export --locked" in err
+    assert "export --quiet --locked" in err
     assert "pip-audit --disable-pip" in err
 
 
