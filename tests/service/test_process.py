@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -253,3 +254,14 @@ def test_simulate_command(running_service: RunningService) -> None:
     )
     assert refused.exit_code == 1
     assert "HTTP 401" in refused.stderr
+
+
+def test_a_busy_port_is_a_clear_error(service_factory: Callable[..., RunningService]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        service = service_factory({"LLM_OPTIMIZER_SERVER__HTTP_PORT": str(port)}, wait=False)
+        assert service.process.wait(90) == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in service.logs()
+    assert "LLM_OPTIMIZER_SERVER__HTTP_PORT" in service.logs()

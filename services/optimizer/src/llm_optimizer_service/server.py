@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import math
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
@@ -131,8 +132,18 @@ async def serve(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    http_task = asyncio.create_task(http.serve(), name="http")
-    metrics_task = asyncio.create_task(scrape.serve(), name="metrics")
+    try:
+        http_socket = bind(settings.server.host, settings.server.http_port, "HTTP_PORT")
+        metrics_socket = bind(
+            settings.server.metrics_host or settings.server.host,
+            settings.server.metrics_port,
+            "METRICS_PORT",
+        )
+    except OSError as exc:
+        log.error(str(exc))
+        return 1
+    http_task = asyncio.create_task(http.serve(sockets=[http_socket]), name="http")
+    metrics_task = asyncio.create_task(scrape.serve(sockets=[metrics_socket]), name="metrics")
     stop_task = asyncio.create_task(stop.wait(), name="signal")
     while not http.started and not http_task.done() and not stop.is_set():
         await asyncio.sleep(0.02)
@@ -166,6 +177,18 @@ async def serve(settings: Settings) -> int:
     code = await _shutdown(settings, runtime, http, scrape, http_task, metrics_task, extras)
     await notifier.stop_watchdog()
     return 0 if stop_task in done else max(code, 1)
+
+
+def bind(host: str, port: int, setting: str) -> socket.socket:
+    """A listening socket, or OSError saying which setting to change."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise OSError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); free the port or set "
+            f"LLM_OPTIMIZER_SERVER__{setting}"
+        ) from exc
 
 
 async def preflight(settings: Settings) -> str | None:
