@@ -82,6 +82,11 @@ class Package:
     command: str
 
     @property
+    def root(self) -> Path:
+        """The repository the package belongs to."""
+        return self.directory.parent.parent
+
+    @property
     def lean(self) -> bool:
         """A client-only package (no server dependencies) that gets the universal pex."""
         return self.dist == project.CLI_DIST
@@ -97,24 +102,24 @@ def packages(root: Path = project.ROOT) -> list[Package]:
     return found
 
 
-def source_date_epoch(runner: Runner) -> str:
+def source_date_epoch(runner: Runner, root: Path = project.ROOT) -> str:
     """The last commit's time (seconds since the epoch), for reproducible builds."""
-    return runner.output(["git", "log", "-1", "--format=%ct"], cwd=project.ROOT)
+    return runner.output(["git", "log", "-1", "--format=%ct"], cwd=root)
 
 
-def build_env(runner: Runner) -> dict[str, str]:
+def build_env(runner: Runner, root: Path = project.ROOT) -> dict[str, str]:
     """Environment for reproducible builds."""
-    return {"SOURCE_DATE_EPOCH": source_date_epoch(runner), "PYTHONHASHSEED": "0"}
+    return {"SOURCE_DATE_EPOCH": source_date_epoch(runner, root), "PYTHONHASHSEED": "0"}
 
 
-def build_packages(runner: Runner, out: Path) -> None:
-    """sdist and wheel of every package under services/ into ``out``."""
-    env = build_env(runner)
-    for package in packages():
+def build_packages(runner: Runner, out: Path, root: Path = project.ROOT) -> None:
+    """sdist and wheel of every package under services/ of ``root`` into ``out``."""
+    env = build_env(runner, root)
+    for package in packages(root):
         runner.run(
             ["uv", "build", "--package", package.dist, "--out-dir", out, "--no-create-gitignore"],
             env=env,
-            cwd=project.ROOT,
+            cwd=root,
         )
 
 
@@ -133,7 +138,7 @@ def export_requirements(runner: Runner, package: Package, path: Path) -> Path:
             "--package",
             package.dist,
         ],
-        cwd=project.ROOT,
+        cwd=package.root,
     )
     path.write_text(locked + "\n")
     return path
@@ -173,7 +178,7 @@ def build_pex(
         "--output-file",
         target,
     ]
-    runner.run(argv, env=build_env(runner), cwd=project.ROOT)
+    runner.run(argv, env=build_env(runner, package.root), cwd=package.root)
     return target
 
 
