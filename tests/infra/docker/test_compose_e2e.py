@@ -6,6 +6,7 @@ leaves no container, network or volume behind."""
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -178,6 +179,20 @@ def test_init_db_script_is_idempotent(stack: Stack) -> None:
     )
     assert "init-db: database optimizer ready" in rerun
     assert "created database" not in rerun
+
+
+def test_ps_logs_and_config_tasks_describe_the_stack(
+    stack: Stack, capfd: pytest.CaptureFixture[str]
+) -> None:
+    ctx = _context(stack.project)
+    compose_tasks.ps(ctx)
+    listing = capfd.readouterr().out
+    assert re.search(r"^optimizer\s+running\s+healthy\s", listing, re.MULTILINE), listing
+    assert re.search(r"^migrate\s+exited\s", listing, re.MULTILINE), listing
+    compose_tasks.logs(ctx, service="migrate", tail=50)
+    assert "Running upgrade" in capfd.readouterr().out
+    compose_tasks.config(ctx, env="all")
+    assert "every compose file combination and profile validates" in capfd.readouterr().out
 
 
 def test_down_volumes_leaves_nothing_behind(stack: Stack) -> None:
