@@ -164,6 +164,9 @@ def test_config_cli(tmp_path: Path) -> None:
     as_json = runner.invoke(app, ["config", "show", "-o", "json"], env=env)
     assert json.loads(as_json.stdout)["server"]["http_port"] == 8080
     assert runner.invoke(app, ["config", "validate"], env=env).exit_code == 0
+    typo = runner.invoke(app, ["config", "validate"], env={**env, "LLM_OPTIMIZER_ENVIROMENT": "x"})
+    assert typo.exit_code == 0
+    assert "LLM_OPTIMIZER_ENVIROMENT is not a setting" in typo.stderr
 
     bad = runner.invoke(
         app, ["config", "validate"], env={**env, "LLM_OPTIMIZER_SERVER__GRPC_PORT": "x"}

@@ -13,12 +13,14 @@ import yaml
 from rich.console import Console
 
 from llm_optimizer_service import __version__
+from llm_optimizer_service.backup.cli import backup_app
 from llm_optimizer_service.settings import (
     Settings,
     SettingsError,
     load_settings,
     masked_dump,
     production_problems,
+    unknown_env_vars,
 )
 
 app = typer.Typer(
@@ -32,6 +34,7 @@ db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_he
 config_app = typer.Typer(help="Inspect and check the effective settings.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+app.add_typer(backup_app, name="backup")
 out = Console()
 err = Console(stderr=True)
 
@@ -101,10 +104,13 @@ def _migrate(action: str, *args: Any, **kwargs: Any) -> None:
 @db_app.command()
 def upgrade(
     revision: Annotated[str, typer.Argument(help="target revision")] = "head",
+    to: Annotated[
+        str | None, typer.Option("--to", help="target revision (same as the argument)")
+    ] = None,
     sql: SqlOption = False,
 ) -> None:
     """Migrate the schema up (to head by default), under an advisory lock on PostgreSQL."""
-    _migrate("upgrade", revision, sql=sql)
+    _migrate("upgrade", to or revision, sql=sql)
 
 
 @db_app.command()
@@ -163,6 +169,8 @@ def config_validate() -> None:
     except ApiKeyError as exc:
         problems.append(f"auth.api_keys_file: {exc}")
         keys = 0
+    for name in unknown_env_vars():
+        err.print(f"[yellow]warning:[/] {name} is not a setting (a typo?); it is ignored")
     if problems:
         raise _fail("invalid settings:\n  " + "\n  ".join(problems))
     out.print(

@@ -370,6 +370,29 @@ def env_var_names() -> set[str]:
     return names
 
 
+# LLM_OPTIMIZER_* variables that belong to other programs sharing the prefix: the client CLI
+# (API_URL, API_KEY) and the repository's tooling (OPS_*, TEST_*).
+FOREIGN_PREFIXES = (
+    f"{ENV_PREFIX}API_URL",
+    f"{ENV_PREFIX}API_KEY",
+    f"{ENV_PREFIX}OPS_",
+    f"{ENV_PREFIX}TEST_",
+)
+
+
+def unknown_env_vars(environ: dict[str, str] | None = None) -> list[str]:
+    """``LLM_OPTIMIZER_*`` variables set in the environment that no setting reads (typos)."""
+    env = os.environ if environ is None else environ
+    known = env_var_names()
+    return sorted(
+        name
+        for name in (key.upper() for key in env)
+        if name.startswith(ENV_PREFIX)
+        and name not in known
+        and not name.startswith(FOREIGN_PREFIXES)
+    )
+
+
 def secret_keys() -> set[str]:
     """Dotted keys of secret settings (masked by ``config show``)."""
     return {".".join(path) for path in _secret_paths(Settings)}
