@@ -35,11 +35,13 @@ class LocalDeploy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def invoke(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    def invoke(
+        self, *args: str, timeout: float = 600, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "invoke", *args],
             cwd=project.ROOT,
-            env=self.env,
+            env={**self.env, **(extra_env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -175,3 +177,16 @@ def test_down_stops_the_service_and_frees_its_ports(local: LocalDeploy) -> None:
     again = local.invoke("deploy.down")
     assert again.returncode == 0
     assert "no local deployment is running" in again.stdout
+
+
+def test_a_service_that_cannot_start_is_reported_with_its_log(local: LocalDeploy) -> None:
+    """serve fails to bind its metrics listener: deploy fails, shows the log, leaves no pid."""
+    result = local.invoke(
+        "deploy",
+        extra_env={"LLM_OPTIMIZER_SERVER__METRICS_HOST": "192.0.2.1"},  # not ours
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the service exited before becoming ready; last lines of" in result.stderr
+    assert local.pid() is None
+    for port in local.ports:
+        assert not deploy_local.port_in_use("127.0.0.1", port), f"port {port} still in use"
