@@ -4,6 +4,8 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
 ENV container=docker
+# Unpinned on purpose: a stand-in VM gets bookworm's current systemd 252 point release.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends systemd systemd-sysv dbus \
  && rm -rf /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/* \
@@ -14,6 +16,7 @@ RUN apt-get update \
 # Docker mounts the container's own cgroup subtree read-only (cgroup namespace "private"); make
 # those mounts writable for this container's systemd. The host's cgroup tree is never mounted,
 # so systemd here can only manage its own subtree (cgroup v1 and v2 alike).
+# hadolint ignore=SC2016
 RUN printf '%s\n' '#!/bin/sh' 'set -eu' \
       'for dir in /sys/fs/cgroup /sys/fs/cgroup/*/; do' \
       '  mount -o remount,bind,rw "$dir" 2>/dev/null || true' \

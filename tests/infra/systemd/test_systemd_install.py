@@ -16,7 +16,8 @@ from ops.tasks import systemd as systemd_tasks
 from tests._support.tools import require_tool
 
 SCRIPTS = (systemd_tasks.INSTALL_SCRIPT, systemd_tasks.UNINSTALL_SCRIPT)
-PREFIX = systemd_tasks.DEFAULT_PREFIX.lstrip("/")
+# Not the default (the VM test installs there): proves --prefix reaches the unit and the venv.
+PREFIX = "srv/llm-optimizer"
 UNIT_PATH = f"etc/systemd/system/{systemd_tasks.UNIT}"
 ENV_PATH = "etc/llm-optimizer/llm-optimizer.env"
 
@@ -53,7 +54,15 @@ def tree(root: Path) -> dict[str, str]:
 def staged(wheel_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One real install into a scratch root, shared by the tests below."""
     root = tmp_path_factory.mktemp("destdir")
-    ok(systemd_tasks.INSTALL_SCRIPT, "--destdir", root, "--wheel-dir", wheel_dir)
+    ok(
+        systemd_tasks.INSTALL_SCRIPT,
+        "--destdir",
+        root,
+        "--wheel-dir",
+        wheel_dir,
+        "--prefix",
+        f"/{PREFIX}",
+    )
     yield root
     shutil.rmtree(root, ignore_errors=True)
 
@@ -116,7 +125,9 @@ def test_missing_wheels_name_the_command_that_builds_them(tmp_path: Path) -> Non
 
 def test_staged_install_layout(staged: Path) -> None:
     unit = (staged / UNIT_PATH).read_text()
-    assert unit == systemd_tasks.SYSTEMD_DIR.joinpath(systemd_tasks.UNIT).read_text()
+    shipped = systemd_tasks.SYSTEMD_DIR.joinpath(systemd_tasks.UNIT).read_text()
+    assert unit == shipped.replace(f"{systemd_tasks.DEFAULT_PREFIX}/", f"/{PREFIX}/")
+    assert f"ExecStart=/{PREFIX}/venv/bin/llm-optimizer-service serve" in unit
     wants = staged / "etc/systemd/system/multi-user.target.wants" / systemd_tasks.UNIT
     assert wants.is_symlink()
     assert os.readlink(wants) == f"/{UNIT_PATH}"
@@ -140,7 +151,15 @@ def test_staged_install_layout(staged: Path) -> None:
 
 def test_second_install_changes_nothing(staged: Path, wheel_dir: Path) -> None:
     first = tree(staged)
-    output = ok(systemd_tasks.INSTALL_SCRIPT, "--destdir", staged, "--wheel-dir", wheel_dir)
+    output = ok(
+        systemd_tasks.INSTALL_SCRIPT,
+        "--destdir",
+        staged,
+        "--wheel-dir",
+        wheel_dir,
+        "--prefix",
+        f"/{PREFIX}",
+    )
     second = tree(staged)
     changed = sorted(k for k in first.keys() | second.keys() if first.get(k) != second.get(k))
     print(f"compared {len(first)} paths by checksum/target/mode after a second install")
@@ -153,7 +172,15 @@ def test_operator_config_is_never_overwritten(staged: Path, wheel_dir: Path) -> 
     original = env.read_text()
     try:
         env.write_text(original + "LLM_OPTIMIZER_LOG__LEVEL=DEBUG\n")
-        output = ok(systemd_tasks.INSTALL_SCRIPT, "--destdir", staged, "--wheel-dir", wheel_dir)
+        output = ok(
+            systemd_tasks.INSTALL_SCRIPT,
+            "--destdir",
+            staged,
+            "--wheel-dir",
+            wheel_dir,
+            "--prefix",
+            f"/{PREFIX}",
+        )
         assert env.read_text().endswith("LLM_OPTIMIZER_LOG__LEVEL=DEBUG\n")
         assert "kept your /etc/llm-optimizer/llm-optimizer.env" in output
     finally:
@@ -170,23 +197,23 @@ def test_uninstall_keeps_data_and_edited_config_purge_removes_all(
     data = root / "var/lib/llm-optimizer"
     data.mkdir(parents=True)
     (data / "llm-optimizer.db").write_text("state")
-    ok(systemd_tasks.UNINSTALL_SCRIPT, "--destdir", root)
+    ok(systemd_tasks.UNINSTALL_SCRIPT, "--destdir", root, "--prefix", f"/{PREFIX}")
     assert not (root / PREFIX).exists()
     assert not (root / UNIT_PATH).exists()
     assert not (root / "etc/systemd/system/multi-user.target.wants" / systemd_tasks.UNIT).exists()
     assert not (root / "etc/llm-optimizer").exists()  # unchanged env file: removed with the rest
     assert (data / "llm-optimizer.db").read_text() == "state"
-    ok(systemd_tasks.UNINSTALL_SCRIPT, "--destdir", root)  # idempotent
+    ok(systemd_tasks.UNINSTALL_SCRIPT, "--destdir", root, "--prefix", f"/{PREFIX}")  # idempotent
 
     # An edited env file survives a plain uninstall; --purge removes it, the data and the user.
     shutil.rmtree(root)
     shutil.copytree(staged, root, symlinks=True, ignore=skip_packages)
     data.mkdir(parents=True)
     (root / ENV_PATH).write_text("LLM_OPTIMIZER_LOG__LEVEL=DEBUG\n")
-    output = ok(systemd_tasks.UNINSTALL_SCRIPT, "--destdir", root)
+    output = ok(systemd_tasks.UNINSTALL_SCRIPT, "--destdir", root, "--prefix", f"/{PREFIX}")
     assert "kept /etc/llm-optimizer" in output
     assert (root / ENV_PATH).is_file()
-    ok(systemd_tasks.UNINSTALL_SCRIPT, "--destdir", root, "--purge")
+    ok(systemd_tasks.UNINSTALL_SCRIPT, "--destdir", root, "--prefix", f"/{PREFIX}", "--purge")
     assert not (root / "etc/llm-optimizer").exists()
     assert not data.exists()
     assert "llm-optimizer:" not in (root / "etc/passwd").read_text()

@@ -166,3 +166,12 @@ def test_env_example_keeps_secrets_in_files() -> None:
             if name == f"LLM_OPTIMIZER_{secret}":
                 pytest.fail(f"{name} given in clear text; use {name}_FILE")
     assert "LLM_OPTIMIZER_AUTH__API_KEYS_FILE" in ENV_EXAMPLE.read_text()
+
+
+def test_stand_in_vm_dockerfile_lints_clean() -> None:
+    hadolint = require_tool("hadolint")
+    dockerfile = Path(__file__).with_name("systemd-host.Dockerfile")
+    result = subprocess.run(
+        [str(hadolint), str(dockerfile)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
