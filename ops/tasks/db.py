@@ -85,9 +85,10 @@ def backup(c: Context, target: str = "local", dry_run: bool = False) -> None:
 def restore(
     c: Context, path: str, target: str = "local", yes: bool = False, dry_run: bool = False
 ) -> None:
-    """Restore the database from a backup (llm-optimizer-service backup restore PATH)."""
+    """Restore the database from a backup (llm-optimizer-service backup restore PATH --force)."""
     if not yes and not dry_run:
         raise Exit(
             f"restoring {path} replaces the current data; run again with --yes to confirm", code=1
         )
-    _service(c, target, "backup", "restore", path, dry_run=dry_run)
+    # --yes is the operator's confirmation; the CLI's --force allows replacing existing data.
+    _service(c, target, "backup", "restore", path, "--force", dry_run=dry_run)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from pathlib import Path
@@ -109,14 +108,17 @@ def test_watch_reruns_pytest_through_watchfiles() -> None:
 
 
 def _nox_listing(*names: str) -> Result:
-    return Result(stdout=json.dumps([{"name": n, "description": ""} for n in names]))
+    """`nox --list --no-color`: default sessions start with "*", the others with "-"."""
+    lines = ["Sessions defined in noxfile.py:", ""]
+    lines += [f"{'-' if n == 'bench' else '*'} {n} -> the {n} session" for n in names]
+    return Result(stdout="\n".join(lines) + "\n")
 
 
 def test_bench_says_not_available_while_the_noxfile_has_no_bench_session() -> None:
-    c = Recorder(answers={"--list --json": _nox_listing("lint", "tests")})
+    c = Recorder(answers={"--list --no-color": _nox_listing("lint", "tests")})
     with pytest.raises(Exit, match="not available yet: needs the nox session 'bench'"):
         test.bench(c)
-    c = Recorder(answers={"--list --json": _nox_listing("lint", "bench")})
+    c = Recorder(answers={"--list --no-color": _nox_listing("lint", "bench")})
     test.bench(c, scenario="decide")
     assert nox_args(c.commands[-1]) == ["--sessions", "bench", "--", "decide"]
 
@@ -200,6 +202,8 @@ def test_db_tasks_need_a_local_deployment_or_print_the_command_in_dry_run(
     assert f"{tmp_path}/venv/bin/llm-optimizer-service backup create" in capsys.readouterr().err
     with pytest.raises(Exit, match="run again with --yes"):
         db.restore(Recorder(**overrides), path="backup.db")
+    db.restore(Recorder(**overrides), path="backup.db", yes=True, dry_run=True)
+    assert "llm-optimizer-service backup restore backup.db --force" in capsys.readouterr().err
     with pytest.raises(Exit, match=r"--target compose are not available yet: needs the operations"):
         db.migrate(Recorder(**overrides), target="compose")
 
