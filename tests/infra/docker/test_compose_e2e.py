@@ -25,7 +25,8 @@ from ops.tasks import compose as compose_tasks
 from tests._support.docker import TEST_TAG
 from tests._support.tools import free_port, require_tool
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# The first test here may build the base image and the images from cold (minutes on 2 busy cores).
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 # Its own tag: compose.up builds the image again (from cache; only the labels may differ when
 # HEAD moved), and the session's `service_image` keeps the labels its build recorded.

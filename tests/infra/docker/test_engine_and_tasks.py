@@ -39,6 +39,7 @@ def _context(**overrides: object) -> Context:
 
 
 @pytest.mark.docker
+@pytest.mark.timeout(1200)  # may debootstrap the base image first
 def test_engine_start_is_idempotent_and_base_image_second_run_does_nothing(
     base_image: str,
 ) -> None:

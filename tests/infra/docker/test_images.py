@@ -21,7 +21,8 @@ from ops.docker_context import IMAGES
 from ops.docker_images import BuildResult
 from ops.runner import Runner
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# The first test here may build the base image and the images from cold (minutes on 2 busy cores).
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 MB = 1_000_000
 SERVICE_BUDGET_MB = 60
