@@ -184,6 +184,26 @@ def ps(runner: Runner, *, project: str = PROJECT, standins: bool = False) -> lis
     return rows
 
 
+def service_command(
+    runner: Runner,
+    *args: str,
+    image: str,
+    project: str = PROJECT,
+    standins: bool = False,
+    capture: bool = False,
+) -> str:
+    """Run ``llm-optimizer-service ARGS`` once, in a throwaway container of the running stack
+    (``compose run --rm --no-deps migrate ARGS``: the optimizer's image, settings and network).
+    For operations such as ``db current`` or ``backup create`` on a Compose deployment."""
+    result = runner.run(
+        argv("dev", project, "run", "--rm", "--no-deps", "-T", "migrate", *args, standins=standins),
+        env={"OPTIMIZER_IMAGE": image},
+        capture=capture,
+        hint="is the stack up? (`uv run invoke compose.ps`)",
+    )
+    return "" if result is None else result.stdout
+
+
 def deploy(runner: Runner, *, env: str, image: str, standins: bool = False) -> None:
     """``invoke deploy --target compose``: build the image and bring the whole stack up, healthy."""
     up(runner, env=env, image=image, standins=standins, wait=True)

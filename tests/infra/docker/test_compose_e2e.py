@@ -172,6 +172,19 @@ def test_migrations_ran_once_by_migrate_and_never_by_serve(stack: Stack) -> None
     assert containers[0].attrs["RestartCount"] == 0
 
 
+def test_service_commands_run_against_the_stack(stack: Stack) -> None:
+    """`db check` in a throwaway container of the stack: the schema is at head (exit 0)."""
+    compose_stack.service_command(
+        Runner(echo=False),
+        "db",
+        "check",
+        image=f"{project.SERVICE_IMAGE}:{E2E_TAG}",
+        project=stack.project,
+        standins=True,
+        capture=True,
+    )
+
+
 def test_init_db_script_is_idempotent(stack: Stack) -> None:
     first_boot = _compose(stack, "logs", "--no-color", "postgres")
     assert "init-db: database optimizer ready" in first_boot, first_boot
