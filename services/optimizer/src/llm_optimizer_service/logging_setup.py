@@ -19,6 +19,21 @@ def _drop_color_message(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any
     return event
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is now (test runners swap it), not the one at setup."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
 def configure_logging(settings: LogSettings) -> None:
     """Configure structlog and the root stdlib logger once per process (idempotent)."""
     shared: list[Any] = [
@@ -52,7 +67,7 @@ def configure_logging(settings: LogSettings) -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
