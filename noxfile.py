@@ -84,6 +84,13 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 
+@nox.session(default=False)
+def proto(session: nox.Session) -> None:
+    """Regenerate the gRPC stubs from services/optimizer/proto; fail if they changed."""
+    sync(session, "proto")
+    session.run("python", "-m", "ops.proto", *session.posargs)
+
+
 @nox.session(default=False, python=False)
 @nox.parametrize("platform", ["packages", *artifacts.PLATFORMS, artifacts.UNIVERSAL])
 def build(session: nox.Session, platform: str) -> None:

@@ -211,6 +211,7 @@ def test_health_command(running_service: RunningService) -> None:
     env = {
         "LLM_OPTIMIZER_DATA_DIR": str(running_service.data_dir),
         "LLM_OPTIMIZER_SERVER__HTTP_PORT": str(running_service.http_port),
+        "LLM_OPTIMIZER_SERVER__GRPC_PORT": str(running_service.grpc_port),
     }
     healthy = runner.invoke(app, ["health", "--json"], env=env)
     assert healthy.exit_code == 0, healthy.output

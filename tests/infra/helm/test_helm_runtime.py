@@ -126,12 +126,6 @@ def test_helm_test_http_pod_passes_against_the_service(pod: Pod) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the service does not listen for gRPC yet (its log says `listening` with http and "
-    "metrics only), so the chart's gRPC health test pod fails today; strict: this turns into a "
-    "failure once gRPC lands, so the marker gets removed",
-)
 def test_helm_test_grpc_pod_passes_against_the_service(pod: Pod) -> None:
     result = _run_helm_test_pod(pod, "grpc")
     assert result.returncode == 0, result.stdout + result.stderr

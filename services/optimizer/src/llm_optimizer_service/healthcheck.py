@@ -1,7 +1,8 @@
-"""``llm-optimizer-service health``: the running service over HTTP, plus the database directly.
+"""``llm-optimizer-service health``: the running service over HTTP and gRPC (standard health
+check), plus the database, Redis and Kafka directly (each when configured).
 
-healthy: everything ok; degraded: the service serves but a dependency (or the direct database
-check) is down; unhealthy: the service is not ready or not reachable.
+healthy: everything ok; degraded: the service serves but a dependency (database, Redis, Kafka)
+is down; unhealthy: the service is not ready or not reachable over HTTP or gRPC.
 """
 
 from __future__ import annotations
@@ -58,12 +59,54 @@ def _database(settings: Settings, timeout: float) -> dict[str, Any]:
     return {"status": "ok", "detail": f"schema at head ({status.head})"}
 
 
+def grpc_address(settings: Settings) -> str:
+    host = _LOCAL.get(settings.server.host, settings.server.host)
+    return (
+        f"[{host}]:{settings.server.grpc_port}"
+        if ":" in host
+        else (f"{host}:{settings.server.grpc_port}")
+    )
+
+
+def _grpc(address: str, timeout: float) -> dict[str, Any]:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    try:
+        with grpc.insecure_channel(address) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
+    except grpc.RpcError as exc:
+        return {"status": "unhealthy", "detail": f"{address}: {exc.code().name} {exc.details()}"}
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    return {
+        "status": "ok" if name == "SERVING" else "unhealthy",
+        "detail": f"{address} grpc.health.v1 {name}",
+    }
+
+
+def _dependency(check: Any, target: str, what: str) -> dict[str, Any]:
+    try:
+        check(target)
+    except Exception as exc:
+        return {"status": "degraded", "detail": f"{what} unreachable: {type(exc).__name__}"}
+    return {"status": "ok", "detail": f"{what} answers"}
+
+
 def run_checks(settings: Settings, url: str | None, timeout: float) -> dict[str, Any]:
+    from llm_optimizer_service.health import _redis_ping, _tcp_connect
+
     checks = {
         "http": _http(url or default_url(settings), timeout),
+        "grpc": _grpc(grpc_address(settings), timeout),
         "database": _database(settings, timeout),
     }
-    if checks["http"]["status"] == "unhealthy":
+    if settings.redis.url is not None:
+        checks["redis"] = _dependency(_redis_ping, settings.redis.url.get_secret_value(), "Redis")
+    if settings.kafka.brokers:
+        checks["kafka"] = _dependency(_tcp_connect, settings.kafka.brokers, "Kafka broker")
+    if checks["http"]["status"] == "unhealthy" or checks["grpc"]["status"] == "unhealthy":
         overall = "unhealthy"
     elif all(check["status"] == "ok" for check in checks.values()):
         overall = "healthy"

@@ -34,6 +34,7 @@ from starlette.routing import Route
 
 from llm_optimizer_service import metrics
 from llm_optimizer_service.api import create_app
+from llm_optimizer_service.grpc_api import grpc_server
 from llm_optimizer_service.logging_setup import get_logger
 from llm_optimizer_service.runtime import LifecycleHooks, Runtime
 from llm_optimizer_service.sdnotify import SystemdNotifier, install_stall_trigger
@@ -52,7 +53,7 @@ class ExtraServer(Protocol):
     async def stop(self, grace: float) -> None: ...
 
 
-EXTRA_SERVERS: list[Callable[[Settings, Runtime], ExtraServer]] = []
+EXTRA_SERVERS: list[Callable[[Settings, Runtime], ExtraServer]] = [grpc_server]
 
 
 class _Server(uvicorn.Server):
@@ -139,8 +140,15 @@ async def serve(settings: Settings) -> int:
             settings.server.metrics_port,
             "METRICS_PORT",
         )
+        # Listening before the runtime is ready: gRPC health says NOT_SERVING until it is.
+        for factory in EXTRA_SERVERS:
+            extra = factory(settings, runtime)
+            await extra.start()
+            extras.append(extra)
     except OSError as exc:
         log.error(str(exc))
+        for extra in extras:
+            await extra.stop(0)
         return 1
     http_task = asyncio.create_task(http.serve(sockets=[http_socket]), name="http")
     metrics_task = asyncio.create_task(scrape.serve(sockets=[metrics_socket]), name="metrics")
@@ -151,11 +159,9 @@ async def serve(settings: Settings) -> int:
         scrape.should_exit = True
         await metrics_task
         stop_task.cancel()
+        for extra in extras:
+            await extra.stop(0)
         return 1
-    for factory in EXTRA_SERVERS:
-        extra = factory(settings, runtime)
-        await extra.start()
-        extras.append(extra)
     log.info(
         "listening",
         http=f"{settings.server.host}:{settings.server.http_port}",

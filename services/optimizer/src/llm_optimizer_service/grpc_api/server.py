@@ -1,0 +1,109 @@
+"""The gRPC listener (``server.grpc_port``): ``llm_optimizer.v1.Optimizer``, the standard
+``grpc.health.v1.Health`` and server reflection (``grpcurl -plaintext HOST:PORT list``).
+
+Health follows readiness: NOT_SERVING until the runtime has loaded its policies, SERVING once it
+is ready, NOT_SERVING again as soon as shutdown begins (the lifecycle hooks drive it), for the
+overall server (``""``) and for ``llm_optimizer.v1.Optimizer``. It is started by ``serve`` next to
+the HTTP API (``server.EXTRA_SERVERS``) and stopped when shutdown begins, letting RPCs in
+flight finish within the grace period.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from llm_optimizer_service.grpc_api import metrics
+from llm_optimizer_service.grpc_api._generated import optimizer_pb2_grpc as pb_grpc
+from llm_optimizer_service.grpc_api.service import SERVICE_NAME, OptimizerServicer
+from llm_optimizer_service.logging_setup import get_logger
+from llm_optimizer_service.runtime import Runtime
+from llm_optimizer_service.settings import Settings
+
+log = get_logger(__name__)
+
+HEALTH_SERVICES = ("", SERVICE_NAME)
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+OPTIMIZER_METHODS = (
+    "Decide",
+    "RecordFeedback",
+    "RecordFeedbackBatch",
+    "StreamFeedback",
+    "GetReport",
+)
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+class GrpcServer:
+    """One ``grpc.aio`` server; created after ``create_app`` so tracing instruments it."""
+
+    def __init__(self, settings: Settings, runtime: Runtime) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.health = health.aio.HealthServicer()
+        self.port: int | None = None
+        self._server: grpc.aio.Server | None = None
+        runtime.hooks.on_ready.append(self._serving)
+        runtime.hooks.on_stopping.append(self._not_serving)
+
+    async def _set(self, status: int) -> None:
+        for name in HEALTH_SERVICES:
+            await self.health.set(name, status)
+
+    async def _serving(self) -> None:
+        await self._set(SERVING if self.runtime.ready else NOT_SERVING)
+
+    async def _not_serving(self) -> None:
+        await self._set(NOT_SERVING)
+
+    async def start(self) -> None:
+        """Listen on ``server.host:server.grpc_port``; OSError naming the setting if it cannot."""
+        host, port = self.settings.server.host, self.settings.server.grpc_port
+        limit = max(self.settings.server.max_request_bytes, MAX_MESSAGE_BYTES)
+        server = grpc.aio.server(
+            interceptors=[metrics.MetricsInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        add_optimizer: Any = pb_grpc.add_OptimizerServicer_to_server  # generated, untyped
+        add_optimizer(OptimizerServicer(self.runtime), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        metrics.initialize((*OPTIMIZER_METHODS, "Check", "Watch"))
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            bound = 0
+            reason = str(exc)
+        else:
+            reason = "address in use or not available"
+        if bound == 0:
+            raise OSError(
+                f"cannot listen for gRPC on {address} ({reason}); free the port or set "
+                "LLM_OPTIMIZER_SERVER__GRPC_PORT"
+            )
+        await self._set(SERVING if self.runtime.ready else NOT_SERVING)
+        await server.start()
+        self._server, self.port = server, bound
+        log.info("listening", grpc=f"{host}:{bound}")
+
+    async def stop(self, grace: float) -> None:
+        """NOT_SERVING, refuse new RPCs, let those in flight finish within ``grace`` seconds."""
+        await self._not_serving()
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+
+def grpc_server(settings: Settings, runtime: Runtime) -> GrpcServer:
+    """The factory ``server.EXTRA_SERVERS`` calls."""
+    return GrpcServer(settings, runtime)

@@ -1,0 +1,250 @@
+"""``llm_optimizer.v1.Optimizer``: the REST API's decide, feedback and report over gRPC, on the
+same :class:`~llm_optimizer_service.runtime.Runtime` (in-memory policies, batch writer, database).
+
+Authentication is the REST API's: metadata ``authorization: Bearer <key>``, the same keys and
+scopes (Decide and feedback need ``write``, GetReport ``read``); UNAUTHENTICATED without a valid
+key, PERMISSION_DENIED without the scope. Errors map like the REST statuses: 404 → NOT_FOUND,
+422 → INVALID_ARGUMENT, 503 → UNAVAILABLE (with trailing metadata ``retry-after``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, NoReturn, TypeAlias
+
+import grpc
+from google.protobuf import json_format, struct_pb2
+from pydantic import ValidationError
+
+from llm_optimizer_service.api import schemas as s
+from llm_optimizer_service.auth import Principal, Scope
+from llm_optimizer_service.grpc_api._generated import optimizer_pb2 as pb
+from llm_optimizer_service.grpc_api._generated import optimizer_pb2_grpc as pb_grpc
+from llm_optimizer_service.runtime import Runtime, ServiceUnavailableError
+from llm_optimizer_service.storage.repository import FeedbackInput
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Optimizer"].full_name
+RETRY_AFTER_SECONDS = "5"  # as the REST API's Retry-After
+STREAM_BATCH = 500  # feedback events of a stream grouped into one transaction at most
+
+Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type information)
+
+
+class _RpcError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str, retry: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry = retry
+
+
+@contextlib.contextmanager
+def _mapped() -> Iterator[None]:
+    try:
+        yield
+    except ServiceUnavailableError as exc:
+        raise _RpcError(
+            grpc.StatusCode.UNAVAILABLE, f"{exc}; nothing was recorded", retry=True
+        ) from exc
+
+
+async def _abort(context: Context, error: _RpcError) -> NoReturn:
+    trailing = (("retry-after", RETRY_AFTER_SECONDS),) if error.retry else ()
+    await context.abort(error.code, error.message, trailing_metadata=trailing)
+    raise AssertionError("unreachable")  # pragma: no cover - abort raises
+
+
+def _no_workload(name: str) -> _RpcError:
+    return _RpcError(grpc.StatusCode.NOT_FOUND, f"no workload named {name!r}")
+
+
+def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
+    value = struct_pb2.Struct()
+    value.update(data)
+    return value
+
+
+def _feedback_input(request: pb.FeedbackRequest) -> FeedbackInput:
+    try:
+        body = s.FeedbackBody(
+            decision_id=request.decision_id,
+            quality=request.quality,
+            cost_usd=request.cost_usd,
+            latency_ms=request.latency_ms,
+            error=request.error,
+            input_tokens=request.input_tokens if request.HasField("input_tokens") else None,
+            output_tokens=request.output_tokens if request.HasField("output_tokens") else None,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid feedback: {problems}") from exc
+    return FeedbackInput(
+        decision_id=body.decision_id,
+        quality=body.quality,
+        cost_usd=body.cost_usd,
+        latency_ms=body.latency_ms,
+        error=body.error,
+        input_tokens=body.input_tokens,
+        output_tokens=body.output_tokens,
+    )
+
+
+class OptimizerServicer(pb_grpc.OptimizerServicer):
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _authorize(self, context: Context, scope: Scope) -> Principal:
+        runtime = self.runtime
+        if not runtime.policies_loaded:
+            raise _RpcError(grpc.StatusCode.UNAVAILABLE, "the service is starting", retry=True)
+        if not runtime.keys.enabled:
+            from llm_optimizer_service.auth import ANONYMOUS
+
+            return ANONYMOUS
+        header = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                header = value if isinstance(value, str) else value.decode()
+                break
+        kind, _, presented = header.partition(" ")
+        presented = presented.strip()
+        if kind.lower() != "bearer" or not presented:
+            raise _RpcError(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing API key; send metadata 'authorization: Bearer <key>'",
+            )
+        principal = runtime.keys.authenticate(presented)
+        if principal is None:
+            raise _RpcError(grpc.StatusCode.UNAUTHENTICATED, "invalid API key")
+        if scope not in principal.scopes:
+            raise _RpcError(
+                grpc.StatusCode.PERMISSION_DENIED, f"this API key lacks the '{scope}' scope"
+            )
+        return principal
+
+    # -- RPCs ---------------------------------------------------------------------------------
+
+    async def Decide(self, request: pb.DecideRequest, context: Context) -> pb.DecideResponse:  # noqa: N802
+        try:
+            self._authorize(context, Scope.WRITE)
+            state = self.runtime.workloads.get(request.workload)
+            if state is None:
+                raise _no_workload(request.workload)
+            decision_context = (
+                json_format.MessageToDict(request.context) if request.HasField("context") else None
+            )
+            with _mapped():
+                pending = self.runtime.decide(state, decision_context)
+        except _RpcError as error:
+            await _abort(context, error)
+        config = state.configs[pending.arm]
+        return pb.DecideResponse(
+            decision_id=pending.id,
+            arm=pending.arm,
+            config=pb.ArmConfig(
+                model=config["model"],
+                provider=config["provider"],
+                params=_struct(config["params"]),
+                prompt_variant=config["prompt_variant"],
+            ),
+            propensity=pending.propensity,
+        )
+
+    async def RecordFeedback(self, request: pb.FeedbackRequest, context: Context) -> pb.FeedbackAck:  # noqa: N802
+        try:
+            self._authorize(context, Scope.WRITE)
+            item = _feedback_input(request)
+            with _mapped():
+                (outcome,) = await self.runtime.record_feedback([item])
+            if outcome.status == "unknown_decision":
+                raise _RpcError(grpc.StatusCode.NOT_FOUND, f"no decision {request.decision_id!r}")
+        except _RpcError as error:
+            await _abort(context, error)
+        return pb.FeedbackAck(decision_id=outcome.decision_id, status=outcome.status)
+
+    async def RecordFeedbackBatch(  # noqa: N802
+        self, request: pb.FeedbackBatchRequest, context: Context
+    ) -> pb.FeedbackBatchResponse:
+        try:
+            self._authorize(context, Scope.WRITE)
+            if not 1 <= len(request.items) <= 1000:
+                raise _RpcError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"a batch holds 1 to 1000 items, not {len(request.items)}",
+                )
+            items = [_feedback_input(item) for item in request.items]
+            with _mapped():
+                outcomes = await self.runtime.record_feedback(items)
+        except _RpcError as error:
+            await _abort(context, error)
+        counts = {key: sum(1 for o in outcomes if o.status == key) for key in ("accepted",
+                  "duplicate", "unknown_decision")}  # fmt: skip
+        return pb.FeedbackBatchResponse(
+            items=[pb.FeedbackAck(decision_id=o.decision_id, status=o.status) for o in outcomes],
+            **counts,
+        )
+
+    async def StreamFeedback(  # noqa: N802
+        self, requests: AsyncIterator[pb.FeedbackRequest], context: Context
+    ) -> AsyncIterator[pb.FeedbackAck]:
+        """Acks in order, each after its event is durable; what has arrived meanwhile is written
+        in one transaction (at most STREAM_BATCH events)."""
+        try:
+            self._authorize(context, Scope.WRITE)
+        except _RpcError as error:
+            await _abort(context, error)
+        queue: asyncio.Queue[pb.FeedbackRequest | None] = asyncio.Queue(maxsize=STREAM_BATCH * 2)
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    await queue.put(request)
+            finally:
+                await queue.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            done = False
+            while not done:
+                first = await queue.get()
+                if first is None:
+                    break
+                batch = [first]
+                while len(batch) < STREAM_BATCH and not queue.empty():
+                    more = queue.get_nowait()
+                    if more is None:
+                        done = True
+                        break
+                    batch.append(more)
+                try:
+                    items = [_feedback_input(request) for request in batch]
+                    with _mapped():
+                        outcomes = await self.runtime.record_feedback(items)
+                except _RpcError as error:
+                    await _abort(context, error)
+                for outcome in outcomes:
+                    yield pb.FeedbackAck(decision_id=outcome.decision_id, status=outcome.status)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def GetReport(  # noqa: N802
+        self, request: pb.GetReportRequest, context: Context
+    ) -> pb.GetReportResponse:
+        try:
+            self._authorize(context, Scope.READ)
+            if request.workload not in self.runtime.workloads:
+                raise _no_workload(request.workload)
+            data = await self.runtime.report(request.workload)
+        except _RpcError as error:
+            await _abort(context, error)
+        report = json.loads(s.ReportOut.model_validate(data).model_dump_json())
+        return pb.GetReportResponse(report=_struct(report))

@@ -1,0 +1,254 @@
+"""The gRPC API against the real service process, over a real channel: health in step with
+readiness, reflection, decide/feedback/report with the REST API's keys and scopes, error codes,
+and the grpc_server_* metrics on the metrics port."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from google.protobuf import json_format
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+from llm_optimizer_service.cli import app
+from llm_optimizer_service.grpc_api import GrpcServer
+from llm_optimizer_service.grpc_api._generated import optimizer_pb2 as pb
+from llm_optimizer_service.grpc_api._generated import optimizer_pb2_grpc as pb_grpc
+from llm_optimizer_service.runtime import Runtime
+from llm_optimizer_service.settings import load_settings
+from typer.testing import CliRunner
+
+from tests._support.service import RunningService, launch
+from tests._support.tools import free_port
+
+SERVICE = "llm_optimizer.v1.Optimizer"
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    running = launch(
+        tmp_path_factory.mktemp("grpc-service"), {"LLM_OPTIMIZER_SERVER__SHUTDOWN_DELAY": "2"}
+    )
+    try:
+        with running.client() as client:
+            arms = [
+                {"name": "cheap", "model": "small", "params": {"temperature": 0.2}},
+                {"name": "smart", "model": "large", "provider": "acme"},
+            ]
+            created = client.post("/api/v1/workloads", json={"name": "chat", "arms": arms})
+            assert created.status_code == 201, created.text
+        yield running
+    finally:
+        running.terminate()
+
+
+@pytest.fixture(scope="module")
+def channel(service: RunningService) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as opened:
+        grpc.channel_ready_future(opened).result(timeout=10)
+        yield opened
+
+
+def auth(key: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {key}"),)
+
+
+def test_health_is_serving_overall_and_for_the_optimizer(channel: grpc.Channel) -> None:
+    stub = health_pb2_grpc.HealthStub(channel)
+    for name in ("", SERVICE):
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
+
+
+def test_reflection_lists_the_services(channel: grpc.Channel) -> None:
+    database = ProtoReflectionDescriptorDatabase(channel)
+    services = set(database.get_services())
+    assert {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= (
+        services
+    )
+    described = database.FindFileContainingSymbol(SERVICE)
+    assert described.name == "llm_optimizer/v1/optimizer.proto"
+
+
+def test_decide_feedback_and_report(service: RunningService, channel: grpc.Channel) -> None:
+    stub = pb_grpc.OptimizerStub(channel)
+    decision = stub.Decide(pb.DecideRequest(workload="chat"), metadata=auth(service.api_key))
+    assert decision.arm in {"cheap", "smart"}
+    assert 0 < decision.propensity <= 1
+    assert decision.config.model == {"cheap": "small", "smart": "large"}[decision.arm]
+    if decision.arm == "cheap":
+        assert dict(decision.config.params) == {"temperature": 0.2}
+    feedback = pb.FeedbackRequest(
+        decision_id=decision.decision_id, quality=0.9, cost_usd=0.01, latency_ms=120
+    )
+    ack = stub.RecordFeedback(feedback, metadata=auth(service.api_key))
+    assert (ack.decision_id, ack.status) == (decision.decision_id, "accepted")
+    again = stub.RecordFeedback(feedback, metadata=auth(service.api_key))
+    assert again.status == "duplicate"
+
+    # the REST API sees the same state (same runtime, same database)
+    with service.client() as client:
+        rest = client.get("/api/v1/workloads/chat/report").json()
+    report = stub.GetReport(pb.GetReportRequest(workload="chat"), metadata=auth(service.read_key))
+    as_json = json_format.MessageToDict(report.report)
+    assert as_json["workload"] == "chat"
+    arms = {arm["name"]: arm for arm in as_json["arms"]}
+    assert arms[decision.arm]["feedback"] == 1
+    assert {a["name"]: a["feedback"] for a in rest["arms"]} == {
+        name: arm["feedback"] for name, arm in arms.items()
+    }
+
+
+def test_batch_and_stream_feedback(service: RunningService, channel: grpc.Channel) -> None:
+    stub = pb_grpc.OptimizerStub(channel)
+    ids = [
+        stub.Decide(pb.DecideRequest(workload="chat"), metadata=auth(service.api_key)).decision_id
+        for _ in range(6)
+    ]
+    batch = stub.RecordFeedbackBatch(
+        pb.FeedbackBatchRequest(
+            items=[
+                pb.FeedbackRequest(decision_id=i, quality=0.5, cost_usd=0, latency_ms=10)
+                for i in [*ids[:3], "no-such-decision"]
+            ]
+        ),
+        metadata=auth(service.api_key),
+    )
+    assert (batch.accepted, batch.duplicate, batch.unknown_decision) == (3, 0, 1)
+    requests = (
+        pb.FeedbackRequest(decision_id=i, quality=0.7, cost_usd=0, latency_ms=10)
+        for i in [*ids[2:], ids[3]]
+    )
+    acks = list(stub.StreamFeedback(requests, metadata=auth(service.api_key)))
+    assert [a.decision_id for a in acks] == [*ids[2:], ids[3]]
+    assert [a.status for a in acks] == [
+        "duplicate",
+        "accepted",
+        "accepted",
+        "accepted",
+        "duplicate",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "code"),
+    [
+        (None, grpc.StatusCode.UNAUTHENTICATED),
+        ("wrong-key", grpc.StatusCode.UNAUTHENTICATED),
+        ("READ", grpc.StatusCode.PERMISSION_DENIED),
+    ],
+)
+def test_auth_failures(
+    service: RunningService, channel: grpc.Channel, key: str | None, code: grpc.StatusCode
+) -> None:
+    stub = pb_grpc.OptimizerStub(channel)
+    metadata = () if key is None else auth(service.read_key if key == "READ" else key)
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Decide(pb.DecideRequest(workload="chat"), metadata=metadata)
+    assert raised.value.code() == code
+    assert "key" in raised.value.details()
+
+
+def test_error_codes(service: RunningService, channel: grpc.Channel) -> None:
+    stub = pb_grpc.OptimizerStub(channel)
+    key = auth(service.api_key)
+    cases = [
+        (lambda: stub.Decide(pb.DecideRequest(workload="nope"), metadata=key), "NOT_FOUND"),
+        (
+            lambda: stub.RecordFeedback(
+                pb.FeedbackRequest(decision_id="x", quality=2, cost_usd=0, latency_ms=1),
+                metadata=key,
+            ),
+            "INVALID_ARGUMENT",
+        ),
+        (
+            lambda: stub.RecordFeedback(
+                pb.FeedbackRequest(decision_id="unknown", quality=1, cost_usd=0, latency_ms=1),
+                metadata=key,
+            ),
+            "NOT_FOUND",
+        ),
+        (lambda: stub.GetReport(pb.GetReportRequest(workload="nope"), metadata=key), "NOT_FOUND"),
+    ]
+    for call, expected in cases:
+        with pytest.raises(grpc.RpcError) as raised:
+            call()
+        assert raised.value.code().name == expected, raised.value.details()
+
+
+def test_grpc_metrics_are_exported(service: RunningService, channel: grpc.Channel) -> None:
+    stub = pb_grpc.OptimizerStub(channel)
+    stub.Decide(pb.DecideRequest(workload="chat"), metadata=auth(service.api_key))
+    with pytest.raises(grpc.RpcError):
+        stub.Decide(pb.DecideRequest(workload="nope"), metadata=auth(service.api_key))
+    text = httpx.get(service.metrics_url, timeout=5).text
+    samples = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("grpc_server_")
+    }
+    assert samples['grpc_server_handled_total{grpc_code="OK",grpc_method="Decide"}'] >= 1
+    assert samples['grpc_server_handled_total{grpc_code="NotFound",grpc_method="Decide"}'] >= 1
+    assert samples['grpc_server_handling_seconds_count{grpc_method="Decide"}'] >= 2
+    # pre-initialised like go-grpc-prometheus: a series per code before the first such call
+    assert 'grpc_server_handled_total{grpc_code="DataLoss",grpc_method="GetReport"}' in samples
+
+
+def test_health_command_checks_grpc(service: RunningService) -> None:
+    env = {
+        "LLM_OPTIMIZER_DATA_DIR": str(service.data_dir),
+        "LLM_OPTIMIZER_SERVER__HTTP_PORT": str(service.http_port),
+        "LLM_OPTIMIZER_SERVER__GRPC_PORT": str(service.grpc_port),
+    }
+    healthy = CliRunner().invoke(app, ["health", "--json"], env=env)
+    assert healthy.exit_code == 0, healthy.output
+    check = json.loads(healthy.stdout)["checks"]["grpc"]
+    assert check == {
+        "status": "ok",
+        "detail": f"127.0.0.1:{service.grpc_port} grpc.health.v1 SERVING",
+    }
+    closed = {**env, "LLM_OPTIMIZER_SERVER__GRPC_PORT": str(free_port())}
+    down = CliRunner().invoke(app, ["health", "--json", "--timeout", "1"], env=closed)
+    assert down.exit_code == 1, down.output
+    result = json.loads(down.stdout)
+    assert result["status"] == "unhealthy"
+    assert result["checks"]["grpc"]["status"] == "unhealthy"
+    assert result["checks"]["http"]["status"] == "ok"
+
+
+def test_a_busy_grpc_port_is_one_clear_error(service: RunningService, tmp_path: Path) -> None:
+    settings = load_settings(
+        data_dir=tmp_path, server={"host": "127.0.0.1", "grpc_port": service.grpc_port}
+    )
+    server = GrpcServer(settings, Runtime(settings))
+    with pytest.raises(OSError, match="LLM_OPTIMIZER_SERVER__GRPC_PORT") as raised:
+        asyncio.run(server.start())
+    assert f"127.0.0.1:{service.grpc_port}" in str(raised.value)
+
+
+def test_health_goes_not_serving_when_shutdown_begins(service: RunningService) -> None:
+    """Last in this module (it stops the service): on SIGTERM health says NOT_SERVING at once,
+    while server.shutdown_delay keeps the listeners open for load balancers to notice."""
+    with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as opened:
+        stub = health_pb2_grpc.HealthStub(opened)
+        request = health_pb2.HealthCheckRequest(service="")
+        assert stub.Check(request, timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+        service.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 1.5
+        status = None
+        while time.monotonic() < deadline:
+            status = stub.Check(request, timeout=5).status
+            if status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                break
+            time.sleep(0.05)
+        assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert service.process.wait(30) == 0
