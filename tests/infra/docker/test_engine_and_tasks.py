@@ -43,11 +43,13 @@ def _context(**overrides: object) -> Context:
 def test_engine_start_is_idempotent_and_base_image_second_run_does_nothing(
     base_image: str,
 ) -> None:
+    first = _invoke("docker.engine", "--start")
+    assert first.returncode == 0, first.stderr
     pid_before = docker_engine.PIDFILE.read_text() if docker_engine.PIDFILE.exists() else ""
-    started = _invoke("docker.engine", "--start")
-    assert started.returncode == 0, started.stderr
-    assert "answers" in started.stdout
-    assert "dockerd --host" not in started.stderr, "an answering engine must be left alone"
+    again = _invoke("docker.engine", "--start")
+    assert again.returncode == 0, again.stderr
+    assert "answers" in again.stdout
+    assert "dockerd --host" not in again.stderr, "an answering engine must be left alone"
     pid_after = docker_engine.PIDFILE.read_text() if docker_engine.PIDFILE.exists() else ""
     assert pid_before == pid_after
 
