@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 import tempfile
 from pathlib import Path
 
@@ -23,14 +24,8 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHON_VERSIONS = nox.project.python_versions(PYPROJECT)
-TYPED_PATHS = (
-    "ops",
-    "services/optimizer/src",
-    "services/cli/src",
-    "benchmarks",
-    "tasks.py",
-    "noxfile.py",
-)
+SERVICE_SOURCES = tuple(sorted(str(src) for src in Path("services").glob("*/src")))
+TYPED_PATHS = ("ops", *SERVICE_SOURCES, "benchmarks", "tasks.py", "noxfile.py")
 PYTEST_DEFAULTS = ("--durations=20",)  # the slowest tests end up in CI's timing summary
 
 
