@@ -92,6 +92,9 @@ def test_deploy_serves_a_decide_feedback_round_trip(local: LocalDeploy) -> None:
     pid = local.pid()
     assert pid is not None
     assert _alive(pid)
+    for port in local.ports:  # REST, gRPC and metrics all listen
+        assert deploy_local.port_in_use("127.0.0.1", port), f"nothing listens on {port}"
+    assert "not listening" not in result.stdout
 
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=local.url, headers=headers, timeout=10) as client:
