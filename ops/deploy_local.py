@@ -178,13 +178,19 @@ def is_our_service(pid: int) -> bool:
     cmdline = Path(f"/proc/{pid}/cmdline")
     if not cmdline.exists():  # not Linux: trust the pid
         return True
-    try:
-        args = cmdline.read_bytes().split(b"\0")
-    except OSError:
-        return False
-    joined = b" ".join(args)
-    # A zombie has an empty cmdline: it is gone as far as we are concerned.
-    return project.SERVICE_COMMAND.encode() in joined and b"serve" in args
+    for _ in range(50):
+        try:
+            raw = cmdline.read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        if state == "Z":  # a zombie: exited, not yet reaped
+            return False
+        if raw:
+            break
+        time.sleep(0.01)  # empty while the process is between fork and exec: look again
+    args = raw.split(b"\0")
+    return project.SERVICE_COMMAND.encode() in b" ".join(args) and b"serve" in args
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -336,7 +342,7 @@ def build_info() -> dict[str, str]:
     }
 
 
-def start_detached(cfg: LocalConfig, env: str, extra: Mapping[str, str]) -> int:
+def start_detached(cfg: LocalConfig, env: str, extra: Mapping[str, str]) -> subprocess.Popen[bytes]:
     """Start ``serve`` in its own session with output to the log file; write the pid file."""
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     environ = {**os.environ, **cfg.service_env(env), **extra}
@@ -367,20 +373,20 @@ def start_detached(cfg: LocalConfig, env: str, extra: Mapping[str, str]) -> int:
         "started": time.time(),
     }
     cfg.record_file.write_text(json.dumps(record, indent=2) + "\n")
-    process.returncode = 0  # detached on purpose: silence Popen's "still running" warning
-    return process.pid
+    return process
 
 
-def wait_ready(cfg: LocalConfig, pid: int) -> float:
+def wait_ready(cfg: LocalConfig, process: subprocess.Popen[bytes]) -> float:
     """Poll /health/ready until 200; fail with the log's tail if the process dies or times out."""
     url = cfg.url(path="/health/ready")
+    pid = process.pid
     started = time.monotonic()
     while time.monotonic() - started < cfg.ready_timeout:
-        if not is_our_service(pid):
+        if process.poll() is not None:
             cfg.pid_file.unlink(missing_ok=True)
             raise Exit(
-                f"the service exited before becoming ready; last lines of {cfg.log_file}:\n"
-                f"{_log_tail(cfg)}",
+                f"the service exited (code {process.returncode}) before becoming ready; "
+                f"last lines of {cfg.log_file}:\n{_log_tail(cfg)}",
                 code=1,
             )
         status, _ = http_get(url, timeout=1.0)
@@ -400,12 +406,12 @@ def plan(runner: Runner, cfg: LocalConfig, env: str) -> list[Step]:
         "UV_PROJECT_ENVIRONMENT": str(cfg.venv),
         "VIRTUAL_ENV": str(cfg.venv),  # keeps uv from warning about the caller's venv
     }
-    started: dict[str, int] = {}
+    started: dict[str, subprocess.Popen[bytes]] = {}
     code = build_info()
 
     def start() -> None:
-        started["pid"] = start_detached(cfg, env, code)
-        print(f"started pid {started['pid']}", flush=True)
+        started["process"] = start_detached(cfg, env, code)
+        print(f"started pid {started['process'].pid}", flush=True)
 
     return [
         _command_step(
@@ -444,7 +450,7 @@ def plan(runner: Runner, cfg: LocalConfig, env: str) -> list[Step]:
         Step(
             f"wait for {cfg.url(path='/health/ready')} to answer 200 "
             f"(up to {cfg.ready_timeout:g} s)",
-            lambda: _discard(wait_ready(cfg, started["pid"])),
+            lambda: _discard(wait_ready(cfg, started["process"])),
         ),
     ]
 

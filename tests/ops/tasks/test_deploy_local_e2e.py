@@ -189,7 +189,8 @@ def test_a_service_that_cannot_start_is_reported_with_its_log(local: LocalDeploy
         extra_env={"LLM_OPTIMIZER_SERVER__METRICS_HOST": "192.0.2.1"},  # not ours
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "the service exited before becoming ready; last lines of" in result.stderr
+    assert "the service exited (code " in result.stderr
+    assert "before becoming ready; last lines of" in result.stderr
     assert local.pid() is None
     for port in local.ports:
         assert not deploy_local.port_in_use("127.0.0.1", port), f"port {port} still in use"
