@@ -155,8 +155,11 @@ def test_drift_section_names_the_arm_and_the_time(rng: np.random.Generator) -> N
     stats = feed([(float(q), 0.0, 500.0) for q in np.clip(gen.normal(0.9, 0.05, 200), 0, 1)])
     when = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
     event = None
-    while event is None:
+    for _ in range(50):
         stats, event = stats.observe(Observation(0.2, 0.0, 500.0), now=when)
+        if event is not None:
+            break
+    assert event is not None
     policy = Policy(spec(), {"a0": summary(100, 0.5), "a1": stats})
     drift = build_report(policy, rng)["drift"]
     assert drift == {

@@ -1,15 +1,18 @@
 """Change detection on one arm's metric stream: a two-sided Page-Hinkley test, state as plain data.
 
-Each detector standardises its stream with a running (Welford) mean and standard deviation and
-accumulates the Page-Hinkley statistics in both directions (the CUSUM form: ``up`` grows while
-values sit above the running mean by more than ``delta`` standard deviations, ``down`` while
-they sit below). A change is signalled when either passes ``threshold`` standard deviations,
-after a warm-up that lets the scale estimate settle. The state is a frozen dataclass of numbers,
-so it is stored as JSON next to the arm's statistics and updated inside the same transaction.
+The detector averages the stream in blocks of ``block`` observations (quality scores are often
+skewed or binary; block means are close to normal, which keeps false alarms rare), standardises
+the block means with their running (Welford) mean and standard deviation, and accumulates the
+Page-Hinkley statistics in both directions (the CUSUM form: ``up`` grows while values sit above
+the running mean by more than ``delta`` standard deviations, ``down`` while they sit below). A
+change is signalled when either passes ``threshold`` standard deviations, after ``warmup``
+blocks that let the scale settle. The state is a frozen dataclass of numbers, so it is stored as
+JSON next to the arm's statistics and updated inside the same transaction.
 
-Defaults (``delta`` 0.5 sd, ``threshold`` 10 sd): the in-control average run length of one side
-is of the order of 10^5 observations, while a shift of 1 sd is caught after ~20 observations
-and a shift of 3 sd after ~4.
+Defaults (blocks of 5, ``delta`` 0.5 sd, ``threshold`` 10 sd; measured in tests and benchmarks):
+about one false alarm per 100k-400k stationary observations of normal, Beta(8.6, 1.4) or
+Bernoulli(0.9) quality; a drop of one noise sd is caught after ~40 observations, of two to three
+sd after ~15.
 """
 
 from __future__ import annotations
@@ -32,11 +35,18 @@ class DriftConfig:
     """
 
     enabled: bool = True
+    block: int = 5
     delta: float = 0.5
     threshold: float = 10.0
-    warmup: int = 30
+    warmup: int = 10
     keep: float = 3.0
     half_life: float = 100.0
+
+    def __post_init__(self) -> None:
+        if self.block < 1 or self.warmup < 2:
+            raise ValueError("DriftConfig needs block >= 1 and warmup >= 2")
+        if not (self.threshold > 0 and self.delta >= 0 and self.keep > 0 and self.half_life > 0):
+            raise ValueError("DriftConfig needs threshold, keep and half_life > 0 and delta >= 0")
 
 
 DEFAULT_DRIFT: Final = DriftConfig()
@@ -44,13 +54,19 @@ DEFAULT_DRIFT: Final = DriftConfig()
 
 @dataclass(frozen=True, slots=True)
 class PageHinkley:
-    """Two-sided Page-Hinkley detector state for one metric of one arm."""
+    """Two-sided Page-Hinkley detector state for one metric of one arm.
+
+    ``n``, ``mean`` and ``m2`` describe the block means seen so far; ``block_sum`` and
+    ``block_n`` the block being filled.
+    """
 
     n: int = 0
     mean: float = 0.0
     m2: float = 0.0
     up: float = 0.0
     down: float = 0.0
+    block_sum: float = 0.0
+    block_n: int = 0
 
     def scale(self) -> float:
         """Running standard deviation, floored so a constant stream still has a scale."""
@@ -59,6 +75,12 @@ class PageHinkley:
 
     def update(self, x: float, config: DriftConfig) -> tuple[PageHinkley, Direction | None]:
         """The state after seeing ``x`` and the direction of a change detected by it, if any."""
+        if self.block_n + 1 < config.block:
+            filling = PageHinkley(
+                self.n, self.mean, self.m2, self.up, self.down, self.block_sum + x, self.block_n + 1
+            )
+            return filling, None
+        x = (self.block_sum + x) / config.block
         n = self.n + 1
         error = x - self.mean
         mean = self.mean + error / n
@@ -82,7 +104,15 @@ class PageHinkley:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable form."""
-        return {"n": self.n, "mean": self.mean, "m2": self.m2, "up": self.up, "down": self.down}
+        return {
+            "n": self.n,
+            "mean": self.mean,
+            "m2": self.m2,
+            "up": self.up,
+            "down": self.down,
+            "block_sum": self.block_sum,
+            "block_n": self.block_n,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PageHinkley:
@@ -93,6 +123,8 @@ class PageHinkley:
             m2=float(data.get("m2", 0.0)),
             up=float(data.get("up", 0.0)),
             down=float(data.get("down", 0.0)),
+            block_sum=float(data.get("block_sum", 0.0)),
+            block_n=int(data.get("block_n", 0)),
         )
 
 
