@@ -196,36 +196,32 @@ def info(c: Context) -> None:
 
 @task(
     name="health-check",
-    help={"json": "print the health report as JSON"},
+    help={
+        "json": "print the health report as JSON",
+        "target": "where the service runs: local (invoke deploy), compose, kubernetes or systemd",
+        "dry_run": "print the command and run nothing",
+    },
 )
-def health_check(c: Context, json: bool = False) -> None:
-    """Check the local deployment with the service's own `health` command (exit 0/1/2)."""
-    from ops import deploy_local
+def health_check(
+    c: Context, json: bool = False, target: str = "local", dry_run: bool = False
+) -> None:
+    """Check a deployment with the service's own `health` command (exit 0/1/2: healthy,
+    unhealthy, degraded), run where the service runs (ops.service_ops)."""
+    from ops import service_ops
     from ops.runner import runner_for
 
-    cfg = deploy_local.LocalConfig.from_context(c)
-    if not cfg.service_command.exists():
-        raise Exit("nothing is deployed locally yet; run: uv run invoke deploy", code=1)
-    record = deploy_local.read_record(cfg)
-    if record.get("ports"):
-        cfg = deploy_local.LocalConfig(
-            cfg.state_dir,
-            str(record.get("host", cfg.host)),
-            record["ports"],
-            cfg.ready_timeout,
-            cfg.stop_timeout,
-        )
-    result = runner_for(c).run(
-        [str(cfg.service_command), "health", *(["--json"] if json else [])],
-        env=cfg.service_env(str(record.get("env", "dev"))),
-        check=False,
+    call = service_ops.invocation(
+        c, target, ["health", *(["--json"] if json else [])], in_running_service=True
     )
+    if call.service_command is not None and not dry_run and not call.service_command.exists():
+        raise Exit("nothing is deployed locally yet; run: uv run invoke deploy", code=1)
+    result = runner_for(c, dry_run=dry_run).run(call.argv, env=call.env, cwd=call.cwd, check=False)
     if result is None:
         return
     meaning = {0: "healthy", 1: "unhealthy", 2: "degraded"}.get(result.exited, "failed")
     if result.exited != 0:
         raise Exit(
-            f"the local deployment is {meaning} (exit {result.exited}); see above",
+            f"the {target} deployment is {meaning} (exit {result.exited}); see above",
             code=result.exited,
         )
-    print("the local deployment is healthy")
+    print(f"the {target} deployment is healthy")

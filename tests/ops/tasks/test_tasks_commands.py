@@ -204,8 +204,8 @@ def test_db_tasks_need_a_local_deployment_or_print_the_command_in_dry_run(
         db.restore(Recorder(**overrides), path="backup.db")
     db.restore(Recorder(**overrides), path="backup.db", yes=True, dry_run=True)
     assert "llm-optimizer-service backup restore backup.db --force" in capsys.readouterr().err
-    with pytest.raises(Exit, match=r"--target compose are not available yet: needs the operations"):
-        db.migrate(Recorder(**overrides), target="compose")
+    with pytest.raises(Exit, match=r"unknown --target 'nomad'"):
+        db.migrate(Recorder(**overrides), target="nomad")
 
 
 def test_health_check_needs_a_local_deployment(tmp_path: Path) -> None:
