@@ -1,0 +1,5 @@
+"""``python -m {{ cookiecutter.package }}`` = the ``{{ cookiecutter.name }}`` command."""
+
+from {{ cookiecutter.package }}.cli import main
+
+main()
