@@ -22,7 +22,7 @@ from typing import Final
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from ops import compose_stack, helm, kube, project
+from ops import project
 
 TARGETS: Final = ("local", "compose", "kubernetes", "systemd")
 TARGET_HELP: Final = "where the service runs: local (invoke deploy), compose, kubernetes or systemd"
@@ -74,6 +74,8 @@ def _local(c: Context, args: Sequence[str]) -> Invocation:
 
 
 def _compose(args: Sequence[str], mounts: Mapping[Path, str], *, running: bool) -> Invocation:
+    from ops import compose_stack  # the docker SDK: only when this target is used
+
     if running:
         argv = compose_stack.argv(
             "dev", project.PROJECT, "exec", "-T", "optimizer", project.SERVICE_COMMAND, *args
@@ -87,6 +89,8 @@ def _compose(args: Sequence[str], mounts: Mapping[Path, str], *, running: bool) 
 
 
 def _kubernetes(c: Context, args: Sequence[str]) -> Invocation:
+    from ops import helm, kube
+
     settings = dict(c.config.get("llm_optimizer", {}))
     context = str(settings.get("kube_context", "") or "")
     namespace = str(settings.get("namespace", "") or helm.DEFAULT_NAMESPACE)
