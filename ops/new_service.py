@@ -168,9 +168,7 @@ def render(plan: Plan, template: Path = TEMPLATE_DIR) -> list[Path]:
 
     with tempfile.TemporaryDirectory(dir=plan.target.parent, prefix=".new-service-") as tmp:
         rendered = Path(
-            cookiecutter(
-                str(template), no_input=True, extra_context=plan.context(), output_dir=tmp
-            )
+            cookiecutter(str(template), no_input=True, extra_context=plan.context(), output_dir=tmp)
         )
         shutil.move(rendered, plan.target)
     return sorted(p for p in plan.target.rglob("*") if p.is_file())
@@ -181,7 +179,8 @@ def register(runner: Runner, plan: Plan, root: Path = project.ROOT) -> None:
     runner.run(
         ["uv", "add", "--no-sync", "--group=test", plan.name],
         cwd=root,
-        hint="uv could not add the new workspace member; its pyproject.toml is in " + plan.name,
+        hint=f"uv could not add services/{plan.name} to the workspace (its output above says "
+        "why); the new directory was removed and pyproject.toml and uv.lock restored",
     )
 
 
