@@ -40,6 +40,7 @@ from llm_optimizer_service.engine import (
     drift_score,
 )
 from llm_optimizer_service.logging_setup import get_logger
+from llm_optimizer_service.redis_bus import PolicyBus
 from llm_optimizer_service.settings import Settings
 from llm_optimizer_service.specs import to_engine
 from llm_optimizer_service.storage import migrations
@@ -56,7 +57,18 @@ from llm_optimizer_service.storage.repository import (
 log = get_logger(__name__)
 T = TypeVar("T")
 RECENT_QUALITY = 200  # feedback events behind optimization_quality_score
+# Feedback on a decision not (yet) in the database waits this long for another replica's batch
+# writer before it is answered as unknown (404).
+DECISION_VISIBILITY_WAIT = 2.0
 MAX_PENDING_DECISIONS = 200_000  # beyond this the database is down too long: refuse decisions
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 class ServiceUnavailableError(Exception):
@@ -243,6 +255,10 @@ class Runtime:
         self.draining = False
         self.database_ok = True
         self._tasks: list[asyncio.Task[None]] = []
+        # Redis pub/sub: other replicas reload a changed workload at once (redis_bus.py).
+        self.bus: PolicyBus | None = None
+        if settings.redis.url is not None:
+            self.bus = PolicyBus(settings.redis.url.get_secret_value(), self._reload_announced)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -273,6 +289,8 @@ class Runtime:
             )
         await self.reload()
         self.policies_loaded = True
+        if self.bus is not None:
+            await self.bus.start()
         loop_tasks = (
             ("decision-writer", self._flush_loop()),
             ("reestimation-cycle", self._cycle_loop()),
@@ -309,6 +327,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self.bus is not None:
+            await self.bus.stop()
         try:
             written = await self.writer.flush()
             log.info("final decision flush", written=written)
@@ -357,7 +377,9 @@ class Runtime:
             await self._flush_decisions()
             await self.reload()
 
-    async def reload(self, names: Sequence[str] | None = None) -> None:
+    async def reload(self, names: Sequence[str] | None = None, *, announce: bool = True) -> None:
+        """Rebuild snapshots from the database: all, or the named workloads (a local change,
+        which is then announced to the other replicas when Redis is configured)."""
         stored = await self._db(self.repository.load, names)
         fresh: dict[str, WorkloadState] = {}
         for item in stored:
@@ -375,6 +397,11 @@ class Runtime:
                     self.workloads[name] = fresh[name]
                 elif name in self.workloads:
                     self._forget(self.workloads.pop(name))
+            if announce and self.bus is not None:
+                self.bus.announce(names)
+
+    async def _reload_announced(self, names: Sequence[str]) -> None:
+        await self.reload(names, announce=False)
 
     def _rebuild_dirty(self) -> None:
         for state in list(self.workloads.values()):
@@ -450,9 +477,31 @@ class Runtime:
         if any(self.writer.get(item.decision_id) is not None for item in items):
             await self._flush_decisions()
         outcomes = await self._db(self.repository.record_feedback, items)
+        outcomes = await self._await_other_replicas(items, outcomes)
         for item, outcome in zip(items, outcomes, strict=True):
             if outcome.status == "accepted":
                 self._apply_outcome(item, outcome)
+        return outcomes
+
+    async def _await_other_replicas(
+        self, items: Sequence[FeedbackInput], outcomes: list[FeedbackOutcome]
+    ) -> list[FeedbackOutcome]:
+        """Behind a load balancer the decision may come from another replica whose batch writer
+        has not written it yet (it does within its flush interval): retry the unknown ones for
+        up to DECISION_VISIBILITY_WAIT seconds before answering "unknown decision"."""
+        unknown = [
+            i
+            for i, o in enumerate(outcomes)
+            if o.status == "unknown_decision" and _is_uuid(o.decision_id)  # others never exist
+        ]
+        deadline = time.monotonic() + DECISION_VISIBILITY_WAIT
+        pause = max(self.settings.optimizer.flush_interval, 0.02)
+        while unknown and time.monotonic() < deadline:
+            await asyncio.sleep(pause)
+            retried = await self._db(self.repository.record_feedback, [items[i] for i in unknown])
+            for index, outcome in zip(unknown, retried, strict=True):
+                outcomes[index] = outcome
+            unknown = [i for i in unknown if outcomes[i].status == "unknown_decision"]
         return outcomes
 
     def _apply_outcome(self, item: FeedbackInput, outcome: FeedbackOutcome) -> None:

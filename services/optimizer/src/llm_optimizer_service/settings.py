@@ -142,7 +142,10 @@ class OptimizerSettings(_Section):
     """The decision loop."""
 
     cycle_interval: float = Field(
-        default=5.0, gt=0, description="seconds between re-estimation cycles (reload shared stats)"
+        default=1.0,
+        gt=0,
+        description="seconds between re-estimation cycles (reload shared stats); the bound on "
+        "how long another replica's promote, rollback or feedback takes to reach this one",
     )
     flush_interval: float = Field(
         default=0.05, gt=0, le=5, description="seconds between decision batch writes"
