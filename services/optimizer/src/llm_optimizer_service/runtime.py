@@ -255,6 +255,10 @@ class Runtime:
         self.draining = False
         self.database_ok = True
         self._tasks: list[asyncio.Task[None]] = []
+        # Listeners (kafka_ingest.py): each decision, and each local policy change's workloads.
+        # Called on the decision path: they must only enqueue.
+        self.decision_sinks: list[Callable[[PendingDecision], None]] = []
+        self.change_sinks: list[Callable[[Sequence[str]], None]] = []
         # Redis pub/sub: other replicas reload a changed workload at once (redis_bus.py).
         self.bus: PolicyBus | None = None
         if settings.redis.url is not None:
@@ -399,6 +403,9 @@ class Runtime:
                     self._forget(self.workloads.pop(name))
             if announce and self.bus is not None:
                 self.bus.announce(names)
+            if announce:
+                for sink in self.change_sinks:
+                    sink(names)
 
     async def _reload_announced(self, names: Sequence[str]) -> None:
         await self.reload(names, announce=False)
@@ -463,6 +470,8 @@ class Runtime:
             created_at=datetime.now(UTC),
         )
         self.writer.add(pending)
+        for sink in self.decision_sinks:
+            sink(pending)
         counter = state.decision_counters.get(choice.arm)
         if counter is None:
             counter = metrics.DECISIONS.labels(workload=state.name, arm=choice.arm)

@@ -35,6 +35,7 @@ from starlette.routing import Route
 from llm_optimizer_service import metrics
 from llm_optimizer_service.api import create_app
 from llm_optimizer_service.grpc_api import grpc_server
+from llm_optimizer_service.kafka_ingest import kafka_bridge
 from llm_optimizer_service.logging_setup import get_logger
 from llm_optimizer_service.runtime import LifecycleHooks, Runtime
 from llm_optimizer_service.sdnotify import SystemdNotifier, install_stall_trigger
@@ -53,7 +54,7 @@ class ExtraServer(Protocol):
     async def stop(self, grace: float) -> None: ...
 
 
-EXTRA_SERVERS: list[Callable[[Settings, Runtime], ExtraServer]] = [grpc_server]
+EXTRA_SERVERS: list[Callable[[Settings, Runtime], ExtraServer]] = [grpc_server, kafka_bridge]
 
 
 class _Server(uvicorn.Server):

@@ -69,6 +69,13 @@ class KafkaSettings(_Section):
     """Optional broker for feedback ingestion and events; unset = no broker."""
 
     brokers: str | None = Field(default=None, description="comma-separated host:port list")
+    session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        le=300_000,
+        description="feedback consumer's group session timeout (a dead consumer's partitions "
+        "move to another replica after this long)",
+    )
 
 
 class ServerSettings(_Section):
