@@ -23,7 +23,10 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 PYTHON_VERSIONS = nox.project.python_versions(PYPROJECT)
-SERVICE_SOURCES = tuple(sorted(str(src) for src in Path("services").glob("*/src")))
+# Every service's sources and (template-generated services') tests, found rather than listed.
+SERVICE_SOURCES = tuple(
+    sorted(str(path) for pattern in ("*/src", "*/tests") for path in Path("services").glob(pattern))
+)
 TYPED_PATHS = ("ops", *SERVICE_SOURCES, "benchmarks", "tasks.py", "noxfile.py")
 PYTEST_DEFAULTS = ("--durations=20",)  # the slowest tests end up in CI's timing summary
 
