@@ -23,8 +23,6 @@ from ops.service_ops import COMPOSE_BACKUP_DIR, TARGET_HELP
 if TYPE_CHECKING:
     from invoke.runners import Result
 
-    from ops.runner import Runner
-
 DRY_RUN_HELP = "print the command and run nothing"
 CONTAINER_UID = 10001  # the image's user: a compose bind mount must be writable by it
 
@@ -44,15 +42,12 @@ def _service(
 
     call = service_ops.invocation(c, target, args, mounts=mounts)
     runner = runner_for(c, dry_run=dry_run)
-    if call.service_command is not None and not runner.dry_run:
-        if not call.service_command.exists():
-            raise Exit(
-                f"{call.service_command} does not exist: nothing is deployed locally yet; "
-                "run: uv run invoke deploy",
-                code=1,
-            )
-        if args[0] == "backup":  # deployments made before `backup` existed lack it
-            _require_command(runner, call.service_command, args[0])
+    local = call.service_command
+    if local is not None and not runner.dry_run and not local.exists():
+        raise Exit(
+            f"{local} does not exist: nothing is deployed locally yet; run: uv run invoke deploy",
+            code=1,
+        )
     return runner.run(
         call.argv,
         env=call.env,
@@ -60,19 +55,8 @@ def _service(
         check=check,
         capture=capture,
         hint=f"{project.SERVICE_COMMAND} {' '.join(args)} on --target {target} failed; "
-        "its output is above",
+        'its output is above ("No such command": the deployed service is older; redeploy)',
     )
-
-
-def _require_command(runner: Runner, service: Path, command: str) -> None:
-    """Fail with "not available yet" when the installed service CLI lacks ``command``."""
-    probe = runner.run([str(service), command, "--help"], check=False, capture=True)
-    if probe is not None and probe.exited != 0:
-        raise Exit(
-            f"`{service.name} {command}` is not in the deployed service yet; redeploy "
-            "(uv run invoke deploy) to get the current CLI",
-            code=1,
-        )
 
 
 def _archive_args(target: str, path: str) -> tuple[str, dict[Path, str]]:
