@@ -328,3 +328,43 @@ def test_backup_of_missing_database_fails_clearly(cli: Cli, tmp_path: Path) -> N
     result = cli("backup", "create", url=f"sqlite:///{tmp_path / 'nothing.db'}")
     assert result.exit_code == 1
     assert "backup failed" in result.stderr
+
+
+def test_progress_shown_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal (stderr is a tty) create shows rich progress; piped, it prints none."""
+    import os
+    import pty
+    import subprocess
+
+    from tests._support.service import service_command
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    migrations.upgrade(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_OPTIMIZER_")}
+    env.update({"LLM_OPTIMIZER_DATABASE__URL": url, "LLM_OPTIMIZER_DATA_DIR": str(tmp_path)})
+    env.update({"COLUMNS": "120", "TERM": "xterm"})
+    master, slave = pty.openpty()
+    try:
+        run = subprocess.run(
+            [*service_command(), "backup", "create", "--dir", str(tmp_path / "b")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            timeout=120,
+            check=False,
+        )
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(master)
+    assert run.returncode == 0, shown
+    assert b"backup: writing llm-optimizer-backup-" in shown
+    assert b"backup written:" in run.stdout
