@@ -20,6 +20,7 @@ BENCHMARKS = {
     "cost": "benchmarks.cost",
     "drift": "benchmarks.drift",
     "http_decide": "benchmarks.http_decide",
+    "ingest": "benchmarks.ingest",
 }
 
 

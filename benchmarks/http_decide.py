@@ -96,6 +96,7 @@ def _start(directory: Path) -> tuple[subprocess.Popen[bytes], int, str]:
             "LLM_OPTIMIZER_DATA_DIR": str(directory),
             "LLM_OPTIMIZER_SERVER__HTTP_PORT": str(port),
             "LLM_OPTIMIZER_SERVER__METRICS_PORT": str(_free_port()),
+            "LLM_OPTIMIZER_SERVER__GRPC_PORT": str(_free_port()),
             "LLM_OPTIMIZER_AUTH__API_KEYS_FILE": str(directory / "keys"),
             "LLM_OPTIMIZER_LOG__JSON": "true",
         }
