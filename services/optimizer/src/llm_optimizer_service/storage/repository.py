@@ -124,6 +124,21 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def _feedback_row(item: FeedbackInput, decision: DecisionRow, now: datetime) -> dict[str, Any]:
+    return {
+        "decision_id": item.decision_id,
+        "workload_id": decision.workload_id,
+        "arm": decision.arm,
+        "quality": item.quality,
+        "cost_usd": item.cost_usd,
+        "latency_ms": item.latency_ms,
+        "input_tokens": item.input_tokens,
+        "output_tokens": item.output_tokens,
+        "error": item.error,
+        "created_at": now,
+    }
+
+
 class Repository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -308,6 +323,23 @@ class Repository:
                     i,
                 ),
             )
+            # Each arm row this batch touches is locked once, in that order. The lock serialises
+            # all feedback on the arm's decisions (one decision, one arm), so the existence
+            # check below cannot race with a concurrent copy of the same feedback.
+            keys = sorted({(d.workload_id, d.arm) for d in decisions.values()})
+            locked = {key: self._locked_stats(session, *key) for key in keys}
+            already = set(
+                session.scalars(
+                    select(FeedbackRow.decision_id).where(FeedbackRow.decision_id.in_(wanted))
+                )
+            )
+            current = {
+                key: ArmStats.from_dict(dict(row.stats))
+                for key, row in locked.items()
+                if row is not None
+            }
+            changed: set[tuple[int, str]] = set()
+            rows: list[dict[str, Any]] = []
             for index in order:
                 item = items[index]
                 decision = decisions.get(item.decision_id)
@@ -315,50 +347,32 @@ class Repository:
                     outcomes[index] = FeedbackOutcome(item.decision_id, "unknown_decision")
                     continue
                 workload = names.get(decision.workload_id)
-                if item.decision_id in seen:
+                if item.decision_id in seen or item.decision_id in already:
                     outcomes[index] = FeedbackOutcome(
                         item.decision_id, "duplicate", workload, decision.arm
                     )
                     continue
                 seen.add(item.decision_id)
-                outcomes[index] = self._apply_feedback(session, item, decision, workload, now)
+                rows.append(_feedback_row(item, decision, now))
+                key = (decision.workload_id, decision.arm)
+                if key not in current:  # the arm was removed from the workload since
+                    outcomes[index] = FeedbackOutcome(
+                        item.decision_id, "accepted", workload, decision.arm
+                    )
+                    continue
+                updated, drift = current[key].observe(item.observation(), now=now)
+                current[key] = updated
+                changed.add(key)
+                outcomes[index] = FeedbackOutcome(
+                    item.decision_id, "accepted", workload, decision.arm, updated, drift
+                )
+            if rows:
+                session.execute(insert(FeedbackRow), rows)
+            for key in changed:
+                row = locked[key]
+                if row is not None:
+                    row.stats = current[key].to_dict()
         return [outcomes[i] for i in range(len(items))]
-
-    def _apply_feedback(
-        self,
-        session: Session,
-        item: FeedbackInput,
-        decision: DecisionRow,
-        workload: str | None,
-        now: datetime,
-    ) -> FeedbackOutcome:
-        # The arm's row lock serialises all feedback on its decisions (one decision, one arm),
-        # so this existence check cannot race with a concurrent copy of the same feedback.
-        stat = self._locked_stats(session, decision.workload_id, decision.arm)
-        already = session.scalar(
-            select(FeedbackRow.id).where(FeedbackRow.decision_id == item.decision_id)
-        )
-        if already is not None:
-            return FeedbackOutcome(item.decision_id, "duplicate", workload, decision.arm)
-        session.add(
-            FeedbackRow(
-                decision_id=item.decision_id,
-                workload_id=decision.workload_id,
-                arm=decision.arm,
-                quality=item.quality,
-                cost_usd=item.cost_usd,
-                latency_ms=item.latency_ms,
-                input_tokens=item.input_tokens,
-                output_tokens=item.output_tokens,
-                error=item.error,
-                created_at=now,
-            )
-        )
-        if stat is None:  # the arm was removed from the workload since the decision
-            return FeedbackOutcome(item.decision_id, "accepted", workload, decision.arm)
-        updated, drift = ArmStats.from_dict(dict(stat.stats)).observe(item.observation(), now=now)
-        stat.stats = updated.to_dict()
-        return FeedbackOutcome(item.decision_id, "accepted", workload, decision.arm, updated, drift)
 
     # -- policy lifecycle -----------------------------------------------------------------------
 
