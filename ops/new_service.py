@@ -9,7 +9,7 @@ Registration is one ``uv add --group test <name>`` (the workspace glob ``service
 makes it a member; the ``test`` group installs it into the lint/typecheck/tests environments).
 Everything else finds the service by its files: nox (``services/*/src`` and
 ``services/*/tests``), the image table (``ops/services.py`` → ``ops.docker_context.IMAGES``),
-the chart (``extraServices`` values, docs/adding-a-service.md).
+the chart (an ``extraServices`` item of its values, printed here).
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ import re
 import shutil
 import sys
 import tempfile
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from invoke.exceptions import Exit
 
 from ops import base_image, project, services
@@ -162,13 +164,30 @@ def plan(name: str, port: int | None = None, root: Path = project.ROOT) -> Plan:
     )
 
 
+def chart_entry(plan: Plan) -> dict[str, object]:
+    """The service's item for the chart's ``extraServices`` value (printed by ``create``)."""
+    return {
+        "name": plan.name,
+        "image": {"repository": plan.name},
+        "httpPort": plan.http_port,
+        "metricsPort": plan.metrics_port,
+    }
+
+
 def render(plan: Plan, template: Path = TEMPLATE_DIR) -> list[Path]:
     """Render the template into ``plan.target`` (via a temporary directory, then one move)."""
     from cookiecutter.main import cookiecutter
 
     with tempfile.TemporaryDirectory(dir=plan.target.parent, prefix=".new-service-") as tmp:
         rendered = Path(
-            cookiecutter(str(template), no_input=True, extra_context=plan.context(), output_dir=tmp)
+            cookiecutter(
+                str(template),
+                no_input=True,
+                extra_context=plan.context(),
+                output_dir=tmp,
+                # its replay file and clone cache stay in the temporary directory too
+                default_config={"replay_dir": f"{tmp}/.replay", "cookiecutters_dir": tmp},
+            )
         )
         shutil.move(rendered, plan.target)
     return sorted(p for p in plan.target.rglob("*") if p.is_file())
@@ -214,6 +233,7 @@ def create(runner: Runner, name: str, port: int | None = None, root: Path = proj
         f"  nox: lint/typecheck/tests (services/*/src, services/*/tests); "
         f"just this one: uv run nox -s lint typecheck tests -- {rel}\n"
         f"  image: uv run invoke docker.build --image {chosen.name}\n"
-        f"  chart: an extraServices entry (docs/adding-a-service.md)"
+        "  chart: add this to your Helm values (docs/adding-a-service.md):\n"
+        + textwrap.indent(yaml.safe_dump({"extraServices": [chart_entry(chosen)]}), "    ")
     )
     return chosen

@@ -15,13 +15,16 @@ import sys
 import tomllib
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
+import yaml
 from invoke.exceptions import Exit
 
-from ops import base_image, new_service, services
+from ops import base_image, helm, new_service, services
 from ops.docker_context import IMAGES
-from ops.project import GRPC_PORT, HTTP_PORT, METRICS_PORT, ROOT
+from ops.project import GRPC_PORT, HTTP_PORT, METRICS_PORT, ROOT, version
 from ops.runner import Runner
+from tests._support.helm import Helm, one
 from tests._support.tools import require_tool
 
 WORKSPACE_FILES = ("pyproject.toml", "uv.lock")
@@ -219,3 +222,34 @@ def test_the_repository_images_include_only_real_generated_services() -> None:
     assert set(IMAGES) == {"service", "cli", *generated}
     for key in generated:
         assert IMAGES[key].dockerfile == ROOT / "services" / key / "Dockerfile"
+
+
+def test_the_printed_chart_entry_renders_a_valid_hardened_deployment(
+    fake_root: Path, tmp_path: Path
+) -> None:
+    chosen = new_service.plan("reports", root=fake_root)
+    values = tmp_path / "extra.yaml"
+    values.write_text(yaml.safe_dump({"extraServices": [new_service.chart_entry(chosen)]}))
+    helm_cli = Helm(require_tool("helm"), tmp_path / "helm-home")
+    objects = helm_cli.render(helm.Values(files=(values,)))
+    for obj in objects:
+        kubernetes_validate.validate(obj, kubernetes_validate.utils.latest_version(), strict=True)
+    deployment = one(objects, "Deployment", "-reports")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == f"reports:{version()}"
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "http": chosen.http_port,
+        "metrics": chosen.metrics_port,
+    }
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    service = one(objects, "Service", "-reports")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert "helm.sh/chart" not in service["spec"]["selector"]
+    # Without the value, the chart renders no extra workload.
+    default = helm_cli.render(helm.Values())
+    assert not [o for o in default if o["metadata"]["name"].endswith("-reports")]

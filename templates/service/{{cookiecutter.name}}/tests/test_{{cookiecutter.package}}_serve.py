@@ -73,6 +73,7 @@ def test_serve_answers_health_and_exports_metrics(running: Running) -> None:
     assert httpx.get(f"{running.http}/health/live").status_code == 200
     metrics = httpx.get(f"{running.metrics}/metrics").text
     assert 'http_requests_total{method="GET",route="/health/live",status="200"}' in metrics
+    assert "python_info{" in metrics  # the process and platform collectors are registered too
     assert httpx.get(f"{running.http}/metrics").status_code == 404  # metrics only on their port
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import uvicorn
 from prometheus_client import start_http_server
 
+from {{ cookiecutter.package }} import metrics
 from {{ cookiecutter.package }}.app import create_app
 from {{ cookiecutter.package }}.settings import ENV_PREFIX, Settings
 
@@ -58,7 +59,7 @@ def serve(settings: Settings) -> None:
     probe = _bind(settings.server.host, settings.server.metrics_port, "server.metrics_port")
     probe.close()  # prometheus_client binds its own socket; this only named a busy port
     metrics_server, _thread = start_http_server(
-        settings.server.metrics_port, addr=settings.server.host
+        settings.server.metrics_port, addr=settings.server.host, registry=metrics.REGISTRY
     )
     config = uvicorn.Config(
         create_app(settings),
