@@ -11,7 +11,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-IMAGE_HELP = "service, cli or all (default: all)"
+IMAGE_HELP = "service, cli, a generated service (invoke new-service) or all (default: all)"
 PLATFORM_HELP = "target platform: linux/amd64 (default) or linux/arm64 (needs an arm64 base)"
 TAG_HELP = "image tag (default: llm_optimizer.image_tag from the config, else the version)"
 DRY_RUN_HELP = "print every command and change nothing"
