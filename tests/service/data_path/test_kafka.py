@@ -1,6 +1,7 @@
 """Kafka with the real service and the real Kafka-protocol broker (tansu): feedback consumed from
 llm-optimizer.feedback, invalid messages to the DLQ with the reason, decisions and policy events
-published, redelivery counted once, and a broker restart in the middle of consumption.
+published, redelivery counted once, a broker restart in the middle of consumption, and
+feedback parked on Kafka while the database is down.
 
 tansu here has in-memory storage only, so a restart empties the log: the test then publishes the
 messages again, as a durable broker would redeliver uncommitted ones, and checks that nothing is
@@ -19,6 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from tests._support.kafka_broker import KafkaBroker, kafka_broker
+from tests._support.postgres import postgres_server
 from tests._support.service import RunningService, launch
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -165,3 +167,40 @@ def test_broker_restart_while_consuming_loses_nothing_counts_nothing_twice(
     wait_counted(service, before + 40, timeout=60)
     time.sleep(1.0)
     assert counted(service) == before + 40
+
+
+def test_database_outage_parks_feedback_on_kafka(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The database down, the broker up: feedback is acknowledged once the broker has it (not
+    503), and counted exactly once when the database is back, without a restart. (Its own
+    broker: the module's service, on another database, must not join this consumer group.)"""
+    with postgres_server() as postgres, kafka_broker() as broker:
+        env = {
+            "LLM_OPTIMIZER_DATABASE__URL": postgres.create_database(),
+            "LLM_OPTIMIZER_KAFKA__BROKERS": broker.bootstrap,
+            "LLM_OPTIMIZER_KAFKA__SESSION_TIMEOUT_MS": "3000",
+        }
+        running = launch(tmp_path_factory.mktemp("kafka-pg-service"), env)
+        try:
+            with running.client() as client:
+                arms = [{"name": "a", "model": "m"}, {"name": "b", "model": "n"}]
+                body = {"name": "chat", "arms": arms}
+                assert client.post("/api/v1/workloads", json=body).is_success
+                ids = decisions(running, 10)
+                time.sleep(0.5)  # written by the batch writer
+                postgres.stop()
+                ids += decisions(running, 2)  # made during the outage: still queued in memory
+                for decision_id in ids:
+                    answer = client.post(
+                        "/api/v1/feedback", json=json.loads(feedback_json(decision_id))
+                    )
+                    assert answer.status_code == 202, answer.text
+                    assert answer.json()["status"] == "accepted"
+                # a repeat during the outage is parked too, and still counted once later
+                repeat = client.post("/api/v1/feedback", json=json.loads(feedback_json(ids[0])))
+                assert repeat.status_code == 202
+                postgres.start()
+            wait_counted(running, 12, timeout=60)
+            time.sleep(1.0)
+            assert counted(running) == 12
+        finally:
+            running.terminate(10)

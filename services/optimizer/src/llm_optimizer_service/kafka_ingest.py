@@ -9,6 +9,10 @@
   committed. While the database is down nothing is committed and the batch is retried, so a
   redelivery (after a crash, a rebalance or a broker restart) is counted once: a repeat is a
   ``duplicate``.
+- **Fallback for REST and gRPC feedback**: while the database is down, feedback is produced to
+  ``llm-optimizer.feedback`` (acks=all) and acknowledged (``accepted``) once the broker has it;
+  the consumer records it when the database is back. Only when the broker cannot take it either
+  is the answer 503/UNAVAILABLE.
 - **Events out**: every decision on ``llm-optimizer.decisions`` and every policy change made on
   this replica (create, patch, delete, promote, rollback) on ``llm-optimizer.events``, both JSON,
   keyed by workload. They are notifications sent in the background (the database stays the
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from collections import deque
 from collections.abc import Sequence
@@ -46,6 +51,7 @@ GROUP = "llm-optimizer"
 MAX_BUFFERED = 100_000
 POLL_RECORDS = 500
 RETRY_PAUSE = 0.5
+FALLBACK_TIMEOUT = 5.0
 
 
 def parse(value: bytes | None) -> tuple[FeedbackInput | None, str | None]:
@@ -91,6 +97,7 @@ class KafkaBridge:
         if self.brokers:
             runtime.decision_sinks.append(self._on_decision)
             runtime.change_sinks.append(self._on_change)
+            runtime.feedback_fallback = self._fallback
 
     async def start(self) -> None:
         if not self.brokers:
@@ -173,6 +180,21 @@ class KafkaBridge:
 
     # -- feedback in ------------------------------------------------------------------------
 
+    async def _fallback(self, items: Sequence[FeedbackInput]) -> None:
+        """The database is down: make the feedback durable in the broker (acks=all), where this
+        consumer (on any replica) records it once the database is back."""
+        producer = await asyncio.wait_for(self._producer_ready(), FALLBACK_TIMEOUT)
+        sends = [
+            await producer.send(
+                FEEDBACK_TOPIC,
+                json.dumps(dataclasses.asdict(item)).encode(),
+                key=item.decision_id.encode(),
+            )
+            for item in items
+        ]
+        await asyncio.wait_for(asyncio.gather(*sends), FALLBACK_TIMEOUT)
+        log.info("database down: feedback parked on Kafka", events=len(items))
+
     async def _consume(self) -> None:
         while not self.runtime.policies_loaded:
             await asyncio.sleep(0.05)
@@ -214,8 +236,9 @@ class KafkaBridge:
         valid = [(record, item) for record, item, _ in parsed if item is not None]
         while True:
             try:
+                items = [item for _, item in valid]
                 outcomes = (
-                    await self.runtime.record_feedback([item for _, item in valid]) if valid else []
+                    await self.runtime.record_feedback(items, fallback=False) if items else []
                 )
                 break
             except ServiceUnavailableError:

@@ -259,6 +259,8 @@ class Runtime:
         # Called on the decision path: they must only enqueue.
         self.decision_sinks: list[Callable[[PendingDecision], None]] = []
         self.change_sinks: list[Callable[[Sequence[str]], None]] = []
+        # Where feedback goes durably while the database is down (kafka_ingest.py), if anywhere.
+        self.feedback_fallback: Callable[[Sequence[FeedbackInput]], Awaitable[None]] | None = None
         # Redis pub/sub: other replicas reload a changed workload at once (redis_bus.py).
         self.bus: PolicyBus | None = None
         if settings.redis.url is not None:
@@ -481,11 +483,27 @@ class Runtime:
 
     # -- feedback -----------------------------------------------------------------------------
 
-    async def record_feedback(self, items: Sequence[FeedbackInput]) -> list[FeedbackOutcome]:
-        """Durably record feedback (returns after the commit) and fold it into the snapshots."""
-        if any(self.writer.get(item.decision_id) is not None for item in items):
-            await self._flush_decisions()
-        outcomes = await self._db(self.repository.record_feedback, items)
+    async def record_feedback(
+        self, items: Sequence[FeedbackInput], *, fallback: bool = True
+    ) -> list[FeedbackOutcome]:
+        """Durably record feedback (returns after the commit) and fold it into the snapshots.
+        With the database down, ``feedback_fallback`` (Kafka, when configured) may take it
+        durably instead: then every item is answered ``accepted`` and is counted once the
+        consumer records it; ServiceUnavailableError when nothing durable can take it."""
+        try:
+            if any(self.writer.get(item.decision_id) is not None for item in items):
+                await self._flush_decisions()
+            outcomes = await self._db(self.repository.record_feedback, items)
+        except ServiceUnavailableError:
+            if not fallback or self.feedback_fallback is None:
+                raise
+            try:
+                await self.feedback_fallback(items)
+            except Exception as exc:
+                raise ServiceUnavailableError(
+                    "the database and the broker are unavailable; retry later"
+                ) from exc
+            return [FeedbackOutcome(item.decision_id, "accepted") for item in items]
         outcomes = await self._await_other_replicas(items, outcomes)
         for item, outcome in zip(items, outcomes, strict=True):
             if outcome.status == "accepted":
