@@ -21,21 +21,10 @@ import numpy as np
 from .drift import DEFAULT_DRIFT, DriftConfig
 from .policy import Policy, thompson_probabilities
 from .stats import ArmStats
+from .tdist import t_ppf, t_two_sided_p
 
 REPORT_SAMPLES: Final = 4000
 DEFAULT_ALPHA: Final = 0.05
-
-
-def _t_quantile(dof: float, p: float) -> float:
-    from scipy.special import stdtrit  # lazily: only reports need scipy
-
-    return float(stdtrit(dof, p))
-
-
-def _t_two_sided_p(t: float, dof: float) -> float:
-    from scipy.special import stdtr  # lazily: only reports need scipy
-
-    return float(2.0 * stdtr(dof, -abs(t)))
 
 
 def drift_score(stats: Mapping[str, ArmStats], drift: DriftConfig = DEFAULT_DRIFT) -> float:
@@ -83,7 +72,7 @@ def _ci95(stats: ArmStats, policy: Policy) -> list[float] | None:
     variance = stats.reward_variance(policy.spec.objective)
     if mean is None or variance is None:
         return None
-    half = _t_quantile(stats.n - 1.0, 0.975) * math.sqrt(variance / stats.n)
+    half = t_ppf(0.975, stats.n - 1.0) * math.sqrt(variance / stats.n)
     return [mean - half, mean + half]
 
 
@@ -110,7 +99,7 @@ def ab_significance(policy: Policy) -> dict[str, Any] | None:
         dof = (se1 + se2) ** 2 / (
             (se1**2 / (n1 - 1.0) if se1 else 0.0) + (se2**2 / (n2 - 1.0) if se2 else 0.0)
         )
-        p_value = min(1.0, _t_two_sided_p(t, dof) * (len(candidates) - 1))
+        p_value = min(1.0, t_two_sided_p(t, dof) * (len(candidates) - 1))
     significant = p_value < alpha
     return {"significant": significant, "winner": best if significant else None, "p_value": p_value}
 
