@@ -139,11 +139,17 @@ def report_rng(name: str, stats: Mapping[str, ArmStats]) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+# A canary is judged only on this much feedback per arm: a handful of equal rewards gives a
+# zero-width interval that rounding alone could put "below" another arm's.
+CANARY_MIN_FEEDBACK = 10
+CANARY_SEPARATION = 1e-9
+
+
 def _interval(stats: ArmStats, spec: WorkloadSpec) -> tuple[float, float] | None:
-    """Normal-approximation 95% interval of an arm's mean reward (None below 2 feedbacks)."""
+    """Normal-approximation 95% interval of an arm's mean reward (None on too little evidence)."""
     mean = stats.mean_reward(spec.objective)
     variance = stats.reward_variance(spec.objective)
-    if mean is None or variance is None or stats.n <= 0:
+    if mean is None or variance is None or stats.n < CANARY_MIN_FEEDBACK:
         return None
     half = 1.96 * math.sqrt(max(variance, 0.0) / stats.n)
     return mean - half, mean + half
@@ -161,7 +167,7 @@ def canary_status(state: WorkloadState) -> str:
     if mine is not None:
         for name, stats in state.stats.items():
             other = _interval(stats, state.spec) if name != promoted else None
-            if other is not None and mine[1] < other[0]:
+            if other is not None and mine[1] + CANARY_SEPARATION < other[0]:
                 return "failed"
     return "canary"
 
