@@ -19,6 +19,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from ops import services
 from ops.docker_engine import EngineStatus
 from ops.project import ROOT
 from tests._support.docker import base_image, docker_engine  # noqa: F401 (fixtures)
@@ -84,7 +85,9 @@ def test_a_new_service_passes_lint_typecheck_tests_and_runs_healthy(
     uv = str(require_tool("uv"))
     out = _run([uv, "run", "invoke", "new-service", "--name", NAME], repo_copy, 300)
     assert f"wrote 14 files under services/{NAME}/" in out
-    assert (repo_copy / "services" / NAME / "Dockerfile").is_file()
+    (service,) = [s for s in services.discover(repo_copy / "services") if s.dist == NAME]
+    ports = f"httpPort: {service.http_port}\n      image:\n        repository: {NAME}\n"
+    assert f"extraServices:\n    - {ports}      metricsPort: {service.metrics_port}" in out
 
     nox = [uv, "run", "nox", "--envdir", str(repo_copy.parent / "nox")]
     out = _run([*nox, "-s", "lint", "typecheck", "tests", "--", f"services/{NAME}"], repo_copy, 600)
@@ -131,7 +134,7 @@ def test_a_new_service_passes_lint_typecheck_tests_and_runs_healthy(
             "python3",
             "-c",
             "import urllib.request as u; "
-            "print(u.urlopen('http://127.0.0.1:9081/metrics').read().decode())",
+            f"print(u.urlopen('http://127.0.0.1:{service.metrics_port}/metrics').read().decode())",
         ]
     )
     assert metrics.exit_code == 0, metrics.output
