@@ -253,3 +253,30 @@ def test_the_printed_chart_entry_renders_a_valid_hardened_deployment(
     # Without the value, the chart renders no extra workload.
     default = helm_cli.render(helm.Values())
     assert not [o for o in default if o["metadata"]["name"].endswith("-reports")]
+
+
+def test_rendered_systemd_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
+    """The generated unit passes systemd-analyze verify and scores like the optimizer's."""
+    analyze = require_tool("systemd-analyze")
+    (tmp_path / "services").mkdir()
+    chosen = new_service.plan("billing-api", 8300, root=tmp_path)
+    new_service.render(chosen)
+    unit = chosen.target / "deploy" / "billing-api.service"
+    stand_in = tmp_path / "opt" / "venv" / "bin" / "billing-api"
+    stand_in.parent.mkdir(parents=True)
+    stand_in.write_text("#!/bin/sh\nexit 0\n")
+    stand_in.chmod(0o755)
+    verifiable = tmp_path / "billing-api.service"
+    verifiable.write_text(unit.read_text().replace("/opt/billing-api/", f"{tmp_path}/opt/"))
+    assert "BILLING_API_ENVIRONMENT=production" in unit.read_text()
+    verify = subprocess.run(
+        [str(analyze), "verify", str(verifiable)], capture_output=True, text=True, check=False
+    )
+    assert verify.returncode == 0, verify.stderr
+    assert verify.stderr == ""
+    security = subprocess.run(
+        [str(analyze), "security", "--offline=true", "--threshold=20", "--no-pager",
+         str(verifiable)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert security.returncode == 0, security.stdout + security.stderr
