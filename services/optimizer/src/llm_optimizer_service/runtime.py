@@ -40,6 +40,7 @@ from llm_optimizer_service.engine import (
     drift_score,
 )
 from llm_optimizer_service.logging_setup import get_logger
+from llm_optimizer_service.ratelimit import RateLimiter
 from llm_optimizer_service.redis_bus import PolicyBus
 from llm_optimizer_service.settings import Settings
 from llm_optimizer_service.specs import to_engine
@@ -269,8 +270,14 @@ class Runtime:
         self.feedback_fallback: Callable[[Sequence[FeedbackInput]], Awaitable[None]] | None = None
         # Redis pub/sub: other replicas reload a changed workload at once (redis_bus.py).
         self.bus: PolicyBus | None = None
+        # Redis counters: per-API-key quotas shared by every replica (ratelimit.py).
+        self.rate_limiter: RateLimiter | None = None
         if settings.redis.url is not None:
             self.bus = PolicyBus(settings.redis.url.get_secret_value(), self._reload_announced)
+            if settings.redis.rate_limit_per_minute > 0:
+                self.rate_limiter = RateLimiter(
+                    settings.redis.url.get_secret_value(), settings.redis.rate_limit_per_minute
+                )
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -341,6 +348,8 @@ class Runtime:
         self._tasks = []
         if self.bus is not None:
             await self.bus.stop()
+        if self.rate_limiter is not None:
+            await self.rate_limiter.close()
         try:
             written = await self.writer.flush()
             log.info("final decision flush", written=written)

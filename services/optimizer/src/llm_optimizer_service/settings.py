@@ -63,6 +63,11 @@ class RedisSettings(_Section):
     """Optional shared cache; unset = in-process state."""
 
     url: SecretStr | None = Field(default=None, description="redis://[:password@]host:port/db")
+    rate_limit_per_minute: int = Field(
+        default=0,
+        ge=0,
+        description="requests per API key per minute, shared by all replicas (needs url; 0 = off)",
+    )
 
 
 class KafkaSettings(_Section):

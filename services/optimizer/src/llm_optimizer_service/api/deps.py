@@ -47,6 +47,16 @@ def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
         structlog.contextvars.bind_contextvars(key_id=principal.key_id)
         if scope not in principal.scopes:
             raise ApiError(403, "forbidden", f"this API key lacks the '{scope}' scope")
+        if runtime.rate_limiter is not None:
+            retry = await runtime.rate_limiter.retry_after(principal.key_id)
+            if retry is not None:
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    f"this API key made more than {runtime.rate_limiter.per_minute} requests "
+                    f"this minute (redis.rate_limit_per_minute); retry in {retry} s",
+                    {"Retry-After": str(retry)},
+                )
         return principal
 
     return dependency
