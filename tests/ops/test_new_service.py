@@ -55,7 +55,7 @@ def fake_root(tmp_path: Path) -> Path:
     existing.mkdir()
     (existing / "Dockerfile").write_text("FROM scratch\n")
     (existing / "pyproject.toml").write_text(
-        '[project]\nname = "ledger"\nversion = "0.1.0"\n\n'
+        '[project]\nname = "ledger"\nversion = "9.9.9"\n\n'
         '[tool.llm-optimizer.service]\nimage = "ledger"\nhttp_port = 8081\nmetrics_port = 9081\n'
     )
     return tmp_path
@@ -114,7 +114,7 @@ def test_port_clashes_are_refused_and_nothing_is_written(
 ) -> None:
     if clash is None:  # 8500 is free, but its metrics port is the other service's
         (fake_root / "services" / "ledger" / "pyproject.toml").write_text(
-            '[project]\nname = "ledger"\nversion = "0.1.0"\n\n[tool.llm-optimizer.service]\n'
+            '[project]\nname = "ledger"\nversion = "9.9.9"\n\n[tool.llm-optimizer.service]\n'
             'image = "ledger"\nhttp_port = 8400\nmetrics_port = 9500\n'
         )
         clash = "metrics port 9500 is already used by services/ledger (metrics_port)"
