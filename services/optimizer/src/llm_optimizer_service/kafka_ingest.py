@@ -61,23 +61,8 @@ def parse(value: bytes | None) -> tuple[FeedbackInput | None, str | None]:
     try:
         body = s.FeedbackBody.model_validate_json(value)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'message'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        return None, f"invalid feedback: {problems}"
-    return (
-        FeedbackInput(
-            decision_id=body.decision_id,
-            quality=body.quality,
-            cost_usd=body.cost_usd,
-            latency_ms=body.latency_ms,
-            error=body.error,
-            input_tokens=body.input_tokens,
-            output_tokens=body.output_tokens,
-        ),
-        None,
-    )
+        return None, f"invalid feedback: {s.validation_problems(exc, root='message')}"
+    return body.to_input(), None
 
 
 class KafkaBridge:

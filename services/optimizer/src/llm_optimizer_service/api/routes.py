@@ -16,7 +16,6 @@ from llm_optimizer_service.runtime import Runtime, WorkloadState
 from llm_optimizer_service.specs import to_engine
 from llm_optimizer_service.storage.repository import (
     ConflictError,
-    FeedbackInput,
     NotFoundError,
     WorkloadRecord,
 )
@@ -160,18 +159,6 @@ async def decide(
     return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
 
 
-def _feedback_input(body: s.FeedbackBody) -> FeedbackInput:
-    return FeedbackInput(
-        decision_id=body.decision_id,
-        quality=body.quality,
-        cost_usd=body.cost_usd,
-        latency_ms=body.latency_ms,
-        error=body.error,
-        input_tokens=body.input_tokens,
-        output_tokens=body.output_tokens,
-    )
-
-
 @router.post(
     "/feedback",
     status_code=status.HTTP_202_ACCEPTED,
@@ -181,7 +168,7 @@ def _feedback_input(body: s.FeedbackBody) -> FeedbackInput:
 async def feedback(
     body: s.FeedbackBody, runtime: RuntimeDep, _: Annotated[Principal, Depends(writer)]
 ) -> s.FeedbackAck:
-    (outcome,) = await runtime.record_feedback([_feedback_input(body)])
+    (outcome,) = await runtime.record_feedback([body.to_input()])
     if outcome.status == "unknown_decision":
         raise ApiError(404, "decision_not_found", f"no decision {body.decision_id!r}")
     return s.FeedbackAck(decision_id=outcome.decision_id, status=outcome.status)
@@ -191,7 +178,7 @@ async def feedback(
 async def feedback_batch(
     body: s.FeedbackBatchBody, runtime: RuntimeDep, _: Annotated[Principal, Depends(writer)]
 ) -> s.FeedbackBatchOut:
-    outcomes = await runtime.record_feedback([_feedback_input(item) for item in body.items])
+    outcomes = await runtime.record_feedback([item.to_input() for item in body.items])
     items = [s.FeedbackAck(decision_id=o.decision_id, status=o.status) for o in outcomes]
     counts = {
         key: sum(1 for o in outcomes if o.status == key) for key in get_args(s.FeedbackStatus)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llm_optimizer_service.storage.repository import FeedbackInput
 
 WORKLOAD_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 StrategyName = Literal["thompson", "ucb", "epsilon_greedy", "ab_test", "fixed"]
@@ -105,6 +107,26 @@ class FeedbackBody(_Body):
     input_tokens: int | None = Field(default=None, ge=0, le=2**31 - 1)
     output_tokens: int | None = Field(default=None, ge=0, le=2**31 - 1)
     error: bool = False
+
+    def to_input(self) -> FeedbackInput:
+        """The storage layer's form of this feedback (one mapping for REST, gRPC and Kafka)."""
+        return FeedbackInput(
+            decision_id=self.decision_id,
+            quality=self.quality,
+            cost_usd=self.cost_usd,
+            latency_ms=self.latency_ms,
+            error=self.error,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+        )
+
+
+def validation_problems(exc: ValidationError, root: str = "body") -> str:
+    """A pydantic validation error as one line: ``field: message; …`` (``root`` for the top)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or root}: {error['msg']}"
+        for error in exc.errors()
+    )
 
 
 FeedbackStatus = Literal["accepted", "duplicate", "unknown_decision"]

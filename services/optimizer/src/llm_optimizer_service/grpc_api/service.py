@@ -79,19 +79,9 @@ def _feedback_input(request: pb.FeedbackRequest) -> FeedbackInput:
             output_tokens=request.output_tokens if request.HasField("output_tokens") else None,
         )
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
-        )
+        problems = s.validation_problems(exc)
         raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid feedback: {problems}") from exc
-    return FeedbackInput(
-        decision_id=body.decision_id,
-        quality=body.quality,
-        cost_usd=body.cost_usd,
-        latency_ms=body.latency_ms,
-        error=body.error,
-        input_tokens=body.input_tokens,
-        output_tokens=body.output_tokens,
-    )
+    return body.to_input()
 
 
 class OptimizerServicer(pb_grpc.OptimizerServicer):
