@@ -114,6 +114,18 @@ def package(destination: Path, chart: Path = CHART_DIR) -> list[str]:
     return ["helm", "package", str(chart), "--destination", str(destination)]
 
 
+def _rollout_flags(
+    values: Values, atomic: bool, wait: bool, timeout: str, create_namespace: bool
+) -> list[str]:
+    """The flags install and upgrade share: namespace creation, rollback, waiting, values."""
+    flags = ["--create-namespace"] if create_namespace else []
+    if atomic:
+        flags.append("--rollback-on-failure")
+    if wait or atomic:
+        flags += ["--wait=watcher", "--wait-for-jobs"]
+    return [*flags, "--timeout", timeout, *values.args()]
+
+
 def upgrade_install(
     values: Values,
     *,
@@ -131,14 +143,7 @@ def upgrade_install(
     argv = ["helm", "upgrade", release, str(chart), *kube_args(context, namespace)]
     if install:
         argv.append("--install")
-    if create_namespace:
-        argv.append("--create-namespace")
-    if atomic:
-        argv.append("--rollback-on-failure")
-    if wait or atomic:
-        argv += ["--wait=watcher", "--wait-for-jobs"]
-    argv += ["--timeout", timeout, *values.args()]
-    return argv
+    return argv + _rollout_flags(values, atomic, wait, timeout, create_namespace)
 
 
 def install(
@@ -155,14 +160,7 @@ def install(
 ) -> list[str]:
     """`helm install` with rollback on failure and waiting by default."""
     argv = ["helm", "install", release, str(chart), *kube_args(context, namespace)]
-    if create_namespace:
-        argv.append("--create-namespace")
-    if atomic:
-        argv.append("--rollback-on-failure")
-    if wait or atomic:
-        argv += ["--wait=watcher", "--wait-for-jobs"]
-    argv += ["--timeout", timeout, *values.args()]
-    return argv
+    return argv + _rollout_flags(values, atomic, wait, timeout, create_namespace)
 
 
 def uninstall(
