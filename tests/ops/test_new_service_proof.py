@@ -19,7 +19,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from ops import services
+from ops import new_service, services
 from ops.docker_engine import EngineStatus
 from ops.project import ROOT
 from tests._support.docker import base_image, docker_engine  # noqa: F401 (fixtures)
@@ -84,7 +84,12 @@ def test_a_new_service_passes_lint_typecheck_tests_and_runs_healthy(
 ) -> None:
     uv = str(require_tool("uv"))
     out = _run([uv, "run", "invoke", "new-service", "--name", NAME], repo_copy, 300)
-    assert f"wrote 14 files under services/{NAME}/" in out
+    template_files = [
+        p
+        for p in (new_service.TEMPLATE_DIR / "{{cookiecutter.name}}").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    ]
+    assert f"wrote {len(template_files)} files under services/{NAME}/" in out
     (service,) = [s for s in services.discover(repo_copy / "services") if s.dist == NAME]
     ports = f"httpPort: {service.http_port}\n      image:\n        repository: {NAME}\n"
     assert f"extraServices:\n    - {ports}      metricsPort: {service.metrics_port}" in out
