@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis
 
-from tests._support.tools import free_port, require_tool
+from tests._support.tools import free_port, require_tool, stop_process
 
 
 @dataclass
@@ -71,13 +71,7 @@ class RedisServer:
                 time.sleep(0.02)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
 
 
