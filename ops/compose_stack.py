@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from invoke.exceptions import Exit
 
 from ops import docker_cmd, docker_images
 from ops.docker_context import IMAGES
-from ops.project import INFRA_DIR, PROJECT
+from ops.project import INFRA_DIR, PROJECT, SERVICE_IMAGE
 from ops.runner import Runner
 
 COMPOSE_DIR = INFRA_DIR / "docker"
@@ -51,6 +52,37 @@ PROD_PLACEHOLDERS: Mapping[str, str] = {
     "POSTGRES_USER": "optimizer",
     "POSTGRES_DB": "optimizer",
 }
+
+
+@dataclass(frozen=True)
+class Target:
+    """The stack the tasks drive, from the ``llm_optimizer`` config: ``compose.project``,
+    ``compose.env`` and ``compose.standins``, and the service image (``registry``/``image_tag``)."""
+
+    project: str
+    env: str
+    standins: bool
+    image: str
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], *, standins: bool = False) -> Target:
+        compose = dict(config.get("compose", {}))
+        env = str(compose.get("env", "dev"))
+        files(env)  # an unknown environment fails here, naming the choices
+        return cls(
+            project=str(compose.get("project", PROJECT)),
+            env=env,
+            standins=standins or bool(compose.get("standins", False)),
+            image=docker_cmd.image_ref(
+                SERVICE_IMAGE,
+                docker_images.default_tag(str(config.get("image_tag", ""))),
+                str(config.get("registry", "")),
+            ),
+        )
+
+    def argv(self, *args: str) -> list[str]:
+        """``docker compose`` for this stack's files and project."""
+        return argv(self.env, self.project, *args, standins=self.standins)
 
 
 def combinations() -> list[dict[str, Any]]:
@@ -184,26 +216,13 @@ def ps(runner: Runner, *, project: str = PROJECT, standins: bool = False) -> lis
     return rows
 
 
-def service_command(
-    runner: Runner,
-    *args: str,
-    image: str,
-    project: str = PROJECT,
-    standins: bool = False,
-    capture: bool = False,
-) -> str:
-    """Run ``llm-optimizer-service ARGS`` once, in a throwaway container of the running stack
-    (``compose run --rm --no-deps migrate ARGS``: the optimizer's image, settings and network).
-    For operations such as ``db current`` or ``backup create`` on a Compose deployment."""
-    result = runner.run(
-        argv("dev", project, "run", "--rm", "--no-deps", "-T", "migrate", *args, standins=standins),
-        env={"OPTIMIZER_IMAGE": image},
-        capture=capture,
-        hint="is the stack up? (`uv run invoke compose.ps`)",
-    )
-    return "" if result is None else result.stdout
-
-
-def deploy(runner: Runner, *, env: str, image: str, standins: bool = False) -> None:
+def deploy(runner: Runner, target: Target, *, env: str) -> None:
     """``invoke deploy --target compose``: build the image and bring the whole stack up, healthy."""
-    up(runner, env=env, image=image, standins=standins, wait=True)
+    up(
+        runner,
+        env=env,
+        project=target.project,
+        image=target.image,
+        standins=target.standins,
+        wait=True,
+    )

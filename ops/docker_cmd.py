@@ -23,7 +23,7 @@ from docker.models.containers import Container
 from invoke.exceptions import Exit
 
 from ops import docker_engine
-from ops.project import ROOT
+from ops.project import IMAGE_UID, ROOT
 
 BUILD_ENV: Mapping[str, str] = {"DOCKER_BUILDKIT": "1"}
 
@@ -67,7 +67,7 @@ HARDENED: Mapping[str, Any] = {
     "tmpfs": {"/tmp": "rw,nosuid,nodev,size=64m"},  # noqa: S108 - the container's own /tmp
     "cap_drop": ["ALL"],
     "security_opt": ["no-new-privileges"],
-    "user": "1000:1000",
+    "user": f"{IMAGE_UID}:{IMAGE_UID}",
 }
 
 

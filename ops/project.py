@@ -26,6 +26,9 @@ CLI_IMAGE: Final = "llm-optimizer-cli"
 CHART_NAME: Final = "llm-optimizer"
 SYSTEMD_UNIT: Final = "llm-optimizer.service"
 ENV_PREFIX: Final = "LLM_OPTIMIZER_"
+# The service and CLI images' own user (Dockerfile `USER`); Kubernetes pods override it with the
+# chart's securityContext (docs/kubernetes.md).
+IMAGE_UID: Final = 1000
 
 HTTP_PORT: Final = 8080
 GRPC_PORT: Final = 50051

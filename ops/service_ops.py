@@ -5,7 +5,8 @@ for each deployment target is built (``invoke db.*`` and ``invoke health-check``
 - ``compose``: db and backup commands in a throwaway container of the stack
   (``docker compose run --rm --no-deps -T migrate …``: the optimizer's image, settings and
   network; backup archives go through a bind mount of a host directory); ``health`` inside the
-  running ``optimizer`` container (``docker compose exec -T optimizer …``);
+  running ``optimizer`` container (``docker compose exec -T optimizer …``). Which stack: the
+  ``llm_optimizer.compose`` config (project, env, standins; ``ops.compose_stack.Target``);
 - ``kubernetes``: ``kubectl exec deploy/llm-optimizer -- llm-optimizer-service …`` in the
   release's namespace (archives stay in the pod's data dir; copy them out with ``kubectl cp``);
 - ``systemd``: on this host, ``systemd-run --pipe --wait`` as the unit's user with the unit's
@@ -73,19 +74,18 @@ def _local(c: Context, args: Sequence[str]) -> Invocation:
     )
 
 
-def _compose(args: Sequence[str], mounts: Mapping[Path, str], *, running: bool) -> Invocation:
+def _compose(
+    c: Context, args: Sequence[str], mounts: Mapping[Path, str], *, running: bool
+) -> Invocation:
     from ops import compose_stack  # the docker SDK: only when this target is used
 
+    stack = compose_stack.Target.from_config(c.config.get("llm_optimizer", {}))
     if running:
-        argv = compose_stack.argv(
-            "dev", project.PROJECT, "exec", "-T", "optimizer", project.SERVICE_COMMAND, *args
-        )
+        argv = stack.argv("exec", "-T", "optimizer", project.SERVICE_COMMAND, *args)
     else:
         volumes = [f"--volume={host}:{inside}" for host, inside in mounts.items()]
-        argv = compose_stack.argv(
-            "dev", project.PROJECT, "run", "--rm", "--no-deps", "-T", *volumes, "migrate", *args
-        )
-    return Invocation(argv)
+        argv = stack.argv("run", "--rm", "--no-deps", "-T", *volumes, "migrate", *args)
+    return Invocation(argv, {"OPTIMIZER_IMAGE": stack.image})
 
 
 def _kubernetes(c: Context, args: Sequence[str]) -> Invocation:
@@ -144,7 +144,7 @@ def invocation(
     if target == "local":
         return _local(c, args)
     if target == "compose":
-        return _compose(args, mounts or {}, running=in_running_service)
+        return _compose(c, args, mounts or {}, running=in_running_service)
     if target == "kubernetes":
         return _kubernetes(c, args)
     return _systemd(args)

@@ -1,41 +1,31 @@
 """Invoke collection: compose — the Compose stacks in infra/docker (see docs/containers.md).
 
 ``deploy_target(c, env=..., dry_run=...)`` is what ``invoke deploy --target compose`` calls.
-The project name is ``llm_optimizer.compose_project`` (default ``llm-optimizer``); with
-``--standins`` (or ``llm_optimizer.compose_standins: true``) postgres and redis are the local
-stand-ins of compose.ci.yml, for machines that can't pull images.
+The project name is ``llm_optimizer.compose.project`` (default ``llm-optimizer``); with
+``--standins`` (or ``llm_optimizer.compose.standins: true``) postgres and redis are the local
+stand-ins of compose.ci.yml, for machines that can't pull images (``ops.compose_stack.Target``).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
+
+if TYPE_CHECKING:
+    from ops import compose_stack
 
 ENV_HELP = "dev (default) or prod (compose.yml + compose.prod.yml)"
 STANDINS_HELP = "add compose.ci.yml: postgres/redis stand-ins built from Debian packages"
 DRY_RUN_HELP = "print every command and change nothing"
 
 
-def _project(c: Context) -> str:
-    from ops import project
+def _target(c: Context, standins: bool = False) -> compose_stack.Target:
+    from ops import compose_stack
 
-    return str(c.config.llm_optimizer.get("compose_project", project.PROJECT))
-
-
-def _standins(c: Context, flag: bool) -> bool:
-    return flag or bool(c.config.llm_optimizer.get("compose_standins", False))
-
-
-def _image(c: Context) -> str:
-    from ops import docker_cmd, docker_images, project
-
-    config = c.config.llm_optimizer
-    return docker_cmd.image_ref(
-        project.SERVICE_IMAGE,
-        docker_images.default_tag(str(config.image_tag)),
-        str(config.registry),
-    )
+    return compose_stack.Target.from_config(c.config.llm_optimizer, standins=standins)
 
 
 @task(
@@ -59,12 +49,13 @@ def up(
     from ops import compose_stack
     from ops.runner import runner_for
 
+    target = _target(c, standins)
     compose_stack.up(
         runner_for(c, dry_run=dry_run),
         env=env,
-        project=_project(c),
-        image=_image(c),
-        standins=_standins(c, standins),
+        project=target.project,
+        image=target.image,
+        standins=target.standins,
         wait=wait,
         services=[s for s in services.split(",") if s],
     )
@@ -82,11 +73,12 @@ def down(c: Context, volumes: bool = False, standins: bool = False, dry_run: boo
     from ops import compose_stack
     from ops.runner import runner_for
 
+    target = _target(c, standins)
     compose_stack.down(
         runner_for(c, dry_run=dry_run),
-        project=_project(c),
+        project=target.project,
         volumes=volumes,
-        standins=_standins(c, standins),
+        standins=target.standins,
     )
 
 
@@ -110,7 +102,8 @@ def logs(c: Context, service: str = "", tail: int = 200, follow: bool = False) -
         *([service] if service else []),
     ]
     runner_for(c).run(
-        compose_stack.argv("dev", _project(c), *args), env={"OPTIMIZER_IMAGE": "unused:logs"}
+        compose_stack.argv("dev", _target(c).project, *args),
+        env={"OPTIMIZER_IMAGE": "unused:logs"},
     )
 
 
@@ -120,9 +113,10 @@ def ps(c: Context) -> None:
     from ops import compose_stack
     from ops.runner import Runner
 
-    rows = compose_stack.ps(Runner(ctx=c, echo=False), project=_project(c))
+    name = _target(c).project
+    rows = compose_stack.ps(Runner(ctx=c, echo=False), project=name)
     if not rows:
-        print(f"no containers in project {_project(c)}")
+        print(f"no containers in project {name}")
     for row in rows:
         health = row.get("Health") or "-"
         print(
@@ -157,9 +151,4 @@ def deploy_target(c: Context, *, env: str, dry_run: bool) -> None:
 
     if env not in compose_stack.ENVIRONMENTS:
         raise Exit(f"unknown environment {env!r}; choose dev or prod", code=1)
-    compose_stack.deploy(
-        runner_for(c, dry_run=dry_run),
-        env=env,
-        image=_image(c),
-        standins=_standins(c, False),
-    )
+    compose_stack.deploy(runner_for(c, dry_run=dry_run), _target(c), env=env)

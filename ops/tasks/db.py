@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from invoke.runners import Result
 
 DRY_RUN_HELP = "print the command and run nothing"
-CONTAINER_UID = 10001  # the image's user: a compose bind mount must be writable by it
 
 
 def _service(
@@ -128,8 +127,8 @@ def backup(c: Context, target: str = "local", dir: str = "", dry_run: bool = Fal
         host = Path(dir).resolve() if dir else project.state_dir() / "backups" / "compose"
         if not dry_run:
             host.mkdir(parents=True, exist_ok=True)
-            if os.geteuid() == 0:
-                os.chown(host, CONTAINER_UID, CONTAINER_UID)
+            if os.geteuid() == 0:  # the image's user must be able to write the archive there
+                os.chown(host, project.IMAGE_UID, project.IMAGE_UID)
         mounts = {host: COMPOSE_BACKUP_DIR}
         args += ["--dir", COMPOSE_BACKUP_DIR]
         print(f"backups of the compose stack go to {host}")

@@ -33,6 +33,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "kube_context": "",  # helm/k8s tasks; empty: kubectl's current context
         "namespace": "llm-optimizer",  # helm/k8s tasks (ops/helm.py, ops/kube.py)
         "helm": {"values": []},  # extra values files for `invoke deploy --target helm`
+        # The Compose stack the compose.* tasks and `--target compose` drive (ops/compose_stack.py)
+        "compose": {"project": project.PROJECT, "env": "dev", "standins": False},
         "deploy": {"target": "local", "env": "dev"},  # `invoke deploy` defaults (ops/deploy.py)
         "local": {  # `invoke deploy --target local` (ops/deploy_local.py)
             "state_dir": "",  # empty: ops.project.state_dir()

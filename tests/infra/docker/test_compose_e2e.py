@@ -1,16 +1,19 @@
 """Compose end to end: `compose.up --wait` brings up the optimizer, the one-off migrate, postgres
 and redis (the CI stand-ins of compose.ci.yml, since no image can be pulled here), a decide and
-feedback round trip works through the published port, migrations ran once, and `down -v`
-leaves no container, network or volume behind."""
+feedback round trip works through the published port, migrations ran once, the db tasks back up,
+verify and restore the stack's PostgreSQL and Redis with `--target compose` (pg_dump/pg_restore
+from the service image), and `down -v` leaves no container, network or volume behind."""
 
 from __future__ import annotations
 
 import contextlib
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker.errors
 import httpx
@@ -22,6 +25,8 @@ from ops import compose_stack, docker_engine, project
 from ops.docker_images import BuildResult
 from ops.runner import Runner
 from ops.tasks import compose as compose_tasks
+from ops.tasks import db as db_tasks
+from ops.tasks import workflow
 from tests._support.docker import TEST_TAG
 from tests._support.tools import free_port, require_tool
 
@@ -47,8 +52,7 @@ def _context(project_name: str) -> Context:
                 "llm_optimizer": {
                     "registry": "",
                     "image_tag": E2E_TAG,
-                    "compose_project": project_name,
-                    "compose_standins": True,
+                    "compose": {"project": project_name, "standins": True},
                 }
             }
         )
@@ -172,17 +176,73 @@ def test_migrations_ran_once_by_migrate_and_never_by_serve(stack: Stack) -> None
     assert containers[0].attrs["RestartCount"] == 0
 
 
-def test_service_commands_run_against_the_stack(stack: Stack) -> None:
-    """`db check` in a throwaway container of the stack: the schema is at head (exit 0)."""
-    compose_stack.service_command(
-        Runner(echo=False),
-        "db",
-        "check",
-        image=f"{project.SERVICE_IMAGE}:{E2E_TAG}",
-        project=stack.project,
-        standins=True,
-        capture=True,
-    )
+def test_db_status_and_health_check_tasks_run_in_the_stack(
+    stack: Stack, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`db.status` in a throwaway container of the stack, `health-check` in the running one."""
+    ctx = _context(stack.project)
+    db_tasks.status(ctx, target="compose")
+    assert "the schema on --target compose is at head" in capfd.readouterr().out
+    workflow.health_check(ctx, target="compose")
+    assert "the compose deployment is healthy" in capfd.readouterr().out
+
+
+def _report(http: httpx.Client, workload: str) -> dict[str, object]:
+    response = http.get(f"/api/v1/workloads/{workload}/report")
+    assert response.status_code == 200, response.text
+    report = dict(response.json())
+    report.pop("generated_at", None)
+    return report
+
+
+def _feedback(decision: dict[str, object]) -> dict[str, object]:
+    return {"decision_id": decision["decision_id"], "cost_usd": 0.001, "latency_ms": 120}
+
+
+def test_backup_verify_and_restore_through_the_compose_target(
+    stack: Stack, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The service image's pg_dump/pg_restore/psql back up the stack's PostgreSQL (and its Redis
+    keys) into a host directory; a restore brings back exactly what the backup held."""
+    ctx = _context(stack.project)
+    headers = {"Authorization": f"Bearer {stack.api_key}"}
+    with httpx.Client(base_url=stack.http_url, headers=headers, timeout=10) as http:
+        arms = [{"name": "x", "model": "m-x"}, {"name": "y", "model": "m-y"}]
+        created = http.post("/api/v1/workloads", json={"name": "compose-backup", "arms": arms})
+        assert created.status_code == 201, created.text
+        for quality in (0.2, 0.5, 0.9):
+            decision = http.post("/api/v1/workloads/compose-backup/decide").json()
+            feedback = {**_feedback(decision), "quality": quality}
+            assert http.post("/api/v1/feedback", json=feedback).status_code == 202
+        before = _report(http, "compose-backup")
+        workloads_before = http.get("/api/v1/workloads").json()
+
+        backups = tmp_path / "backups"
+        db_tasks.backup(ctx, target="compose", dir=str(backups))
+        archives = sorted(backups.iterdir())
+        assert len(archives) == 1, archives
+        assert archives[0].stat().st_size > 0
+        capfd.readouterr()
+        db_tasks.verify(ctx, path=str(archives[0]), target="compose")
+        assert "ok" in capfd.readouterr().out.lower()
+
+        # Changes after the backup: a new workload and more feedback.
+        extra = {"name": "after-backup", "arms": arms}
+        assert http.post("/api/v1/workloads", json=extra).status_code == 201
+        decision = http.post("/api/v1/workloads/compose-backup/decide").json()
+        feedback = {**_feedback(decision), "quality": 0.1}
+        assert http.post("/api/v1/feedback", json=feedback).status_code == 202
+        assert _report(http, "compose-backup") != before
+
+        db_tasks.restore(ctx, path=str(archives[0]), target="compose", yes=True)
+        # The running optimizer reloads every workload from the database each re-estimation
+        # cycle (optimizer.cycle_interval, 1 s): the restored state shows without a restart.
+        deadline = time.monotonic() + 30
+        while http.get("/api/v1/workloads/after-backup/report").status_code != 404:
+            assert time.monotonic() < deadline, "the restored database never showed"
+            time.sleep(0.5)
+        assert _report(http, "compose-backup") == before
+        assert http.get("/api/v1/workloads").json() == workloads_before
 
 
 def test_init_db_script_is_idempotent(stack: Stack) -> None:

@@ -111,7 +111,7 @@ def test_runtime_stage_is_non_root_multi_stage_and_labelled(dockerfile: Path) ->
     stages = [args for word, args in _instructions(dockerfile) if word == "FROM"]
     assert len(stages) >= 3, "multi-stage: dependencies, app and runtime"
     runtime = _runtime_stage(dockerfile)
-    assert ("USER", "1000:1000") in runtime
+    assert ("USER", f"{project.IMAGE_UID}:{project.IMAGE_UID}") in runtime
     labels = " ".join(args for word, args in runtime if word == "LABEL")
     for key in ("version", "revision", "created", "title", "licenses"):
         assert f"org.opencontainers.image.{key}=" in labels

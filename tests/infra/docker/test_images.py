@@ -17,11 +17,12 @@ from pathlib import Path
 import docker.errors
 import httpx
 import pytest
+import yaml
 from docker.models.containers import Container
 from invoke.config import Config
 from invoke.context import Context
 
-from ops import base_image, docker_cmd, docker_engine, docker_images, project
+from ops import base_image, compose_stack, docker_cmd, docker_engine, docker_images, project
 from ops.docker_context import IMAGES
 from ops.docker_images import BuildResult
 from ops.runner import Runner
@@ -57,7 +58,7 @@ def test_images_carry_version_and_git_revision_labels(
         assert git is not None
         assert git.exited == 0, f"{sha} is no commit of this repository"
         assert labels["org.opencontainers.image.title"] == result.spec.name
-        assert attrs["Config"]["User"] == "1000:1000"
+        assert attrs["Config"]["User"] == f"{project.IMAGE_UID}:{project.IMAGE_UID}"
 
 
 @pytest.mark.xfail(
@@ -92,6 +93,40 @@ def test_runtime_stage_has_no_compilers_pip_or_build_headers(service_image: Buil
         entrypoint=["sh", "-c"],
     )
     assert output.strip() == "", output
+
+
+def _postgres_major(image: str) -> str:
+    """``postgres:15.10-bookworm`` → ``15``."""
+    return image.rpartition(":")[2].split(".")[0]
+
+
+def test_service_image_has_the_postgresql_client_of_the_deployed_server(
+    service_image: BuildResult,
+) -> None:
+    """`backup create|restore` on PostgreSQL runs pg_dump, pg_restore and psql inside the image
+    (compose and kubernetes targets); pg_dump refuses a server newer than itself, so their major
+    version must be the one of the PostgreSQL that compose and the chart deploy."""
+    code, output = docker_cmd.run_once(
+        service_image.refs[0],
+        [
+            "from llm_optimizer_service.backup.database import pg_tool; import subprocess; "
+            "[print(subprocess.run([pg_tool(t), '--version'], check=True, capture_output=True,"
+            " text=True).stdout.strip()) for t in ('pg_dump', 'pg_restore', 'psql')]"
+        ],
+        entrypoint=["python3", "-c"],
+        **docker_cmd.HARDENED,
+    )
+    assert code == 0, output
+    versions = re.findall(r"^(pg_dump|pg_restore|psql) \(PostgreSQL\) (\d+)\.", output, re.M)
+    assert [tool for tool, _major in versions] == ["pg_dump", "pg_restore", "psql"], output
+    client_majors = {major for _tool, major in versions}
+    compose = yaml.safe_load((compose_stack.BASE_FILE).read_text())
+    values = yaml.safe_load((project.CHART_DIR / "values.yaml").read_text())
+    servers = {
+        "compose.yml": _postgres_major(compose["services"]["postgres"]["image"]),
+        "chart values": _postgres_major(f"x:{values['postgresql']['image']['tag']}"),
+    }
+    assert client_majors == set(servers.values()), (client_majors, servers)
 
 
 @pytest.fixture
@@ -150,7 +185,7 @@ def test_service_runs_hardened_becomes_healthy_and_serves_a_round_trip(
     assert fields["NoNewPrivs"] == "1"
     uid_line = re.search(r"^Uid:\s+(.*)$", status, re.MULTILINE)
     assert uid_line is not None
-    assert set(uid_line.group(1).split()) == {"1000"}
+    assert set(uid_line.group(1).split()) == {str(project.IMAGE_UID)}
 
     # docker stop sends SIGTERM to tini, which forwards it; serve drains and exits 0.
     started = time.monotonic()
