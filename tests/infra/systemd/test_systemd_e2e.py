@@ -11,12 +11,16 @@ stall trigger ``LLM_OPTIMIZER_SERVER__TEST_STALL_SECONDS`` (docs/systemd.md).
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from pathlib import Path
 
 import pytest
+from invoke.config import Config
+from invoke.context import Context
 
+from ops import service_ops
 from ops.tasks import systemd as systemd_tasks
 from tests.infra.systemd.systemd_vm import SystemdHost
 
@@ -128,6 +132,41 @@ def test_unit_is_active_only_once_the_service_is_ready(
     print(f"systemd waited {waited:.2f} s between starting serve and READY=1")
     assert waited > 0.2
     assert host.http_status("/health/live") == 200
+
+
+def _on_target_systemd(host: SystemdHost, *args: str, running: bool = False) -> str:
+    """``llm-optimizer-service ARGS`` through the `--target systemd` command line of the db and
+    health tasks (ops.service_ops), run inside the VM as an operator on that host would."""
+    call = service_ops.invocation(Context(Config()), "systemd", args, in_running_service=running)
+    return host.out(shlex.join(call.argv))
+
+
+def test_db_backup_and_health_through_the_systemd_target(
+    systemd_host: SystemdHost, installed: object
+) -> None:
+    """As the unit's user with its environment file: the schema is at head, a backup of the
+    running service's SQLite lands in the default dir owned by that user and verifies, and a
+    restore (service stopped, as SQLite needs) brings the service back healthy."""
+    host = systemd_host
+    host.sh(f"systemctl start {UNIT}")
+    backups = "/var/lib/llm-optimizer/backups"
+    try:
+        assert "(head)" in _on_target_systemd(host, "db", "current")
+        created = json.loads(_on_target_systemd(host, "backup", "create", "--json"))
+        archive = str(created["path"])
+        assert archive.startswith(f"{backups}/"), created
+        assert host.out(f"stat -c '%U %a' {shlex.quote(archive)}") == "llm-optimizer 600"
+        verified = json.loads(_on_target_systemd(host, "backup", "verify", archive, "--json"))
+        assert verified["ok"] is True, verified
+        host.sh(f"systemctl stop {UNIT}")
+        _on_target_systemd(host, "backup", "restore", archive, "--force")
+        host.sh(f"systemctl start {UNIT}")
+        assert (
+            json.loads(_on_target_systemd(host, "health", "--json", running=True))["status"]
+            == "healthy"
+        )
+    finally:
+        host.sh(f"rm -rf {backups}")
 
 
 def test_stop_is_graceful(systemd_host: SystemdHost, installed: object) -> None:
