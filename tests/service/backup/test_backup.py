@@ -330,6 +330,22 @@ def test_backup_of_missing_database_fails_clearly(cli: Cli, tmp_path: Path) -> N
     assert "backup failed" in result.stderr
 
 
+def test_backup_into_an_unwritable_directory_fails_before_dumping(cli: Cli, tmp_path: Path) -> None:
+    """A --dir that cannot be created (here: under a regular file, which holds even for root)
+    fails at once, naming the directory and the fix, and leaves nothing behind."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    migrations.upgrade(url)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    before = sorted(tmp_path.rglob("*"))
+    result = cli("backup", "create", "--dir", str(blocker / "backups"), url=url)
+    assert result.exit_code == 1, result.output
+    assert f"cannot create the backup directory {blocker / 'backups'}" in result.stderr
+    assert "--dir or --output" in result.stderr
+    assert "Traceback" not in result.output
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 def test_progress_shown_on_a_terminal(tmp_path: Path) -> None:
     """On a terminal (stderr is a tty) create shows rich progress; piped, it prints none."""
     import os

@@ -128,9 +128,25 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def check_writable_dir(directory: Path) -> None:
+    """Create ``directory`` if needed; raise :class:`BackupError` unless this user can write it.
+    Checked before anything is dumped, so a wrong directory fails at once, not after the dump."""
+    fix = "choose one this user can write with --dir or --output"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackupError(
+            f"cannot create the backup directory {directory} ({exc.strerror}); {fix}"
+        ) from exc
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise BackupError(
+            f"the backup directory {directory} is not writable by uid {os.getuid()}; {fix}"
+        )
+
+
 def write_archive(destination: Path, manifest: Manifest, files: dict[str, Path]) -> Path:
     """Write manifest + ``files`` (part name → file) to ``destination`` atomically."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    check_writable_dir(destination.parent)
     if destination.exists():
         raise BackupError(f"{destination} already exists; choose another --output")
     fd, temp_name = tempfile.mkstemp(
@@ -153,6 +169,9 @@ def write_archive(destination: Path, manifest: Manifest, files: dict[str, Path])
         os.chmod(temp, 0o600)
         os.replace(temp, destination)
         _fsync_dir(destination.parent)
+    except OSError as exc:  # e.g. the disk filled up: nothing is left behind
+        temp.unlink(missing_ok=True)
+        raise BackupError(f"cannot write {destination} ({exc.strerror or exc})") from exc
     except BaseException:
         temp.unlink(missing_ok=True)
         raise

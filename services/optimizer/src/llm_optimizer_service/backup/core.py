@@ -20,6 +20,7 @@ from llm_optimizer_service.backup.archive import (
     Manifest,
     Part,
     archive_name,
+    check_writable_dir,
     open_verified,
     sha256_file,
     write_archive,
@@ -105,6 +106,7 @@ def create(
         while output.exists():
             output = base / archive_name(now).replace(".tar.gz", f"-{counter}.tar.gz")
             counter += 1
+    check_writable_dir(output.parent)
     with tempfile.TemporaryDirectory(prefix="llm-optimizer-backup-") as work:
         files: dict[str, Path] = {}
         if dialect == "postgresql":
