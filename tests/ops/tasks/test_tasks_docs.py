@@ -170,3 +170,24 @@ def test_the_readme_main_line_runs_the_local_deploy() -> None:
     assert line.endswith("python3 -m uv run invoke deploy"), line
     assert exists(tasks.ns, "deploy")
     assert tasks.ns.configuration()["llm_optimizer"]["deploy"]["target"] == "local"
+
+
+def _leaf_keys(config: dict[str, object], prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for key, value in config.items():
+        if isinstance(value, dict):
+            keys += _leaf_keys(value, f"{prefix}{key}.")
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def test_configuration_table_lists_every_default_setting() -> None:
+    """Every key of DEFAULT_CONFIG has a row in docs/tasks.md's Configuration table, and the
+    table names no key that does not exist."""
+    from ops.tasks.root import DEFAULT_CONFIG
+
+    text = (project.ROOT / "docs" / "tasks.md").read_text()
+    section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_.]+)` \|", section, re.MULTILINE))
+    assert documented == set(_leaf_keys(DEFAULT_CONFIG))
