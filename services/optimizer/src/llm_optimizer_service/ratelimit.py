@@ -1,8 +1,10 @@
 """Per-API-key request quotas shared by every replica, counted in Redis.
 
 A fixed one-minute window per key: ``INCR llm-optimizer:ratelimit:<key id>:<minute>`` (with an
-expiry) in one round trip. Over the quota, the API answers 429 with ``Retry-After`` (seconds to
-the next window). Used only when ``redis.url`` is set and ``redis.rate_limit_per_minute`` > 0.
+expiry) in one round trip. Over the quota, the REST API answers 429 with ``Retry-After`` (seconds
+to the next window) and the gRPC API RESOURCE_EXHAUSTED with a ``retry-after`` trailer; both count
+against the same quota (a gRPC stream counts once, when it opens). Used only when ``redis.url`` is
+set and ``redis.rate_limit_per_minute`` > 0.
 
 Redis is never a reason for a request to fail: when it does not answer within the timeout the
 request is let through (fail open) and a warning is logged at most once per window; ``/health``
@@ -25,6 +27,13 @@ log = get_logger(__name__)
 KEY_PREFIX: Final = "llm-optimizer:ratelimit:"
 WINDOW_S: Final = 60
 TIMEOUT_S: Final = 0.25
+
+
+def over_quota_message(per_minute: int, retry_after: int) -> str:
+    return (
+        f"this API key made more than {per_minute} requests this minute "
+        f"(redis.rate_limit_per_minute); retry in {retry_after} s"
+    )
 
 
 class RateLimiter:

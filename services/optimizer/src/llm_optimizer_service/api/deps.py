@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 
 from llm_optimizer_service.api.errors import ApiError
 from llm_optimizer_service.auth import ANONYMOUS, Principal, Scope
+from llm_optimizer_service.ratelimit import over_quota_message
 from llm_optimizer_service.runtime import Runtime
 
 SCHEME = "ApiKey"
@@ -53,8 +54,7 @@ def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
                 raise ApiError(
                     429,
                     "rate_limited",
-                    f"this API key made more than {runtime.rate_limiter.per_minute} requests "
-                    f"this minute (redis.rate_limit_per_minute); retry in {retry} s",
+                    over_quota_message(runtime.rate_limiter.per_minute, retry),
                     {"Retry-After": str(retry)},
                 )
         return principal

@@ -3,8 +3,9 @@ same :class:`~llm_optimizer_service.runtime.Runtime` (in-memory policies, batch 
 
 Authentication is the REST API's: metadata ``authorization: Bearer <key>``, the same keys and
 scopes (Decide and feedback need ``write``, GetReport ``read``); UNAUTHENTICATED without a valid
-key, PERMISSION_DENIED without the scope. Errors map like the REST statuses: 404 → NOT_FOUND,
-422 → INVALID_ARGUMENT, 503 → UNAVAILABLE (with trailing metadata ``retry-after``).
+key, PERMISSION_DENIED without the scope, and the same per-key quota (``ratelimit.py``). Errors
+map like the REST statuses: 404 → NOT_FOUND, 422 → INVALID_ARGUMENT, 429 → RESOURCE_EXHAUSTED and
+503 → UNAVAILABLE (both with trailing metadata ``retry-after``, in seconds).
 """
 
 from __future__ import annotations
@@ -23,22 +24,23 @@ from llm_optimizer_service.api import schemas as s
 from llm_optimizer_service.auth import Principal, Scope
 from llm_optimizer_service.grpc_api._generated import optimizer_pb2 as pb
 from llm_optimizer_service.grpc_api._generated import optimizer_pb2_grpc as pb_grpc
+from llm_optimizer_service.ratelimit import over_quota_message
 from llm_optimizer_service.runtime import Runtime, ServiceUnavailableError
 from llm_optimizer_service.storage.repository import FeedbackInput
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Optimizer"].full_name
-RETRY_AFTER_SECONDS = "5"  # as the REST API's Retry-After
+RETRY_AFTER_SECONDS = 5  # as the REST API's Retry-After when the service is unavailable
 STREAM_BATCH = 500  # feedback events of a stream grouped into one transaction at most
 
 Context: TypeAlias = Any  # grpc.aio.ServicerContext (grpc ships no type information)
 
 
 class _RpcError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str, retry: bool = False) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.retry = retry
+        self.retry_after = retry_after
 
 
 @contextlib.contextmanager
@@ -47,12 +49,14 @@ def _mapped() -> Iterator[None]:
         yield
     except ServiceUnavailableError as exc:
         raise _RpcError(
-            grpc.StatusCode.UNAVAILABLE, f"{exc}; nothing was recorded", retry=True
+            grpc.StatusCode.UNAVAILABLE,
+            f"{exc}; nothing was recorded",
+            retry_after=RETRY_AFTER_SECONDS,
         ) from exc
 
 
 async def _abort(context: Context, error: _RpcError) -> NoReturn:
-    trailing = (("retry-after", RETRY_AFTER_SECONDS),) if error.retry else ()
+    trailing = () if error.retry_after is None else (("retry-after", str(error.retry_after)),)
     await context.abort(error.code, error.message, trailing_metadata=trailing)
     raise AssertionError("unreachable")  # pragma: no cover - abort raises
 
@@ -90,10 +94,14 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _authorize(self, context: Context, scope: Scope) -> Principal:
+    async def _authorize(self, context: Context, scope: Scope) -> Principal:
         runtime = self.runtime
         if not runtime.policies_loaded:
-            raise _RpcError(grpc.StatusCode.UNAVAILABLE, "the service is starting", retry=True)
+            raise _RpcError(
+                grpc.StatusCode.UNAVAILABLE,
+                "the service is starting",
+                retry_after=RETRY_AFTER_SECONDS,
+            )
         if not runtime.keys.enabled:
             from llm_optimizer_service.auth import ANONYMOUS
 
@@ -117,13 +125,21 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
             raise _RpcError(
                 grpc.StatusCode.PERMISSION_DENIED, f"this API key lacks the '{scope}' scope"
             )
+        if runtime.rate_limiter is not None:  # the REST API's quota, shared with it
+            retry = await runtime.rate_limiter.retry_after(principal.key_id)
+            if retry is not None:
+                raise _RpcError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    over_quota_message(runtime.rate_limiter.per_minute, retry),
+                    retry_after=retry,
+                )
         return principal
 
     # -- RPCs ---------------------------------------------------------------------------------
 
     async def Decide(self, request: pb.DecideRequest, context: Context) -> pb.DecideResponse:  # noqa: N802
         try:
-            self._authorize(context, Scope.WRITE)
+            await self._authorize(context, Scope.WRITE)
             state = self.runtime.workloads.get(request.workload)
             if state is None:
                 raise _no_workload(request.workload)
@@ -149,7 +165,7 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
 
     async def RecordFeedback(self, request: pb.FeedbackRequest, context: Context) -> pb.FeedbackAck:  # noqa: N802
         try:
-            self._authorize(context, Scope.WRITE)
+            await self._authorize(context, Scope.WRITE)
             item = _feedback_input(request)
             with _mapped():
                 (outcome,) = await self.runtime.record_feedback([item])
@@ -163,7 +179,7 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
         self, request: pb.FeedbackBatchRequest, context: Context
     ) -> pb.FeedbackBatchResponse:
         try:
-            self._authorize(context, Scope.WRITE)
+            await self._authorize(context, Scope.WRITE)
             if not 1 <= len(request.items) <= 1000:
                 raise _RpcError(
                     grpc.StatusCode.INVALID_ARGUMENT,
@@ -187,7 +203,7 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
         """Acks in order, each after its event is durable; what has arrived meanwhile is written
         in one transaction (at most STREAM_BATCH events)."""
         try:
-            self._authorize(context, Scope.WRITE)
+            await self._authorize(context, Scope.WRITE)
         except _RpcError as error:
             await _abort(context, error)
         queue: asyncio.Queue[pb.FeedbackRequest | None] = asyncio.Queue(maxsize=STREAM_BATCH * 2)
@@ -230,7 +246,7 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
         self, request: pb.GetReportRequest, context: Context
     ) -> pb.GetReportResponse:
         try:
-            self._authorize(context, Scope.READ)
+            await self._authorize(context, Scope.READ)
             if request.workload not in self.runtime.workloads:
                 raise _no_workload(request.workload)
             data = await self.runtime.report(request.workload)
