@@ -90,6 +90,32 @@ def service_command() -> Path:
     return command
 
 
+def workload_container(
+    objects: Objects, kind: str, container: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(pod spec, container spec) of the one ``kind`` workload's ``container``."""
+    pod = one(objects, kind)["spec"]["template"]["spec"]
+    return pod, next(c for c in pod["containers"] if c["name"] == container)
+
+
+def secret_data(objects: Objects) -> dict[str, dict[str, str]]:
+    """Each rendered Secret's decoded data, by name."""
+    return {
+        s["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
+        for s in of_kind(objects, "Secret")
+    }
+
+
+def container_env(objects: Objects, container: dict[str, Any]) -> dict[str, str]:
+    """A container's environment: its ConfigMaps (envFrom), then its literal ``env`` values."""
+    config_maps = {c["metadata"]["name"]: c["data"] for c in of_kind(objects, "ConfigMap")}
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(config_maps[source["configMapRef"]["name"]])
+    env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+    return env
+
+
 def materialise_env(
     objects: Objects, root: Path, kind: str = "Deployment", container: str = project.CHART_NAME
 ) -> dict[str, str]:
@@ -97,18 +123,10 @@ def materialise_env(
 
     Secret files come from the rendered Secret, or OPERATOR_SECRET for an existing Secret.
     """
-    workload = next(o for o in objects if o["kind"] == kind)
-    pod = workload["spec"]["template"]["spec"]
-    server = next(c for c in pod["containers"] if c["name"] == container)
-    config_maps = {c["metadata"]["name"]: c["data"] for c in of_kind(objects, "ConfigMap")}
-    secrets = {
-        s["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
-        for s in of_kind(objects, "Secret")
-    }
+    pod, server = workload_container(objects, kind, container)
+    secrets = secret_data(objects)
     mounts = {m["name"]: m["mountPath"] for m in server["volumeMounts"]}
-    env: dict[str, str] = {}
-    for source in server["envFrom"]:
-        env.update(config_maps[source["configMapRef"]["name"]])
+    env = container_env(objects, server)
     for volume in pod["volumes"]:
         target = root / volume["name"]
         target.mkdir(parents=True)

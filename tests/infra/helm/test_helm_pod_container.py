@@ -13,7 +13,6 @@ verify, restore under the running service, health.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import time
@@ -36,7 +35,7 @@ from tests._support.docker import (  # noqa: F401 - pytest finds fixtures by nam
     docker_engine,
     service_image,
 )
-from tests._support.helm import Helm, Objects, of_kind, one
+from tests._support.helm import Helm, Objects, container_env, secret_data, workload_container
 from tests._support.postgres import PostgresServer
 from tests._support.service_fixtures import postgres  # noqa: F401 - a fixture
 from tests._support.tools import free_port
@@ -50,18 +49,10 @@ def _container_kwargs(
     objects: Objects, root: Path, kind: str, container: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the container spec, ``containers.run`` keyword arguments reproducing it in its pod)."""
-    pod = one(objects, kind)["spec"]["template"]["spec"]
-    spec = next(c for c in pod["containers"] if c["name"] == container)
+    pod, spec = workload_container(objects, kind, container)
     security = {**pod.get("securityContext", {}), **spec.get("securityContext", {})}
-    config_maps = {c["metadata"]["name"]: c["data"] for c in of_kind(objects, "ConfigMap")}
-    secrets = {
-        s["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
-        for s in of_kind(objects, "Secret")
-    }
-    env: dict[str, str] = {}
-    for source in spec.get("envFrom", []):
-        env.update(config_maps[source["configMapRef"]["name"]])
-    env.update({item["name"]: item["value"] for item in spec.get("env", []) if "value" in item})
+    secrets = secret_data(objects)
+    env = container_env(objects, spec)
     mounts = {m["name"]: m for m in spec.get("volumeMounts", [])}
     volumes: dict[str, dict[str, str]] = {}
     group = security["fsGroup"]
