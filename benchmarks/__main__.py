@@ -21,6 +21,7 @@ BENCHMARKS = {
     "drift": "benchmarks.drift",
     "http_decide": "benchmarks.http_decide",
     "ingest": "benchmarks.ingest",
+    "backup": "benchmarks.backup",
 }
 
 

@@ -16,7 +16,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,16 +25,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from .common import Options, Target, table
+from .common import Options, Target, free_port, table
 
 CONNECTIONS = 16
 TARGET_RATIO = 0.7
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _request(method: str, path: str, key: str, body: bytes = b"") -> bytes:
@@ -89,14 +82,14 @@ async def _load(port: int, request: bytes, seconds: float) -> dict[str, float]:
 def _start(directory: Path) -> tuple[subprocess.Popen[bytes], int, str]:
     key = secrets.token_urlsafe(24)
     (directory / "keys").write_text(f"{key}\n")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_OPTIMIZER_")}
     env.update(
         {
             "LLM_OPTIMIZER_DATA_DIR": str(directory),
             "LLM_OPTIMIZER_SERVER__HTTP_PORT": str(port),
-            "LLM_OPTIMIZER_SERVER__METRICS_PORT": str(_free_port()),
-            "LLM_OPTIMIZER_SERVER__GRPC_PORT": str(_free_port()),
+            "LLM_OPTIMIZER_SERVER__METRICS_PORT": str(free_port()),
+            "LLM_OPTIMIZER_SERVER__GRPC_PORT": str(free_port()),
             "LLM_OPTIMIZER_AUTH__API_KEYS_FILE": str(directory / "keys"),
             "LLM_OPTIMIZER_LOG__JSON": "true",
         }

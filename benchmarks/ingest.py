@@ -19,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import pwd
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,37 +34,11 @@ import httpx
 
 from ops import tools
 
-from .common import Options, Target, table
-from .http_decide import _free_port, _load, _request
+from .common import Options, Target, free_port, postgres, table
+from .http_decide import _load, _request
 
 CONCURRENCY = 16
 ARMS = [{"name": f"arm-{i}", "model": f"model-{i}"} for i in range(4)]
-
-
-@contextmanager
-def _postgres() -> Iterator[str]:
-    initdb, pg_ctl = tools.which("initdb"), tools.which("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        raise RuntimeError("PostgreSQL is not installed; run `invoke setup`")
-    base = Path(tempfile.mkdtemp(prefix="bench-pg-"))
-    prefix: list[str] = []
-    user = pwd.getpwuid(os.geteuid()).pw_name
-    if os.geteuid() == 0:
-        prefix, user = ["runuser", "-u", "postgres", "--"], "postgres"
-        shutil.chown(base, "postgres")
-    port = _free_port()
-    data = base / "data"
-    subprocess.run([*prefix, str(initdb), "-D", str(data), "--auth=trust", "-U", user],
-                   check=True, capture_output=True)  # fmt: skip
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {base} -c fsync=off"
-    subprocess.run([*prefix, str(pg_ctl), "-D", str(data), "-l", str(base / "log"), "-o",
-                    options, "-w", "start"], check=True, capture_output=True)  # fmt: skip
-    try:
-        yield f"postgresql+psycopg://{user}@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*prefix, str(pg_ctl), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                       check=False, capture_output=True)  # fmt: skip
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @contextmanager
@@ -75,7 +47,7 @@ def _broker() -> Iterator[str | None]:
     if binary is None:
         yield None
         return
-    port = _free_port()
+    port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     process = subprocess.Popen(
         [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
@@ -94,14 +66,14 @@ class Service:
     def __init__(self, directory: Path, env: dict[str, str]) -> None:
         self.key = secrets.token_urlsafe(24)
         (directory / "keys").write_text(f"{self.key}\n")
-        self.port, self.grpc_port = _free_port(), _free_port()
+        self.port, self.grpc_port = free_port(), free_port()
         full = {k: v for k, v in os.environ.items() if not k.startswith("LLM_OPTIMIZER_")}
         full.update(
             {
                 "LLM_OPTIMIZER_DATA_DIR": str(directory),
                 "LLM_OPTIMIZER_SERVER__HTTP_PORT": str(self.port),
                 "LLM_OPTIMIZER_SERVER__GRPC_PORT": str(self.grpc_port),
-                "LLM_OPTIMIZER_SERVER__METRICS_PORT": str(_free_port()),
+                "LLM_OPTIMIZER_SERVER__METRICS_PORT": str(free_port()),
                 "LLM_OPTIMIZER_AUTH__API_KEYS_FILE": str(directory / "keys"),
                 "LLM_OPTIMIZER_LOG__LEVEL": "WARNING",
                 **env,
@@ -301,7 +273,7 @@ def _replicas(options: Options, url: str, tmp: Path) -> tuple[float, float]:
 
 
 def run(options: Options) -> list[Target]:
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as raw, _postgres() as url:
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as raw, postgres() as url:
         tmp = Path(raw)
         with _broker() as brokers:
             (tmp / "ingest").mkdir()

@@ -1,4 +1,5 @@
-"""The benchmark scenarios load, and the simulator measures what it claims to."""
+"""The benchmark scenarios load, the simulator measures what it claims to, and the backup
+benchmark round-trips."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from benchmarks.common import Options, table
 from benchmarks.scenario import SCENARIO_DIR, Outcomes, load, load_all, pseudo_regret, simulate
+from tests._support.tools import require_tool
 
 
 def test_every_scenario_file_loads_with_valid_engine_specs() -> None:
@@ -51,3 +53,13 @@ def test_table_and_options() -> None:
     text = table(("a", "b"), [(1.23456, "x")])
     assert text.splitlines() == ["a      b", "-----  -", "1.235  x"]
     assert Options().seeds == 2
+
+
+def test_backup_benchmark_round_trips_on_a_real_postgresql() -> None:
+    """`nox -s bench -- backup --quick`'s work, as a test: it runs and its target can be met."""
+    from benchmarks import backup
+
+    require_tool("initdb")
+    (target,) = backup.run(Options(quick=True))
+    assert target.met, target
+    assert "archive" in target.figure
