@@ -127,11 +127,11 @@ def test_service_runtime_has_tini_healthcheck_ports_and_command() -> None:
     assert entrypoint == f'["tini", "--", "{project.SERVICE_COMMAND}"]'
     assert ("CMD", '["serve"]') in runtime
     health = next(args for word, args in runtime if word == "HEALTHCHECK")
-    assert "/health/live" in health
+    # the service's own liveness check, on the port its settings say (proven in test_images)
+    assert f'CMD ["{project.SERVICE_COMMAND}", "health", "--live"' in health
     assert "curl" not in health
     exposed = {int(p) for word, args in runtime if word == "EXPOSE" for p in args.split()}
     assert exposed == {project.HTTP_PORT, project.GRPC_PORT, project.METRICS_PORT}
-    assert f"'{project.HTTP_PORT}'" in health  # the healthcheck's default port is the contract's
 
 
 def test_service_image_environment_names_real_settings() -> None:

@@ -197,6 +197,27 @@ def test_service_runs_hardened_becomes_healthy_and_serves_a_round_trip(
     assert code in (0, 143), hardened_service.logs(tail=30).decode()
 
 
+def test_healthcheck_follows_the_configured_port(service_image: BuildResult) -> None:
+    """The HEALTHCHECK is `health --live`, which reads the service's settings: with the HTTP
+    port moved (LLM_OPTIMIZER_SERVER__HTTP_PORT) the container still becomes healthy, and the
+    check's own log shows it asked that port."""
+    moved = 18181
+    container = docker_cmd.run_detached(
+        service_image.refs[0],
+        name=f"llmo-port-{uuid.uuid4().hex[:8]}",
+        environment={"LLM_OPTIMIZER_SERVER__HTTP_PORT": str(moved)},
+        **docker_cmd.HARDENED,
+    )
+    try:
+        docker_cmd.wait_healthy(container, timeout=120)
+        container.reload()
+        log = container.attrs["State"]["Health"]["Log"]
+        assert log[-1]["ExitCode"] == 0, log
+        assert f":{moved}/health/live answered 200" in log[-1]["Output"], log
+    finally:
+        docker_cmd.remove(container)
+
+
 def test_no_host_only_ca_certificate_in_the_image(service_image: BuildResult) -> None:
     """The build never sees the host's proxy CA: no certificate the host trusts beyond Debian's
     own bundle is found in any PEM/CRT file of the image."""

@@ -191,14 +191,21 @@ def health(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     timeout: Annotated[float, typer.Option(help="seconds per check")] = 3.0,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="liveness only (GET /health/live), exit 0 or 1: the container HEALTHCHECK",
+        ),
+    ] = False,
 ) -> None:
-    """Check the running service over HTTP and the database directly.
+    """Check the running service over HTTP and gRPC, and the database, Redis and Kafka directly.
 
     Exit 0 healthy, 1 unhealthy, 2 degraded."""
-    from llm_optimizer_service.healthcheck import run_checks
+    from llm_optimizer_service.healthcheck import run_checks, run_live_check
 
     settings = _settings()
-    result = run_checks(settings, url, timeout)
+    result = (run_live_check if live else run_checks)(settings, url, timeout)
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:

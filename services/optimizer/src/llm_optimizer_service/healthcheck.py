@@ -3,6 +3,10 @@ check), plus the database, Redis and Kafka directly (each when configured).
 
 healthy: everything ok; degraded: the service serves but a dependency (database, Redis, Kafka)
 is down; unhealthy: the service is not ready or not reachable over HTTP or gRPC.
+
+``--live`` checks only that the process answers ``GET /health/live`` (healthy or unhealthy, never
+degraded): the container HEALTHCHECK, where a dependency outage must not get the container
+restarted and Docker reserves exit code 2.
 """
 
 from __future__ import annotations
@@ -36,6 +40,24 @@ def _http(url: str, timeout: float) -> dict[str, Any]:
         "detail": f"{url} answered {response.status_code} status={status}",
         "components": body.get("components") if isinstance(body, dict) else None,
     }
+
+
+def _live(url: str, timeout: float) -> dict[str, Any]:
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/health/live", timeout=timeout)
+    except httpx.HTTPError as exc:
+        return {"status": "unhealthy", "detail": f"{url}: {exc}"}
+    return {
+        "status": "ok" if response.status_code == 200 else "unhealthy",
+        "detail": f"{url}/health/live answered {response.status_code}",
+    }
+
+
+def run_live_check(settings: Settings, url: str | None, timeout: float) -> dict[str, Any]:
+    """Liveness only: the process serves HTTP and has not begun shutting down."""
+    check = _live(url or default_url(settings), timeout)
+    overall = "healthy" if check["status"] == "ok" else "unhealthy"
+    return {"status": overall, "checks": {"live": check}}
 
 
 def _database(settings: Settings, timeout: float) -> dict[str, Any]:
