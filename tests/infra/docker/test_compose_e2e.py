@@ -224,7 +224,7 @@ def test_backup_verify_and_restore_through_the_compose_target(
         assert archives[0].stat().st_size > 0
         capfd.readouterr()
         db_tasks.verify(ctx, path=str(archives[0]), target="compose")
-        assert "ok" in capfd.readouterr().out.lower()
+        assert "OK" in capfd.readouterr().out
 
         # Changes after the backup: a new workload and more feedback.
         extra = {"name": "after-backup", "arms": arms}

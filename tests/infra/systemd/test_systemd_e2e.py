@@ -188,19 +188,24 @@ def test_stop_is_graceful(systemd_host: SystemdHost, installed: object) -> None:
     assert "stopped" in journal
 
 
+def _wait_for_a_new_main_process(host: SystemdHost, old_pid: str, what: str) -> float:
+    """Seconds until the unit is active again with a main process other than ``old_pid``."""
+    return host.wait_for(
+        what,
+        lambda: (
+            host.unit("MainPID", "ActiveState")["ActiveState"] == "active"
+            and host.unit("MainPID")["MainPID"] not in ("0", old_pid)
+        ),
+        timeout=60,
+    )
+
+
 def test_kill_9_is_followed_by_a_restart(systemd_host: SystemdHost, installed: object) -> None:
     host = systemd_host
     host.sh(f"systemctl reset-failed {UNIT} || true; systemctl start {UNIT}")
     before = host.unit("MainPID", "NRestarts")
     host.sh(f"kill -9 {before['MainPID']}")
-    took = host.wait_for(
-        "a restart after kill -9",
-        lambda: (
-            host.unit("MainPID", "ActiveState")["ActiveState"] == "active"
-            and host.unit("MainPID")["MainPID"] not in ("0", before["MainPID"])
-        ),
-        timeout=60,
-    )
+    took = _wait_for_a_new_main_process(host, before["MainPID"], "a restart after kill -9")
     after = host.unit("MainPID", "NRestarts")
     print(f"kill -9: active again after {took:.1f} s (RestartSec=5s); {before} -> {after}")
     assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
@@ -225,13 +230,8 @@ def test_watchdog_restarts_a_stalled_event_loop(
     assert host.http_status("/health/ready") == 200
     # Stalled: SIGUSR2 blocks the event loop (test-only trigger); pings stop.
     host.sh(f"kill -USR2 {before['MainPID']}")
-    took = host.wait_for(
-        "the watchdog to restart the stalled service",
-        lambda: (
-            host.unit("MainPID", "ActiveState")["ActiveState"] == "active"
-            and host.unit("MainPID")["MainPID"] not in ("0", before["MainPID"])
-        ),
-        timeout=60,
+    took = _wait_for_a_new_main_process(
+        host, before["MainPID"], "the watchdog to restart the stalled service"
     )
     after = host.unit("MainPID", "NRestarts")
     print(f"watchdog: stalled service replaced after {took:.1f} s; {before} -> {after}")

@@ -145,8 +145,8 @@ def check_writable_dir(directory: Path) -> None:
 
 
 def write_archive(destination: Path, manifest: Manifest, files: dict[str, Path]) -> Path:
-    """Write manifest + ``files`` (part name → file) to ``destination`` atomically."""
-    check_writable_dir(destination.parent)
+    """Write manifest + ``files`` (part name → file) to ``destination`` atomically. Its directory
+    was checked with :func:`check_writable_dir` before the dump (``core.create``)."""
     if destination.exists():
         raise BackupError(f"{destination} already exists; choose another --output")
     fd, temp_name = tempfile.mkstemp(
