@@ -64,7 +64,7 @@ def test_images_carry_version_and_git_revision_labels(
 @pytest.mark.xfail(
     strict=True,
     reason="the locked service dependencies install to ~125 MB (numpy ~51 MB, grpcio 18 MB, "
-    "SQLAlchemy 18 MB, psycopg-binary 10 MB, ...) plus ~55 MB of bytecode and 5 MB of "
+    "SQLAlchemy 18 MB, psycopg-binary 10 MB, ...) plus ~55 MB of bytecode and 3.6 MB of "
     "PostgreSQL client: ~184 MB above the base; see docs/containers.md#image-size",
 )
 def test_service_image_adds_at_most_60_mb_above_the_base(service_image: BuildResult) -> None:
