@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.responses import JSONResponse
 
-from llm_optimizer_service import __version__, health, tracing
+from llm_optimizer_service import __version__, tracing
+from llm_optimizer_service import health as health_checks
 from llm_optimizer_service.api import errors, routes
 from llm_optimizer_service.api import schemas as s
 from llm_optimizer_service.api.deps import document_bearer_auth
@@ -17,6 +19,12 @@ from llm_optimizer_service.runtime import LifecycleHooks, Runtime
 from llm_optimizer_service.settings import Settings
 
 PROBE_RESPONSES: dict[int | str, dict[str, object]] = {503: {"model": s.ProbeOut}}
+
+
+def operation_id(route: APIRoute) -> str:
+    """Each operation's OpenAPI operationId is its handler's name (``decide``,
+    ``record_feedback``): stable and readable in generated clients."""
+    return route.name
 
 
 def create_app(settings: Settings, hooks: LifecycleHooks | None = None) -> FastAPI:
@@ -37,6 +45,7 @@ def create_app(settings: Settings, hooks: LifecycleHooks | None = None) -> FastA
         description="Decides which LLM configuration each request should use and learns from "
         "feedback. Authenticate /api/v1 with `Authorization: Bearer <api key>`.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.runtime = runtime
     tracing.setup_tracing(settings, app, engines=[runtime.engine])
@@ -53,11 +62,11 @@ def create_app(settings: Settings, hooks: LifecycleHooks | None = None) -> FastA
         return JSONResponse({"status": "ok"})
 
     @app.get("/health/live", response_model=s.ProbeOut, responses=PROBE_RESPONSES, tags=["health"])
-    async def live() -> JSONResponse:
+    async def health_live() -> JSONResponse:
         return probe(True, "ok")
 
     @app.get("/health/ready", response_model=s.ProbeOut, responses=PROBE_RESPONSES, tags=["health"])
-    async def ready() -> JSONResponse:
+    async def health_ready() -> JSONResponse:
         return probe(runtime.ready, "starting")
 
     @app.get(
@@ -66,14 +75,14 @@ def create_app(settings: Settings, hooks: LifecycleHooks | None = None) -> FastA
         responses={503: {"model": s.HealthOut}},
         tags=["health"],
     )
-    async def health_detail() -> JSONResponse:
-        parts = await health.components(runtime)
-        status = health.overall(runtime, parts)
+    async def health() -> JSONResponse:
+        parts = await health_checks.components(runtime)
+        status = health_checks.overall(runtime, parts)
         body = s.HealthOut(status=status, version=__version__, components=dict(parts))
         return JSONResponse(body.model_dump(), status_code=503 if status == "down" else 200)
 
     @app.get("/version", tags=["health"])
-    async def version(request: Request) -> s.VersionOut:
+    async def get_version() -> s.VersionOut:
         return s.VersionOut(
             version=__version__, git_sha=settings.git_sha, build_date=settings.build_date
         )

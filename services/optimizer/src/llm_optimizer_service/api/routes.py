@@ -143,13 +143,13 @@ async def decide(
     name: str,
     request: Request,
     _: Annotated[Principal, Depends(writer)],
-    body: Annotated[s.DecideBody | None, Body()] = None,
+    body: Annotated[s.DecideBody, Body(default_factory=s.DecideBody)],
 ) -> Response:
     """The hot path: no I/O, no await. The body is built by hand (the same shape as
     DecisionOut, which documents it) because response-model validation would double its cost."""
     runtime: Runtime = request.app.state.runtime
     state = _state(runtime, name)
-    pending = runtime.decide(state, body.context if body else None)
+    pending = runtime.decide(state, body.context)
     payload = {
         "decision_id": pending.id,
         "arm": pending.arm,
@@ -165,7 +165,7 @@ async def decide(
     responses=responses(404),
     tags=["feedback"],
 )
-async def feedback(
+async def record_feedback(
     body: s.FeedbackBody, runtime: RuntimeDep, _: Annotated[Principal, Depends(writer)]
 ) -> s.FeedbackAck:
     (outcome,) = await runtime.record_feedback([body.to_input()])
@@ -175,7 +175,7 @@ async def feedback(
 
 
 @router.post("/feedback/batch", status_code=status.HTTP_202_ACCEPTED, tags=["feedback"])
-async def feedback_batch(
+async def record_feedback_batch(
     body: s.FeedbackBatchBody, runtime: RuntimeDep, _: Annotated[Principal, Depends(writer)]
 ) -> s.FeedbackBatchOut:
     outcomes = await runtime.record_feedback([item.to_input() for item in body.items])
@@ -187,7 +187,7 @@ async def feedback_batch(
 
 
 @router.get("/workloads/{name}/report", responses=responses(404), tags=["report"])
-async def report(
+async def get_report(
     name: str, runtime: RuntimeDep, _: Annotated[Principal, Depends(reader)]
 ) -> s.ReportOut:
     _state(runtime, name)
@@ -206,7 +206,7 @@ def _policy_out(record: WorkloadRecord, actor: str) -> s.PolicyOut:
 
 
 @router.post("/workloads/{name}/promote", responses=responses(404, 422), tags=["policy"])
-async def promote(
+async def promote_arm(
     name: str,
     body: s.PromoteBody,
     runtime: RuntimeDep,
@@ -228,7 +228,7 @@ async def promote(
 
 
 @router.post("/workloads/{name}/rollback", responses=responses(404, 409), tags=["policy"])
-async def rollback(
+async def rollback_policy(
     name: str, runtime: RuntimeDep, principal: Annotated[Principal, Depends(admin)]
 ) -> s.PolicyOut:
     try:
@@ -242,7 +242,7 @@ async def rollback(
 
 
 @router.get("/admin/stats", tags=["admin"])
-async def admin_stats(runtime: RuntimeDep, _: Annotated[Principal, Depends(admin)]) -> s.AdminStats:
+async def get_admin_stats(runtime: RuntimeDep, _: Annotated[Principal, Depends(admin)]) -> s.AdminStats:
     totals = await runtime.db(runtime.repository.totals)
     return s.AdminStats(
         version=runtime.version,
