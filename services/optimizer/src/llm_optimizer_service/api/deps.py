@@ -14,6 +14,7 @@ import structlog
 from fastapi import FastAPI, Request
 
 from llm_optimizer_service.api.errors import ApiError
+from llm_optimizer_service.api.openapi_links import add_links
 from llm_optimizer_service.auth import ANONYMOUS, Principal, Scope
 from llm_optimizer_service.ratelimit import over_quota_message
 from llm_optimizer_service.runtime import Runtime
@@ -85,6 +86,7 @@ def document_bearer_auth(app: FastAPI, prefix: str = "/api/v1") -> None:
             if path.startswith(prefix):
                 for operation in operations.values():
                     operation["security"] = [{SCHEME: []}]
+        add_links(schema)
         app.openapi_schema = schema
         return schema
 
