@@ -9,12 +9,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.service.conftest import Keys
+from tests.service.engine.test_report import REPORT_FIELDS as ENGINE_REPORT_FIELDS
 
 ARMS = [
     {"name": "big", "model": "gpt-big", "provider": "openai", "params": {"temperature": 0.1}},
     {"name": "small", "model": "gpt-small", "prompt_variant": "short"},
 ]
-REPORT_FIELDS = {"workload", "strategy", "best_arm", "arms", "pareto_front", "drift", "ab_test"}
+# The engine's report, plus what the service adds: notes on quarantined stored state.
+REPORT_FIELDS = ENGINE_REPORT_FIELDS | {"notes"}
 ARM_FIELDS = {
     "name",
     "decisions",

@@ -73,7 +73,10 @@ def test_probes_and_version(running_service: RunningService) -> None:
         "redis": "disabled",
         "kafka": "disabled",
         "migrations": "ok",
+        "workloads": "ok",
+        "optimizer": "ok",
     }
+    assert detail["quarantined"] == {}
     assert set(httpx.get(f"{base}/version").json()) == {"version", "git_sha", "build_date"}
 
 

@@ -3,7 +3,9 @@
 - live: the process runs (503 once shutdown has begun); checks no dependency;
 - ready: migrations at head and policy state loaded (503 before, and during shutdown). A database
   or Redis outage after start does NOT flip readiness: decisions keep coming from the last state;
-- health: component detail; ``degraded`` when a configured dependency is down but we still serve.
+- health: component detail; ``degraded`` when a configured dependency is down but we still serve,
+  when a workload's stored state is quarantined (``workloads``, named in ``quarantined``), or
+  when the re-estimation cycle keeps failing (``optimizer``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import anyio.to_thread
 
 from llm_optimizer_service.runtime import Runtime
 
-ComponentStatus = Literal["ok", "down", "disabled", "pending"]
+ComponentStatus = Literal["ok", "degraded", "down", "disabled", "pending"]
 CHECK_TIMEOUT = 2.0
 
 
@@ -73,6 +75,8 @@ async def components(runtime: Runtime) -> dict[str, ComponentStatus]:
         "redis": redis_status,
         "kafka": kafka_status,
         "migrations": migrations_status,
+        "workloads": "degraded" if runtime.quarantined else "ok",
+        "optimizer": "degraded" if runtime.cycle_error else "ok",
     }
 
 
@@ -81,6 +85,6 @@ def overall(
 ) -> Literal["ok", "degraded", "down"]:
     if not runtime.ready:
         return "down"
-    if any(value == "down" for value in parts.values()):
+    if any(value in ("down", "degraded") for value in parts.values()):
         return "degraded"
     return "ok"

@@ -50,6 +50,12 @@ CANARY = Gauge(
     ["workload", "status"],
 )
 CANARY_STATUSES = ("none", "canary", "promoted", "failed")
+QUARANTINED = Gauge(
+    "optimization_workload_quarantined",
+    "Parts of a workload's stored state that cannot be used and are quarantined (its spec, or "
+    "an arm's statistics) until `llm-optimizer-service db repair` or a fix; 0 when none.",
+    ["workload"],
+)
 DB_CONNECTIONS_ACTIVE = Gauge("db_connections_active", "Database connections checked out.")
 DB_CONNECTIONS_MAX = Gauge("db_connections_max", "Largest number of database connections.")
 DB_QUERY_DURATION = Histogram(
@@ -64,7 +70,7 @@ def set_canary_status(workload: str, status: str) -> None:
 
 def forget_workload(workload: str, arms: list[str], models: list[str]) -> None:
     """Drop a deleted workload's series so label sets stay bounded by live workloads."""
-    for metric in (QUALITY, DRIFT):
+    for metric in (QUALITY, DRIFT, QUARANTINED):
         _remove(metric, workload)
     for status in CANARY_STATUSES:
         _remove(CANARY, workload, status)
@@ -73,6 +79,10 @@ def forget_workload(workload: str, arms: list[str], models: list[str]) -> None:
         _remove(FEEDBACK, workload, arm)
     for model in models:
         _remove(COST, workload, model)
+
+
+def forget_quarantine(workload: str) -> None:
+    _remove(QUARANTINED, workload)
 
 
 def _remove(metric: Any, *labels: str) -> None:

@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import math
 import time
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +30,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from llm_optimizer_service import __version__, metrics
 from llm_optimizer_service.auth import KeyRing
+from llm_optimizer_service.decision_ids import minted_at, new_decision_id
 from llm_optimizer_service.engine import (
     ArmStats,
+    EngineError,
     Policy,
     WorkloadSpec,
     build_report,
@@ -58,18 +59,14 @@ from llm_optimizer_service.storage.repository import (
 log = get_logger(__name__)
 T = TypeVar("T")
 RECENT_QUALITY = 200  # feedback events behind optimization_quality_score
-# Feedback on a decision not (yet) in the database waits this long for another replica's batch
-# writer before it is answered as unknown (404).
-DECISION_VISIBILITY_WAIT = 2.0
+# Feedback on a decision not (yet) in the database may be early: another replica's batch writer
+# writes its decisions within one flush interval. Such feedback waits until its decision id (a
+# UUIDv7, see decision_ids.py) is this old — two flush intervals plus this margin for the write
+# and clock skew — before it is answered as unknown (404); an id older than that, or no UUIDv7,
+# is answered at once, and at most MAX_WAITING_FEEDBACK items wait at a time.
+DECISION_VISIBILITY_MARGIN = 1.0
+MAX_WAITING_FEEDBACK = 256
 MAX_PENDING_DECISIONS = 200_000  # beyond this the database is down too long: refuse decisions
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
 
 
 class ServiceUnavailableError(Exception):
@@ -109,6 +106,26 @@ def _configs(spec: WorkloadSpec) -> dict[str, dict[str, Any]]:
         }
         for arm in spec.arms
     }
+
+
+# What building a snapshot from a damaged or outdated stored spec can raise.
+SPEC_ERRORS = (EngineError, KeyError, TypeError, ValueError, AttributeError)
+
+
+def quarantine_notes(stored: StoredWorkload) -> list[str]:
+    """One line per quarantined arm, naming the fix."""
+    return [
+        f"arm {arm!r}: {why}; it decides from no evidence until `llm-optimizer-service db "
+        "repair` rebuilds its statistics from the decision and feedback logs"
+        for arm, why in sorted(stored.unreadable.items())
+    ]
+
+
+def unusable_spec_note(name: str, exc: Exception) -> str:
+    return (
+        f"the stored spec cannot be used ({type(exc).__name__}: {exc}); the workload is not "
+        f"served until it is fixed with PATCH /api/v1/workloads/{name} or deleted"
+    )
 
 
 def build_state(stored: StoredWorkload, previous: WorkloadState | None = None) -> WorkloadState:
@@ -256,11 +273,17 @@ class Runtime:
         self.writer = DecisionWriter(self.repository)
         self.rng = np.random.default_rng(settings.optimizer.seed)
         self.workloads: dict[str, WorkloadState] = {}
+        # Workloads whose stored state cannot all be used, with why (see reload): a workload
+        # with an unusable spec is not in ``workloads``; one with unreadable arm statistics
+        # is, those arms starting from no evidence.
+        self.quarantined: dict[str, list[str]] = {}
+        self.cycle_error: str | None = None  # why the last re-estimation cycle failed, if it did
         self.started_at = time.monotonic()
         self.schema: migrations.SchemaStatus | None = None
         self.policies_loaded = False
         self.draining = False
         self.database_ok = True
+        self._waiting = 0  # feedback items waiting for their decision to appear
         self._tasks: list[asyncio.Task[None]] = []
         # Listeners (kafka_ingest.py): each decision, and each local policy change's workloads.
         # Called on the decision path: they must only enqueue.
@@ -381,10 +404,13 @@ class Runtime:
             await asyncio.sleep(interval)
             try:
                 await self.cycle()
+                self.cycle_error = None
             except ServiceUnavailableError:
                 pass  # logged by _database_down; keep deciding from the last state
-            except Exception:
-                log.exception("re-estimation cycle failed")
+            except Exception as exc:
+                if self.cycle_error is None:
+                    log.exception("re-estimation cycle failed")
+                self.cycle_error = f"{type(exc).__name__}: {exc}"
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -403,11 +429,19 @@ class Runtime:
         which is then announced to the other replicas when Redis is configured)."""
         stored = await self._db(self.repository.load, names)
         fresh: dict[str, WorkloadState] = {}
+        problems: dict[str, list[str]] = {}
         for item in stored:
-            state = build_state(item, self.workloads.get(item.record.name))
+            name = item.record.name
+            notes = problems[name] = quarantine_notes(item)
+            try:
+                state = build_state(item, self.workloads.get(name))
+            except SPEC_ERRORS as exc:
+                notes.insert(0, unusable_spec_note(name, exc))
+                continue
             state.policy.prepare(self.rng)
-            fresh[item.record.name] = state
+            fresh[name] = state
             self._publish_gauges(state)
+        self._quarantine(problems, set(self.quarantined if names is None else names))
         if names is None:
             for gone in set(self.workloads) - set(fresh):
                 self._forget(self.workloads[gone])
@@ -423,6 +457,23 @@ class Runtime:
             if announce:
                 for sink in self.change_sinks:
                     sink(names)
+
+    def _quarantine(self, problems: dict[str, list[str]], reloaded: set[str]) -> None:
+        """Record what reload found unusable (log what is new, publish the gauge); forget the
+        reloaded workloads that are gone."""
+        gone = reloaded - set(problems)
+        current = {name: notes for name, notes in self.quarantined.items() if name not in gone}
+        for name in gone:
+            metrics.forget_quarantine(name)
+        for name, notes in problems.items():
+            if notes and notes != self.quarantined.get(name):
+                log.warning("workload quarantined", workload=name, problems=notes)
+            metrics.QUARANTINED.labels(workload=name).set(len(notes))
+            if notes:
+                current[name] = notes
+            else:
+                current.pop(name, None)
+        self.quarantined = current
 
     async def _reload_announced(self, names: Sequence[str]) -> None:
         await self.reload(names, announce=False)
@@ -479,7 +530,7 @@ class Runtime:
     def decide(self, state: WorkloadState, context: Mapping[str, Any] | None) -> PendingDecision:
         choice = decide(state.policy, self.rng, context)
         pending = PendingDecision(
-            id=str(uuid.uuid4()),
+            id=new_decision_id(),
             workload_id=state.record.id,
             workload=state.name,
             arm=choice.arm,
@@ -529,21 +580,44 @@ class Runtime:
         self, items: Sequence[FeedbackInput], outcomes: list[FeedbackOutcome]
     ) -> list[FeedbackOutcome]:
         """Behind a load balancer the decision may come from another replica whose batch writer
-        has not written it yet (it does within its flush interval): retry the unknown ones for
-        up to DECISION_VISIBILITY_WAIT seconds before answering "unknown decision"."""
-        unknown = [
-            i
-            for i, o in enumerate(outcomes)
-            if o.status == "unknown_decision" and _is_uuid(o.decision_id)  # others never exist
-        ]
-        deadline = time.monotonic() + DECISION_VISIBILITY_WAIT
-        pause = max(self.settings.optimizer.flush_interval, 0.02)
-        while unknown and time.monotonic() < deadline:
-            await asyncio.sleep(pause)
-            retried = await self._db(self.repository.record_feedback, [items[i] for i in unknown])
-            for index, outcome in zip(unknown, retried, strict=True):
-                outcomes[index] = outcome
-            unknown = [i for i in unknown if outcomes[i].status == "unknown_decision"]
+        has not written it yet: an unknown decision minted within the visibility window is
+        looked for (a cheap read, every flush interval) until the window closes; then recorded,
+        or answered "unknown decision"."""
+        flush = self.settings.optimizer.flush_interval
+        window = 2 * flush + DECISION_VISIBILITY_MARGIN
+        now = time.time()
+        deadline = 0.0
+        waiting: list[int] = []
+        for index, outcome in enumerate(outcomes):
+            minted = minted_at(outcome.decision_id)
+            if (
+                outcome.status == "unknown_decision"
+                and minted is not None
+                and now - window < minted < now + DECISION_VISIBILITY_MARGIN
+                and self._waiting + len(waiting) < MAX_WAITING_FEEDBACK
+            ):
+                waiting.append(index)
+                deadline = max(deadline, min(minted, now) + window)
+        if not waiting:
+            return outcomes
+        registered = len(waiting)
+        self._waiting += registered
+        try:
+            while waiting and time.time() < deadline:
+                await asyncio.sleep(max(flush, 0.02))
+                present = await self._db(
+                    self.repository.existing_decisions, [items[i].decision_id for i in waiting]
+                )
+                found = [i for i in waiting if items[i].decision_id in present]
+                if found:
+                    retried = await self._db(
+                        self.repository.record_feedback, [items[i] for i in found]
+                    )
+                    for index, outcome in zip(found, retried, strict=True):
+                        outcomes[index] = outcome
+                    waiting = [i for i in waiting if i not in found]
+        finally:
+            self._waiting -= registered
         return outcomes
 
     def _apply_outcome(self, item: FeedbackInput, outcome: FeedbackOutcome) -> None:
@@ -587,8 +661,11 @@ class Runtime:
             await self._flush_decisions()
             stored = await self._db(self.repository.load, [name])
             if stored:
-                policy = build_state(stored[0]).policy
-        return build_report(policy, report_rng(name, policy.stats))
+                with contextlib.suppress(*SPEC_ERRORS):  # changed meanwhile: the snapshot stands
+                    policy = build_state(stored[0]).policy
+        report = build_report(policy, report_rng(name, policy.stats))
+        report["notes"] = list(self.quarantined.get(name, []))
+        return report
 
     # -- admin --------------------------------------------------------------------------------
 

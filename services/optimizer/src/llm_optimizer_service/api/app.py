@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from llm_optimizer_service import __version__, tracing
 from llm_optimizer_service import health as health_checks
@@ -46,6 +46,7 @@ def create_app(settings: Settings, hooks: LifecycleHooks | None = None) -> FastA
         "feedback. Authenticate /api/v1 with `Authorization: Bearer <api key>`.",
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        responses=errors.responses(*errors.EDGE_STATUSES),
     )
     app.state.runtime = runtime
     tracing.setup_tracing(settings, app, engines=[runtime.engine])
@@ -78,7 +79,12 @@ def create_app(settings: Settings, hooks: LifecycleHooks | None = None) -> FastA
     async def health() -> JSONResponse:
         parts = await health_checks.components(runtime)
         status = health_checks.overall(runtime, parts)
-        body = s.HealthOut(status=status, version=__version__, components=dict(parts))
+        body = s.HealthOut(
+            status=status,
+            version=__version__,
+            components=dict(parts),
+            quarantined=runtime.quarantined,
+        )
         return JSONResponse(body.model_dump(), status_code=503 if status == "down" else 200)
 
     @app.get("/version", tags=["health"])

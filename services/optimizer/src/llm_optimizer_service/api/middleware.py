@@ -1,5 +1,12 @@
-"""Pure ASGI middleware (cheap on the hot path): request id, access log, HTTP metrics and the
-request size limit."""
+"""Pure ASGI middleware (cheap on the hot path): request id, access log, HTTP metrics, and the
+edge checks on a request body — its size (413), its content type (415) and the numbers JSON can
+carry but the API never takes (422, see ``body_checks.py``).
+
+A body is read whole before the app runs (every route reads it whole anyway), so a chunked body
+over the limit is a 413 like one with a Content-Length, and a body the service refuses is drained
+before the answer: closing a socket with unread data makes the kernel reset the connection, which
+can cut the 413 short on a keep-alive connection.
+"""
 
 from __future__ import annotations
 
@@ -13,20 +20,89 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_optimizer_service import metrics
+from llm_optimizer_service.api.body_checks import body_problems, is_json_content_type
 from llm_optimizer_service.logging_setup import get_logger
 
 log = get_logger("llm_optimizer_service.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _QUIET = frozenset({"/health/live", "/health/ready"})
+# The methods counted by name in the HTTP metrics; any other is counted as "other", so a client
+# inventing methods cannot add series.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# How much of an oversized body is read and discarded before the 413, so the connection closes
+# cleanly; a larger one is cut (the client gets a reset instead of the answer).
+DRAIN_LIMIT = 16 * 1024 * 1024
 
 
 class BodyTooLargeError(Exception):
     pass
 
 
+class ClientGoneError(Exception):
+    pass
+
+
+def _error_body(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
 def _too_large_body(limit: int) -> bytes:
-    message = f"request body larger than {limit} bytes; send less (server.max_request_bytes)"
-    return json.dumps({"error": {"code": "request_too_large", "message": message}}).encode()
+    return _error_body(
+        "request_too_large",
+        f"request body larger than {limit} bytes; send less (server.max_request_bytes)",
+    )
+
+
+def _unsupported_type_body(given: str | None) -> bytes:
+    what = f"Content-Type {given!r}" if given else "a body without a Content-Type"
+    return _error_body(
+        "unsupported_media_type",
+        f"{what} is not accepted; send the body as JSON with 'Content-Type: application/json'",
+    )
+
+
+async def _drain(receive: Receive, received: int) -> None:
+    """Read and discard the rest of a refused body, up to DRAIN_LIMIT bytes in all."""
+    more = True
+    while more and received <= DRAIN_LIMIT:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        received += len(message.get("body", b""))
+        more = message.get("more_body", False)
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    received = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientGoneError
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        more = message.get("more_body", False)
+        if received > limit:
+            if more:
+                await _drain(receive, received)
+            raise BodyTooLargeError
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body already read, then the real channel (disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 class RequestContextMiddleware:
@@ -58,31 +134,36 @@ class RequestContextMiddleware:
                 ]
             await send(message)
 
-        received = 0
         declared = headers.get(b"content-length")
         try:
             if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+                if b"expect" not in headers:  # with 100-continue the body was never sent
+                    await _drain(receive, 0)
                 raise BodyTooLargeError
-
-            async def receive_limited() -> Message:
-                nonlocal received
-                message = await receive()
-                if message["type"] == "http.request":
-                    received += len(message.get("body", b""))
-                    if received > self.max_body:
-                        raise BodyTooLargeError
-                return message
-
-            await self.app(scope, receive_limited, send_wrapper)
+            if (declared is not None and declared != b"0") or b"transfer-encoding" in headers:
+                body = await _read_body(receive, self.max_body)
+                if body:
+                    content_type = headers.get(b"content-type", b"").decode("latin-1") or None
+                    if not is_json_content_type(content_type):
+                        await _send_json(send_wrapper, 415, _unsupported_type_body(content_type))
+                        return
+                    problems = body_problems(body)
+                    if problems:
+                        await _send_json(
+                            send_wrapper, 422, json.dumps({"detail": problems}).encode()
+                        )
+                        return
+                receive = _replay(body, receive)
+            await self.app(scope, receive, send_wrapper)
         except BodyTooLargeError:
-            if started:
-                raise
-            await _send_json(send_wrapper, 413, _too_large_body(self.max_body))
+            await _send_json(send_wrapper, 413, _too_large_body(self.max_body), close=True)
+        except ClientGoneError:
+            status = 499  # nginx's "client closed request": nothing was answered
         finally:
             elapsed = time.perf_counter() - start
             route: Any = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
+            method = scope["method"] if scope["method"] in METHODS else "other"
             metrics.HTTP_REQUESTS.labels(method=method, route=template, status=str(status)).inc()
             metrics.HTTP_DURATION.labels(method=method, route=template).observe(elapsed)
             if template not in _QUIET or status >= 400:
@@ -96,16 +177,12 @@ class RequestContextMiddleware:
             structlog.contextvars.clear_contextvars()
 
 
-async def _send_json(send: Send, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
+async def _send_json(send: Send, status: int, body: bytes, *, close: bool = False) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Body, Depends, Request, Response, status
+from pydantic import MISSING
 
 from llm_optimizer_service.api import schemas as s
 from llm_optimizer_service.api.deps import admin, get_runtime, reader, writer
@@ -20,7 +21,7 @@ from llm_optimizer_service.storage.repository import (
     WorkloadRecord,
 )
 
-router = APIRouter(prefix="/api/v1", responses=responses(401, 403, 413, 503))
+router = APIRouter(prefix="/api/v1", responses=responses(401, 403, 429, 503))
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
@@ -28,9 +29,9 @@ def _workload_out(record: WorkloadRecord) -> s.WorkloadOut:
     spec = record.spec
     return s.WorkloadOut(
         name=record.name,
-        arms=[s.ArmBody.model_validate(arm) for arm in spec["arms"]],
-        objective=s.ObjectiveBody.model_validate(spec.get("objective") or {}),
-        constraints=s.ConstraintsBody.model_validate(spec.get("constraints") or {}),
+        arms=[s.ArmOut.model_validate(arm) for arm in spec["arms"]],
+        objective=s.ObjectiveOut.model_validate(spec.get("objective") or {}),
+        constraints=s.ConstraintsOut.model_validate(spec.get("constraints") or {}),
         strategy=spec.get("strategy", "thompson"),
         strategy_params=dict(spec.get("strategy_params") or {}),
         promoted_arm=record.promoted_arm,
@@ -47,6 +48,8 @@ def _not_found(name: str) -> ApiError:
 def _state(runtime: Runtime, name: str) -> WorkloadState:
     state = runtime.workloads.get(name)
     if state is None:
+        if name in runtime.quarantined:
+            raise ApiError(409, "workload_quarantined", "; ".join(runtime.quarantined[name]))
         raise _not_found(name)
     return state
 
@@ -103,7 +106,7 @@ async def patch_workload(
     except NotFoundError as exc:
         raise _not_found(name) from exc
     spec = {**current.spec, **body.model_dump(exclude_unset=True, mode="json")}
-    if body.strategy is not None and body.strategy_params is None:
+    if body.strategy is not MISSING and body.strategy_params is MISSING:
         spec["strategy_params"] = {}  # parameters belong to the strategy they were given for
     engine_spec = to_engine(name, spec)
     try:
@@ -136,7 +139,7 @@ async def delete_workload(
 @router.post(
     "/workloads/{name}/decide",
     response_model=s.DecisionOut,
-    responses=responses(404),
+    responses=responses(404, 409),
     tags=["decisions"],
 )
 async def decide(
@@ -186,7 +189,7 @@ async def record_feedback_batch(
     return s.FeedbackBatchOut(items=items, **counts)
 
 
-@router.get("/workloads/{name}/report", responses=responses(404), tags=["report"])
+@router.get("/workloads/{name}/report", responses=responses(404, 409), tags=["report"])
 async def get_report(
     name: str, runtime: RuntimeDep, _: Annotated[Principal, Depends(reader)]
 ) -> s.ReportOut:
@@ -205,7 +208,7 @@ def _policy_out(record: WorkloadRecord, actor: str) -> s.PolicyOut:
     )
 
 
-@router.post("/workloads/{name}/promote", responses=responses(404, 422), tags=["policy"])
+@router.post("/workloads/{name}/promote", responses=responses(404, 409, 422), tags=["policy"])
 async def promote_arm(
     name: str,
     body: s.PromoteBody,
@@ -242,7 +245,9 @@ async def rollback_policy(
 
 
 @router.get("/admin/stats", tags=["admin"])
-async def get_admin_stats(runtime: RuntimeDep, _: Annotated[Principal, Depends(admin)]) -> s.AdminStats:
+async def get_admin_stats(
+    runtime: RuntimeDep, _: Annotated[Principal, Depends(admin)]
+) -> s.AdminStats:
     totals = await runtime.db(runtime.repository.totals)
     return s.AdminStats(
         version=runtime.version,

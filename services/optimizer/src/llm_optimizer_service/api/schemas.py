@@ -1,55 +1,119 @@
-"""Request and response bodies of the REST API (the OpenAPI document is generated from these)."""
+"""Request and response bodies of the REST API (the OpenAPI document is generated from these).
+
+Request bodies are strict: no coercion ("0.5" is not a number, ``true`` is not a number), no
+unknown fields, explicit ``null`` only where a field is nullable, every number finite and within
+the engine's bounds (the same constants the engine checks again), every text printable (no
+control, format — e.g. bidi overrides — surrogate or unassigned characters). gRPC and Kafka
+validate through these same models. Response bodies are separate, lax models: they describe what
+is stored, which an older release may have written under looser rules.
+"""
 
 from __future__ import annotations
 
+import math
+import unicodedata
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import MISSING, AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from llm_optimizer_service.engine import (
+    MAX_ARMS,
+    MAX_COST_USD,
+    MAX_LATENCY_MS,
+    MAX_PRICE_PER_1K,
+    MAX_WEIGHT,
+    MIN_ARMS,
+)
 from llm_optimizer_service.storage.repository import FeedbackInput
 
 WORKLOAD_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 StrategyName = Literal["thompson", "ucb", "epsilon_greedy", "ab_test", "fixed"]
+MAX_JSON_DEPTH = 8  # nesting of free-form objects (arm params, strategy params, context)
+MAX_TOKENS = 2**31 - 1
+# Unicode categories refused in text: control, format (bidi overrides, zero-width), surrogate,
+# private use and unassigned code points.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+
+
+def _printable(value: str) -> str:
+    for index, char in enumerate(value):
+        if unicodedata.category(char) in _UNPRINTABLE:
+            raise ValueError(
+                f"character U+{ord(char):04X} at position {index} is not allowed (control, "
+                "format or unassigned); send printable text"
+            )
+    return value
+
+
+def _trimmed(value: str) -> str:
+    if value != value.strip():
+        raise ValueError("must not start or end with whitespace")
+    return value
+
+
+def _finite_json(value: Any, depth: int = 0) -> Any:
+    """Free-form JSON (params, context): finite numbers, printable keys, bounded nesting."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"numbers must be finite, got {value!r}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _printable(key)
+            _finite_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _finite_json(item, depth + 1)
+    return value
+
+
+Text = Annotated[str, AfterValidator(_printable)]
+Name = Annotated[str, AfterValidator(_printable), AfterValidator(_trimmed)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_json)]
+
+
+def _number(maximum: float, **extra: Any) -> Any:
+    return Field(ge=0, le=maximum, allow_inf_nan=False, **extra)
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class PriceBody(_Body):
-    input_per_1k: float = Field(ge=0, allow_inf_nan=False)
-    output_per_1k: float = Field(ge=0, allow_inf_nan=False)
+    input_per_1k: float = _number(MAX_PRICE_PER_1K)
+    output_per_1k: float = _number(MAX_PRICE_PER_1K)
 
 
 class ArmBody(_Body):
-    name: str = Field(min_length=1, max_length=128)
-    model: str = Field(min_length=1, max_length=256)
-    provider: str | None = Field(default=None, max_length=128)
-    params: dict[str, Any] = Field(default_factory=dict)
-    prompt_variant: str | None = Field(default=None, max_length=256)
+    name: Name = Field(min_length=1, max_length=128)
+    model: Name = Field(min_length=1, max_length=256)
+    provider: Text | None = Field(default=None, max_length=128)
+    params: JsonObject = Field(default_factory=dict)
+    prompt_variant: Text | None = Field(default=None, max_length=256)
     price: PriceBody | None = None
 
 
 class ObjectiveBody(_Body):
-    quality_weight: float = Field(default=1.0, ge=0, allow_inf_nan=False)
-    cost_weight: float = Field(default=0.0, ge=0, allow_inf_nan=False)
-    latency_weight: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    quality_weight: float = _number(MAX_WEIGHT, default=1.0)
+    cost_weight: float = _number(MAX_WEIGHT, default=0.0)
+    latency_weight: float = _number(MAX_WEIGHT, default=0.0)
 
 
 class ConstraintsBody(_Body):
     min_quality: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
-    max_cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    max_latency_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    max_cost_usd: float | None = _number(MAX_COST_USD, default=None)
+    max_latency_ms: float | None = _number(MAX_LATENCY_MS, default=None)
 
 
 class WorkloadCreate(_Body):
     name: str = Field(pattern=WORKLOAD_NAME)
-    arms: list[ArmBody] = Field(min_length=2, max_length=64)
+    arms: list[ArmBody] = Field(min_length=MIN_ARMS, max_length=MAX_ARMS)
     objective: ObjectiveBody = Field(default_factory=ObjectiveBody)
     constraints: ConstraintsBody = Field(default_factory=ConstraintsBody)
     strategy: StrategyName = "thompson"
-    strategy_params: dict[str, Any] = Field(
+    strategy_params: JsonObject = Field(
         default_factory=dict,
         description="thompson: samples; ucb: c; epsilon_greedy: epsilon; ab_test: split, alpha; "
         "fixed: arm (required)",
@@ -57,19 +121,47 @@ class WorkloadCreate(_Body):
 
 
 class WorkloadPatch(_Body):
-    arms: list[ArmBody] | None = Field(default=None, min_length=2, max_length=64)
-    objective: ObjectiveBody | None = None
-    constraints: ConstraintsBody | None = None
-    strategy: StrategyName | None = None
-    strategy_params: dict[str, Any] | None = None
+    """Only the fields given change; none of them may be null (omit a field to keep it)."""
+
+    arms: list[ArmBody] | MISSING = Field(default=MISSING, min_length=MIN_ARMS, max_length=MAX_ARMS)
+    objective: ObjectiveBody | MISSING = MISSING
+    constraints: ConstraintsBody | MISSING = MISSING
+    strategy: StrategyName | MISSING = MISSING
+    strategy_params: JsonObject | MISSING = MISSING
+
+
+class PriceOut(BaseModel):
+    input_per_1k: float
+    output_per_1k: float
+
+
+class ArmOut(BaseModel):
+    name: str
+    model: str
+    provider: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    prompt_variant: str | None = None
+    price: PriceOut | None = None
+
+
+class ObjectiveOut(BaseModel):
+    quality_weight: float = 1.0
+    cost_weight: float = 0.0
+    latency_weight: float = 0.0
+
+
+class ConstraintsOut(BaseModel):
+    min_quality: float | None = None
+    max_cost_usd: float | None = None
+    max_latency_ms: float | None = None
 
 
 class WorkloadOut(BaseModel):
     name: str
-    arms: list[ArmBody]
-    objective: ObjectiveBody
-    constraints: ConstraintsBody
-    strategy: StrategyName
+    arms: list[ArmOut]
+    objective: ObjectiveOut
+    constraints: ConstraintsOut
+    strategy: str
     strategy_params: dict[str, Any]
     promoted_arm: str | None
     canary_percent: float | None
@@ -82,7 +174,7 @@ class WorkloadList(BaseModel):
 
 
 class DecideBody(_Body):
-    context: dict[str, Any] | None = None
+    context: JsonObject | None = None
 
 
 class ArmConfig(BaseModel):
@@ -100,12 +192,12 @@ class DecisionOut(BaseModel):
 
 
 class FeedbackBody(_Body):
-    decision_id: str = Field(min_length=1, max_length=36)
+    decision_id: Text = Field(min_length=1, max_length=36)
     quality: float = Field(ge=0, le=1, allow_inf_nan=False)
-    cost_usd: float = Field(ge=0, allow_inf_nan=False)
-    latency_ms: float = Field(ge=0, allow_inf_nan=False)
-    input_tokens: int | None = Field(default=None, ge=0, le=2**31 - 1)
-    output_tokens: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    cost_usd: float = _number(MAX_COST_USD)
+    latency_ms: float = _number(MAX_LATENCY_MS)
+    input_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    output_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
     error: bool = False
 
     def to_input(self) -> FeedbackInput:
@@ -181,10 +273,14 @@ class ReportOut(BaseModel):
     pareto_front: list[str]
     drift: DriftReport
     ab_test: AbTestReport | None
+    notes: list[str] = Field(
+        default_factory=list,
+        description="what of the workload's stored state is quarantined, and the fix",
+    )
 
 
 class PromoteBody(_Body):
-    arm: str = Field(min_length=1, max_length=128)
+    arm: Name = Field(min_length=1, max_length=128)
     canary_percent: float | None = Field(default=None, gt=0, le=100, allow_inf_nan=False)
 
 
@@ -219,6 +315,10 @@ class HealthOut(BaseModel):
     status: Literal["ok", "degraded", "down"]
     version: str
     components: dict[str, str]
+    quarantined: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="workloads whose stored state is partly unusable, with why and the fix",
+    )
 
 
 class AdminStats(BaseModel):

@@ -28,15 +28,36 @@ STRATEGY_PARAMS: Final[Mapping[str, frozenset[str]]] = {
 }
 
 
+# Bounds on every number that enters the engine: the API validates against these same
+# constants at the edge (REST, gRPC, Kafka), and the engine checks them again, so no request can
+# push a statistic to infinity (sums of squares of 1e155 overflow) or store a non-finite value.
+MAX_COST_USD: Final = 10_000.0  # one request's cost; real LLM calls cost cents to a few dollars
+MAX_LATENCY_MS: Final = 3_600_000.0  # one hour
+MAX_WEIGHT: Final = 1_000_000.0  # objective weights
+MAX_PRICE_PER_1K: Final = 10_000.0  # list price in USD per 1000 tokens
+MAX_STRATEGY_C: Final = 1_000.0  # ucb's exploration scale
+
+
 class EngineError(ValueError):
     """An invalid workload, observation or policy; the message names the problem and the fix."""
 
 
-def _finite(value: float, what: str, *, minimum: float | None = None) -> None:
+def _finite(
+    value: float, what: str, *, minimum: float | None = None, maximum: float | None = None
+) -> None:
     if not math.isfinite(value):
         raise EngineError(f"{what} must be a finite number, got {value!r}")
     if minimum is not None and value < minimum:
         raise EngineError(f"{what} must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise EngineError(f"{what} must be <= {maximum:g}, got {value!r}")
+
+
+def _number(value: Any, what: str) -> float:
+    """A strategy parameter as a float: a JSON number, never a bool or a numeric string."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EngineError(f"{what} must be a number, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +68,8 @@ class Price:
     output_per_1k: float
 
     def __post_init__(self) -> None:
-        _finite(self.input_per_1k, "price.input_per_1k", minimum=0.0)
-        _finite(self.output_per_1k, "price.output_per_1k", minimum=0.0)
+        _finite(self.input_per_1k, "price.input_per_1k", minimum=0.0, maximum=MAX_PRICE_PER_1K)
+        _finite(self.output_per_1k, "price.output_per_1k", minimum=0.0, maximum=MAX_PRICE_PER_1K)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +103,7 @@ class Objective:
 
     def __post_init__(self) -> None:
         for name in ("quality_weight", "cost_weight", "latency_weight"):
-            _finite(getattr(self, name), f"objective.{name}", minimum=0.0)
+            _finite(getattr(self, name), f"objective.{name}", minimum=0.0, maximum=MAX_WEIGHT)
         if not (self.quality_weight or self.cost_weight or self.latency_weight):
             raise EngineError("objective needs at least one positive weight; set quality_weight")
 
@@ -112,9 +133,16 @@ class Constraints:
                     f"got {self.min_quality!r}"
                 )
         if self.max_cost_usd is not None:
-            _finite(self.max_cost_usd, "constraints.max_cost_usd", minimum=0.0)
+            _finite(
+                self.max_cost_usd, "constraints.max_cost_usd", minimum=0.0, maximum=MAX_COST_USD
+            )
         if self.max_latency_ms is not None:
-            _finite(self.max_latency_ms, "constraints.max_latency_ms", minimum=0.0)
+            _finite(
+                self.max_latency_ms,
+                "constraints.max_latency_ms",
+                minimum=0.0,
+                maximum=MAX_LATENCY_MS,
+            )
 
     @property
     def any(self) -> bool:
@@ -172,13 +200,18 @@ class WorkloadSpec:
         ):
             raise EngineError("strategy_params.samples must be an integer within 64..100000")
         if "c" in params:
-            _finite(float(params["c"]), "strategy_params.c", minimum=0.0)
+            _finite(
+                _number(params["c"], "strategy_params.c"),
+                "strategy_params.c",
+                minimum=0.0,
+                maximum=MAX_STRATEGY_C,
+            )
         if "epsilon" in params:
-            epsilon = float(params["epsilon"])
+            epsilon = _number(params["epsilon"], "strategy_params.epsilon")
             if not 0.0 <= epsilon <= 1.0:
                 raise EngineError(f"strategy_params.epsilon must be within 0..1, got {epsilon}")
         if "alpha" in params:
-            alpha = float(params["alpha"])
+            alpha = _number(params["alpha"], "strategy_params.alpha")
             if not 0.0 < alpha < 1.0:
                 raise EngineError(f"strategy_params.alpha must be within (0, 1), got {alpha}")
         if "split" in params:
@@ -189,7 +222,12 @@ class WorkloadSpec:
             if stray:
                 raise EngineError(f"strategy_params.split names unknown arms: {', '.join(stray)}")
             for arm, weight in split.items():
-                _finite(float(weight), f"strategy_params.split[{arm!r}]", minimum=0.0)
+                _finite(
+                    _number(weight, f"strategy_params.split[{arm!r}]"),
+                    f"strategy_params.split[{arm!r}]",
+                    minimum=0.0,
+                    maximum=MAX_WEIGHT,
+                )
             if sum(float(w) for w in split.values()) <= 0.0:
                 raise EngineError("strategy_params.split needs at least one positive weight")
         if self.strategy == "fixed":
@@ -232,8 +270,8 @@ class Observation:
         _finite(self.quality, "quality", minimum=0.0)
         if self.quality > 1.0:
             raise EngineError(f"quality must be within 0..1, got {self.quality!r}")
-        _finite(self.cost_usd, "cost_usd", minimum=0.0)
-        _finite(self.latency_ms, "latency_ms", minimum=0.0)
+        _finite(self.cost_usd, "cost_usd", minimum=0.0, maximum=MAX_COST_USD)
+        _finite(self.latency_ms, "latency_ms", minimum=0.0, maximum=MAX_LATENCY_MS)
 
     @property
     def effective_quality(self) -> float:

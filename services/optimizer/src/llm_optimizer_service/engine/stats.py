@@ -132,6 +132,11 @@ class ArmStats:
             last_drift_feedback=self.last_drift_feedback,
             last_drift_signal=self.last_drift_signal,
         )
+        overflowed = [name for name in _FLOAT_FIELDS if not math.isfinite(getattr(updated, name))]
+        if overflowed:  # defence in depth: the bounds on Observation already prevent this
+            raise EngineError(
+                f"this observation would make {', '.join(overflowed)} non-finite; refused"
+            )
         if change is None:
             return updated, None
         signal: Signal = "quality" if change[0] == "quality" else "latency"

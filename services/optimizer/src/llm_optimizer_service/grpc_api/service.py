@@ -4,7 +4,8 @@ same :class:`~llm_optimizer_service.runtime.Runtime` (in-memory policies, batch 
 Authentication is the REST API's: metadata ``authorization: Bearer <key>``, the same keys and
 scopes (Decide and feedback need ``write``, GetReport ``read``); UNAUTHENTICATED without a valid
 key, PERMISSION_DENIED without the scope, and the same per-key quota (``ratelimit.py``). Errors
-map like the REST statuses: 404 → NOT_FOUND, 422 → INVALID_ARGUMENT, 429 → RESOURCE_EXHAUSTED and
+map like the REST statuses: 404 → NOT_FOUND, 409 → FAILED_PRECONDITION (a quarantined workload),
+422 → INVALID_ARGUMENT, 429 → RESOURCE_EXHAUSTED and
 503 → UNAVAILABLE (both with trailing metadata ``retry-after``, in seconds).
 """
 
@@ -61,7 +62,9 @@ async def _abort(context: Context, error: _RpcError) -> NoReturn:
     raise AssertionError("unreachable")  # pragma: no cover - abort raises
 
 
-def _no_workload(name: str) -> _RpcError:
+def _no_workload(runtime: Runtime, name: str) -> _RpcError:
+    if name in runtime.quarantined:  # REST answers 409 workload_quarantined
+        return _RpcError(grpc.StatusCode.FAILED_PRECONDITION, "; ".join(runtime.quarantined[name]))
     return _RpcError(grpc.StatusCode.NOT_FOUND, f"no workload named {name!r}")
 
 
@@ -86,6 +89,18 @@ def _feedback_input(request: pb.FeedbackRequest) -> FeedbackInput:
         problems = s.validation_problems(exc)
         raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid feedback: {problems}") from exc
     return body.to_input()
+
+
+def _decide_context(request: pb.DecideRequest) -> dict[str, Any] | None:
+    """The request's context, validated like the REST body's (finite numbers, bounded nesting)."""
+    if not request.HasField("context"):
+        return None
+    try:
+        body = s.DecideBody(context=json_format.MessageToDict(request.context))
+    except ValidationError as exc:
+        problems = s.validation_problems(exc)
+        raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid context: {problems}") from exc
+    return body.context
 
 
 class OptimizerServicer(pb_grpc.OptimizerServicer):
@@ -142,10 +157,8 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
             await self._authorize(context, Scope.WRITE)
             state = self.runtime.workloads.get(request.workload)
             if state is None:
-                raise _no_workload(request.workload)
-            decision_context = (
-                json_format.MessageToDict(request.context) if request.HasField("context") else None
-            )
+                raise _no_workload(self.runtime, request.workload)
+            decision_context = _decide_context(request)
             with _mapped():
                 pending = self.runtime.decide(state, decision_context)
         except _RpcError as error:
@@ -248,7 +261,7 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
         try:
             await self._authorize(context, Scope.READ)
             if request.workload not in self.runtime.workloads:
-                raise _no_workload(request.workload)
+                raise _no_workload(self.runtime, request.workload)
             data = await self.runtime.report(request.workload)
         except _RpcError as error:
             await _abort(context, error)

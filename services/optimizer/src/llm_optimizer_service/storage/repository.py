@@ -11,7 +11,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -19,7 +19,7 @@ from sqlalchemy import Engine, delete, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from llm_optimizer_service.engine import ArmStats, DriftEvent, Observation
+from llm_optimizer_service.engine import ArmStats, DriftEvent, EngineError, Observation
 from llm_optimizer_service.storage.models import (
     ArmStatsRow,
     DecisionRow,
@@ -50,8 +50,26 @@ class WorkloadRecord:
 
 @dataclass(frozen=True)
 class StoredWorkload:
+    """A workload as stored. ``unreadable`` names arms whose statistics row cannot be read
+    (written by an older release, or damaged): they are quarantined — empty in ``stats``, never
+    updated, until ``llm-optimizer-service db repair`` rebuilds them from the logs."""
+
     record: WorkloadRecord
     stats: dict[str, ArmStats]
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+
+# What reading a damaged statistics row can raise (a non-finite or ill-typed value, a missing
+# or unknown field).
+UNREADABLE_STATS_ERRORS = (EngineError, ValueError, TypeError, KeyError, AttributeError)
+
+
+def read_stats(raw: Any) -> tuple[ArmStats | None, str | None]:
+    """A stored statistics row as ``ArmStats``, or None and why it cannot be read."""
+    try:
+        return ArmStats.from_dict(dict(raw)), None
+    except UNREADABLE_STATS_ERRORS as exc:
+        return None, f"unreadable statistics ({exc})"
 
 
 @dataclass(frozen=True)
@@ -208,12 +226,17 @@ class Repository:
             rows = list(session.scalars(query))
             ids = [row.id for row in rows]
             stats: dict[int, dict[str, ArmStats]] = {i: {} for i in ids}
+            unreadable: dict[int, dict[str, str]] = {i: {} for i in ids}
             if ids:
                 for stat in session.scalars(
                     select(ArmStatsRow).where(ArmStatsRow.workload_id.in_(ids))
                 ):
-                    stats[stat.workload_id][stat.arm] = ArmStats.from_dict(dict(stat.stats))
-            return [StoredWorkload(_record(row), stats[row.id]) for row in rows]
+                    parsed, problem = read_stats(stat.stats)
+                    if parsed is not None:
+                        stats[stat.workload_id][stat.arm] = parsed
+                    else:
+                        unreadable[stat.workload_id][stat.arm] = str(problem)
+            return [StoredWorkload(_record(row), stats[row.id], unreadable[row.id]) for row in rows]
 
     def update_workload(
         self, name: str, spec: dict[str, Any], arms: Sequence[str]
@@ -290,10 +313,17 @@ class Repository:
                 stat = self._locked_stats(session, workload_id, arm)
                 if stat is None:
                     continue
-                current = ArmStats.from_dict(dict(stat.stats))
+                current, _ = read_stats(stat.stats)
+                if current is None:  # quarantined: `db repair` recounts from the decision log
+                    continue
                 # ``count`` applications of ArmStats.with_decision(), in one step
                 stat.stats = replace(current, decisions=current.decisions + count).to_dict()
             return len(rows)
+
+    def existing_decisions(self, ids: Sequence[str]) -> set[str]:
+        """Which of these decision ids are written (a read; no lock)."""
+        with self._sessions() as session:
+            return set(session.scalars(select(DecisionRow.id).where(DecisionRow.id.in_(ids))))
 
     # -- feedback -------------------------------------------------------------------------------
 
@@ -333,11 +363,13 @@ class Repository:
                     select(FeedbackRow.decision_id).where(FeedbackRow.decision_id.in_(wanted))
                 )
             )
-            current = {
-                key: ArmStats.from_dict(dict(row.stats))
-                for key, row in locked.items()
-                if row is not None
-            }
+            # A quarantined arm (unreadable row) is left alone, like a removed one: its feedback
+            # is recorded and counted when `db repair` rebuilds the row from the feedback log.
+            current: dict[tuple[int, str], ArmStats] = {}
+            for key, row in locked.items():
+                parsed = read_stats(row.stats)[0] if row is not None else None
+                if parsed is not None:
+                    current[key] = parsed
             changed: set[tuple[int, str]] = set()
             rows: list[dict[str, Any]] = []
             for index in order:
@@ -355,12 +387,19 @@ class Repository:
                 seen.add(item.decision_id)
                 rows.append(_feedback_row(item, decision, now))
                 key = (decision.workload_id, decision.arm)
-                if key not in current:  # the arm was removed from the workload since
+                stats = current.get(key)  # None: the arm was removed since, or is quarantined
+                updated, drift = None, None
+                if stats is not None:
+                    try:
+                        updated, drift = stats.observe(item.observation(), now=now)
+                    except EngineError:  # the stored sums cannot absorb it: leave the row alone
+                        del current[key]
+                        changed.discard(key)
+                if updated is None:
                     outcomes[index] = FeedbackOutcome(
                         item.decision_id, "accepted", workload, decision.arm
                     )
                     continue
-                updated, drift = current[key].observe(item.observation(), now=now)
                 current[key] = updated
                 changed.add(key)
                 outcomes[index] = FeedbackOutcome(
