@@ -413,6 +413,43 @@ class Repository:
                     row.stats = current[key].to_dict()
         return [outcomes[i] for i in range(len(items))]
 
+    # -- repair ---------------------------------------------------------------------------------
+
+    def rebuild_arm_stats(self, workload_id: int, arm: str) -> tuple[ArmStats, int]:
+        """Replace an arm's statistics with a replay of its logs, under the row's lock: the
+        decisions counted, each valid feedback observed in the order it was recorded (drift
+        included, stamped with the feedback's time). Returns the statistics and how many
+        feedback rows were skipped because this release refuses their values."""
+        with self._write() as session:
+            row = self._locked_stats(session, workload_id, arm)
+            if row is None:
+                raise NotFoundError(f"workload {workload_id} has no arm {arm!r}")
+            decisions = session.scalar(
+                select(func.count())
+                .select_from(DecisionRow)
+                .where(DecisionRow.workload_id == workload_id, DecisionRow.arm == arm)
+            )
+            stats, skipped = ArmStats(decisions=decisions or 0), 0
+            feedback = (
+                select(FeedbackRow)
+                .where(FeedbackRow.workload_id == workload_id, FeedbackRow.arm == arm)
+                .order_by(FeedbackRow.created_at, FeedbackRow.id)
+                .execution_options(yield_per=10_000)
+            )
+            for item in session.scalars(feedback):
+                try:
+                    observation = Observation(
+                        quality=item.quality,
+                        cost_usd=item.cost_usd,
+                        latency_ms=item.latency_ms,
+                        error=item.error,
+                    )
+                    stats, _ = stats.observe(observation, now=_aware(item.created_at))
+                except EngineError:
+                    skipped += 1
+            row.stats = stats.to_dict()
+            return stats, skipped
+
     # -- policy lifecycle -----------------------------------------------------------------------
 
     def promote(
