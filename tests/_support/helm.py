@@ -76,9 +76,10 @@ def pod_specs(objects: Objects) -> list[tuple[str, dict[str, Any]]]:
     return specs
 
 
-# What an operator stores in an existing Secret (docs/kubernetes.md, infra/kubernetes/values.yaml).
+# What an operator stores in an existing Secret (docs/kubernetes.md, infra/kubernetes/values.yaml):
+# a key as production accepts it (long and random; this one is published, so test-only).
 OPERATOR_SECRET = {
-    "api-keys": "operator-key-1 read,write\n",
+    "api-keys": "op-test-3b8e1f0c9d2a4b6e8f1a3c5e7d9b read,write\n",
     "database-url": "postgresql+psycopg://llm:op-9d1e7b2c@db.example.internal:5432/llm",
     "redis-url": "redis://:op-4a8c6e1f@redis.example.internal:6379/0",
 }
@@ -116,12 +117,19 @@ def container_env(objects: Objects, container: dict[str, Any]) -> dict[str, str]
     return env
 
 
+def secret_file_mode(volume: dict[str, Any]) -> int:
+    """The mode of a projected Secret volume's files (Kubernetes' default is 0644)."""
+    mode: int = volume["projected"].get("defaultMode", 0o644)
+    return mode
+
+
 def materialise_env(
     objects: Objects, root: Path, kind: str = "Deployment", container: str = project.CHART_NAME
 ) -> dict[str, str]:
     """The service container's environment, with its volumes under ``root``.
 
-    Secret files come from the rendered Secret, or OPERATOR_SECRET for an existing Secret.
+    Secret files come from the rendered Secret, or OPERATOR_SECRET for an existing Secret, with
+    the mode the kubelet gives them (the projected volume's ``defaultMode``).
     """
     pod, server = workload_container(objects, kind, container)
     secrets = secret_data(objects)
@@ -134,6 +142,7 @@ def materialise_env(
             data: dict[str, Any] = secrets.get(source["secret"]["name"], OPERATOR_SECRET)
             for item in source["secret"]["items"]:
                 (target / item["path"]).write_text(data[item["key"]])
+                (target / item["path"]).chmod(secret_file_mode(volume))
         # point every path setting at the materialised volume
         for key, value in env.items():
             if value == mounts[volume["name"]] or value.startswith(mounts[volume["name"]] + "/"):

@@ -35,14 +35,21 @@ from tests._support.docker import (  # noqa: F401 - pytest finds fixtures by nam
     docker_engine,
     service_image,
 )
-from tests._support.helm import Helm, Objects, container_env, secret_data, workload_container
+from tests._support.helm import (
+    Helm,
+    Objects,
+    container_env,
+    secret_data,
+    secret_file_mode,
+    workload_container,
+)
 from tests._support.postgres import PostgresServer
 from tests._support.service_fixtures import postgres  # noqa: F401 - a fixture
 from tests._support.tools import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
 
-API_KEY = "pod-test-key-not-a-secret"
+API_KEY = "pod-test-key-not-a-secret-0123456789abcdef"  # production: >= 32 characters
 
 
 def _container_kwargs(
@@ -75,7 +82,9 @@ def _container_kwargs(
             for item in source["secret"]["items"]:
                 path = host / item["path"]
                 path.write_text(data[item["key"]])
-                path.chmod(0o444)
+                path.chmod(secret_file_mode(volume))
+                if os.geteuid() == 0:  # the kubelet gives the files to the fsGroup
+                    os.chown(path, -1, group)
         volumes[str(host)] = {"bind": mount["mountPath"], "mode": "ro"}
     assert security["readOnlyRootFilesystem"] is True
     assert security["capabilities"]["drop"] == ["ALL"]

@@ -44,7 +44,7 @@ def pod(helm_cli: Helm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Po
             # the Services' DNS name becomes 127.0.0.1 so the helm test scripts reach this host
             "fullnameOverride": "127.0.0.1",
             "database.url": f"sqlite:///{root / 'state.db'}",
-            "auth.apiKeys[0]": "runtime-test-key read,write,admin",
+            "auth.apiKeys[0]": "runtime-test-key-0123456789abcdef0123 read,write,admin",
             "containerPorts.http": str(http),
             "containerPorts.grpc": str(grpc),
             "containerPorts.metrics": str(metrics),

@@ -30,7 +30,7 @@ UNIT = systemd_tasks.UNIT
 RELEASE_DIR = (
     "/srv/release"  # where the test puts infra/systemd and the wheels, as an operator would
 )
-API_KEY = "e2e-test-key-not-a-secret"
+API_KEY = "e2e-test-key-not-a-secret-0123456789abcdef"  # production: >= 32 characters
 WATCHDOG_SEC = 10
 TEST_DROPIN = f"""[Service]
 WatchdogSec={WATCHDOG_SEC}
