@@ -1,18 +1,24 @@
 """Migrations on SQLite and PostgreSQL: up, down, up again, the models match (`db check`),
-`--sql` prints without applying, and concurrent upgrades serialise on the advisory lock."""
+`--sql` prints without applying, concurrent upgrades serialise on the advisory lock, and a
+database migrated by a newer release is refused by every command."""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from alembic.util import CommandError
+from llm_optimizer_service import __version__
 from llm_optimizer_service.cli import app
 from llm_optimizer_service.storage import migrations
 from llm_optimizer_service.storage.db import make_engine
 from typer.testing import CliRunner, Result
+
+from tests._support.tools import free_port
+from tests.service.backup._data import seed, snapshot
 
 TABLES = {"workloads", "arm_stats", "decisions", "feedback", "policy_audit", "alembic_version"}
 
@@ -89,3 +95,59 @@ def test_concurrent_upgrades_serialise(postgres_url: str) -> None:
         thread.join(60)
     assert errors == []
     migrations.check(postgres_url)
+
+
+FUTURE = "f00dfeedbeef"  # a revision no release of ours has shipped
+
+
+def _migrated_by_a_newer_release(url: str) -> None:
+    seed(url, workload="precious", decisions=5)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text("UPDATE alembic_version SET version_num = :v"), {"v": FUTURE}
+            )
+    finally:
+        engine.dispose()
+
+
+def test_a_newer_schema_is_refused_by_every_command(url: str, tmp_path: Path) -> None:
+    """Stamped with a revision this release does not ship (as a newer release leaves it): each
+    command says so, what to do, exits non-zero and changes nothing."""
+    _migrated_by_a_newer_release(url)
+    before = snapshot(url)
+    backups = tmp_path / "backups"
+    env = {
+        "LLM_OPTIMIZER_DATABASE__URL": url,
+        "LLM_OPTIMIZER_DATA_DIR": str(tmp_path / "data"),
+        "LLM_OPTIMIZER_SERVER__GRPC_PORT": str(free_port()),
+        "LLM_OPTIMIZER_AUTH__API_KEYS": "k-" + "9c1d" * 10,
+    }
+    production = {**env, "LLM_OPTIMIZER_ENVIRONMENT": "production"}
+    head = migrations.head_revision()
+    said = (
+        f"the database schema is at revision {FUTURE}, which this release (version "
+        f"{__version__}, head {head}) does not know: it was migrated by a newer release; run "
+        "that release, or restore a backup taken before the upgrade"
+    )
+    runner = CliRunner()
+    for command, variables in (
+        (["db", "upgrade"], env),
+        (["db", "current"], env),
+        (["db", "check"], env),
+        (["db", "downgrade"], env),
+        (["backup", "create", "--dir", str(backups)], env),
+        (["serve"], env),
+        (["serve"], production),
+    ):
+        result = runner.invoke(app, command, env=variables, catch_exceptions=False)
+        assert result.exit_code == 1, (command, result.output)
+        assert said in result.stderr, (command, result.stderr)
+    health = runner.invoke(
+        app, ["health", "--json", "--url", "http://127.0.0.1:9", "--timeout", "1"], env=env
+    )
+    assert health.exit_code == 1
+    assert json.loads(health.stdout)["checks"]["database"]["detail"].startswith(said)
+    assert snapshot(url) == before
+    assert not backups.exists() or not any(backups.iterdir())

@@ -4,10 +4,13 @@ local, production is hardened, and every variable handed to the optimizer is a r
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from llm_optimizer_service.safety import production_problems
+from llm_optimizer_service.settings import load_settings
 
 from ops import compose_stack
 from ops.project import PROJECT
@@ -171,3 +174,40 @@ def test_every_llm_optimizer_variable_named_in_infra_is_a_real_setting() -> None
         if names:
             unknown[str(path.relative_to(INFRA_DIR))] = names
     assert not unknown, f"variables that are no setting of the service: {unknown}"
+
+
+class _TaggedLoader(yaml.SafeLoader):
+    """The safe loader, reading Compose's merge tags (!override, !reset) as plain values."""
+
+
+_TaggedLoader.add_multi_constructor(
+    "!",
+    lambda loader, _tag, node: (
+        loader.construct_mapping(node)
+        if isinstance(node, yaml.MappingNode)
+        else loader.construct_sequence(node)
+        if isinstance(node, yaml.SequenceNode)
+        else loader.construct_scalar(node)
+    ),
+)
+
+
+def test_prod_keys_file_mode_is_one_the_service_accepts(tmp_path: Path) -> None:
+    """Compose bind-mounts a file secret with the host file's owner and mode, and the service
+    refuses a keys file every user may read: the required-setting message tells the operator to
+    give the file to the image's group (the Dockerfile's USER) with a mode the service accepts,
+    and the optimizer and migrate run as that image user (no `user:` override)."""
+    prod = yaml.load(compose_stack.PROD_FILE.read_text(), _TaggedLoader)
+    dockerfile = (compose_stack.COMPOSE_DIR / "Dockerfile.service").read_text()
+    (gid,) = re.findall(r"(?m)^USER \d+:(\d+)$", dockerfile)
+    message = prod["secrets"]["api_keys"]["file"]
+    (group, mode) = re.findall(r"chgrp (\d+) FILE and chmod (\d+) FILE", message)[0]
+    assert group == gid
+    for service in ("optimizer", "migrate"):
+        assert "api_keys" in prod["services"][service]["secrets"]
+        assert "user" not in prod["services"][service]
+    keys = tmp_path / "api_keys"
+    keys.write_text("k-" + "5e2b" * 10 + "\n")
+    keys.chmod(int(mode, 8))
+    settings = load_settings(environment="production", auth={"api_keys_file": keys})
+    assert production_problems(settings) == []

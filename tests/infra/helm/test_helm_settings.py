@@ -2,19 +2,30 @@
 
 Each scenario's ConfigMap becomes the environment and its secret files (the chart's Secret, or
 what the operator puts in an existing Secret) are written where the *_FILE settings point, then
-the real `llm-optimizer-service config validate` judges them, production checks included. The
-migrations Job's shell script runs too, with the real `db upgrade`.
+the real `llm-optimizer-service config validate` judges them, production checks included (the
+secret files get the chart's own mode, which the keys-file check judges too). The migrations
+Job's shell script runs too, with the real `db upgrade`.
 """
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from ops import helm
-from tests._support.helm import Helm, Objects, materialise_env, one, service_command
+from ops import helm, kube
+from tests._support.helm import (
+    Helm,
+    Objects,
+    materialise_env,
+    one,
+    pod_specs,
+    secret_file_mode,
+    service_command,
+)
 from tests._support.tools import free_port
 
 
@@ -94,3 +105,44 @@ def test_migrations_job_fails_loudly_when_the_database_never_answers(
     assert result.returncode == 1
     assert "db upgrade: database error" in result.stderr  # the service's own reason first
     assert "FATAL: database migrations failed for 2s" in result.stderr
+
+
+def _secret_volumes(objects: Objects) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(kind/name, pod spec, volume) of every projected Secret volume of every workload."""
+    return [
+        (name, pod, volume)
+        for name, pod in pod_specs(objects)
+        for volume in pod.get("volumes", [])
+        if "projected" in volume
+    ]
+
+
+def _assert_keys_file_readable_by_the_pod_only(objects: Objects) -> list[str]:
+    checked = []
+    for name, pod, volume in _secret_volumes(objects):
+        mode = secret_file_mode(volume)
+        assert not mode & 0o006, f"{name}: secret files mode {mode:04o} is world-readable"
+        assert mode & 0o040, f"{name}: secret files mode {mode:04o} unreadable by the fsGroup"
+        assert pod["securityContext"]["fsGroup"], f"{name}: no fsGroup owns the secret files"
+        checked.append(name)
+    return checked
+
+
+@pytest.mark.parametrize("scenario", ["minimal", "production", "monitoring"])
+def test_the_keys_file_is_not_world_readable(rendered: dict[str, Objects], scenario: str) -> None:
+    """Production refuses an API keys file every user may read (mode & 0o006): the chart's
+    secret volume gives its files 0440, group-owned by the pod's fsGroup. (The scenarios above
+    run `config validate` on files written with this mode, so the service accepts it.)"""
+    checked = _assert_keys_file_readable_by_the_pod_only(rendered[scenario])
+    assert any(name.startswith("Deployment/") for name in checked)
+
+
+def test_the_plain_manifests_keys_file_is_not_world_readable() -> None:
+    objects = [
+        doc
+        for path in sorted(kube.RENDERED_DIR.glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+    checked = _assert_keys_file_readable_by_the_pod_only(objects)
+    assert {name.split("/")[0] for name in checked} == {"Deployment", "Job"}

@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -203,10 +204,67 @@ def _newer_schema(archive: Path, out: Path) -> Path:
     return _rewrite(archive, out, edit)
 
 
+def _truncated_tar(archive: Path, out: Path) -> Path:
+    """A valid gzip stream around a tar cut off in the middle of the dump."""
+    raw = gzip.decompress(archive.read_bytes())
+    out.write_bytes(gzip.compress(raw[: len(raw) // 2]))
+    return out
+
+
+def _manifest_edited(archive: Path, out: Path) -> Path:
+    """The manifest claims another checksum for the dump (edited by hand or by an attacker)."""
+
+    def edit(members: dict[str, bytes]) -> None:
+        data = json.loads(members["manifest.json"])
+        data["parts"]["database.pgdump"]["sha256"] = "0" * 64
+        members["manifest.json"] = json.dumps(data).encode()
+
+    return _rewrite(archive, out, edit)
+
+
+def _extra_member(archive: Path, out: Path) -> Path:
+    return _rewrite(archive, out, lambda m: m.update({"notes.txt": b"not in the manifest"}))
+
+
+def _with_member(archive: Path, out: Path, info: tarfile.TarInfo, data: bytes = b"") -> Path:
+    """A copy of ``archive`` with one more member appended (a link or a hostile path)."""
+    with tarfile.open(archive) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar]  # type: ignore[union-attr]
+    with tarfile.open(out, "w:gz") as tar:
+        for member, content in [*members, (info, data)]:
+            tar.addfile(member, io.BytesIO(content) if member.isfile() else None)
+    return out
+
+
+def _symlink(archive: Path, out: Path) -> Path:
+    info = tarfile.TarInfo("redis.jsonl.link")
+    info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    return _with_member(archive, out, info)
+
+
+# Where a member named ../<name> or /tmp/<name> would land if extraction followed it.
+ESCAPE = Path(tempfile.gettempdir()) / "llm-optimizer-backup-test-escaped"
+
+
+def _file_named(name: str) -> Callable[[Path, Path], Path]:
+    def make(archive: Path, out: Path) -> Path:
+        info = tarfile.TarInfo(name)
+        info.size = 4
+        return _with_member(archive, out, info, b"evil")
+
+    return make
+
+
 BAD = {
     "truncated": (_truncated, "damaged or truncated"),
+    "truncated-tar": (_truncated_tar, "damaged or truncated"),
     "flipped-byte": (_flipped, "fails its checksum"),
+    "manifest-edited": (_manifest_edited, "'database.pgdump' fails its checksum"),
     "missing-part": (_missing_part, "'database.pgdump' named in the manifest is missing"),
+    "extra-member": (_extra_member, "parts not named in the manifest: notes.txt"),
+    "symlink-member": (_symlink, "unexpected archive member 'redis.jsonl.link'"),
+    "path-traversal": (_file_named(f"../{ESCAPE.name}"), f"member '../{ESCAPE.name}'"),
+    "absolute-path": (_file_named(str(ESCAPE)), f"unexpected archive member '{ESCAPE}'"),
     "newer-schema": (_newer_schema, "restore with version 99.0.0 or newer"),
 }
 
@@ -242,6 +300,7 @@ def test_bad_archive_leaves_target_untouched(
     assert restore.exit_code == 1
     assert message in restore.stderr
     assert snapshot(postgres_url) == before
+    assert not ESCAPE.exists()  # nothing was extracted outside the private directory
 
 
 def test_refuses_non_empty_target_without_force(

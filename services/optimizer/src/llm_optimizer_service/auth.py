@@ -3,8 +3,9 @@ compared in constant time, each with scopes ``read``, ``write`` and ``admin``.
 
 File format (the contract's): one key per line, either the key itself or ``sha256:<hex digest>``,
 optionally followed by whitespace and comma-separated scopes (all scopes when omitted); ``#``
-starts a comment. The raw key never leaves this module: logs and audit entries name a key by
-``key-<first 8 hex of its digest>``.
+starts a comment. The raw key is never logged and never kept: only the start-up checks
+(:mod:`llm_optimizer_service.safety`: length, well-known values) look at it; logs and audit
+entries name a key by ``key-<first 8 hex of its digest>``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class Scope(StrEnum):
 
 ALL_SCOPES = frozenset(Scope)
 _DIGEST = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
+KEYS_FILE_ENV = "LLM_OPTIMIZER_AUTH__API_KEYS_FILE"
+KEYS_LIST_ENV = "LLM_OPTIMIZER_AUTH__API_KEYS"
 
 
 class ApiKeyError(ValueError):
@@ -77,14 +80,30 @@ def _parse_scopes(text: str, where: str) -> frozenset[Scope]:
     return frozenset(scopes) or ALL_SCOPES
 
 
-def _parse_entry(token: str, scopes_text: str, where: str) -> ApiKey:
-    match = _DIGEST.match(token)
-    value = bytes.fromhex(match.group(1)) if match else digest(token)
-    return ApiKey(value, _parse_scopes(scopes_text, where))
+@dataclass(frozen=True)
+class KeyEntry:
+    """One key as written (a line of the keys file or an item of the list), before hashing.
+
+    Only the start-up checks (:mod:`llm_optimizer_service.safety`) look at ``token``; the
+    :class:`KeyRing` keeps the digest alone."""
+
+    token: str
+    scopes: frozenset[Scope]
+    where: str
+
+    @property
+    def hashed(self) -> bool:
+        """Given as ``sha256:<hex>`` (the raw key, and so its length, is unknown)."""
+        return _DIGEST.match(self.token) is not None
+
+    def to_key(self) -> ApiKey:
+        match = _DIGEST.match(self.token)
+        value = bytes.fromhex(match.group(1)) if match else digest(self.token)
+        return ApiKey(value, self.scopes)
 
 
-def parse_keys_file(text: str, source: str) -> list[ApiKey]:
-    keys: list[ApiKey] = []
+def _entries_of_file(text: str, source: str) -> list[KeyEntry]:
+    entries: list[KeyEntry] = []
     for number, line in enumerate(text.splitlines(), start=1):
         content = line.split("#", 1)[0].strip()
         if not content:
@@ -92,13 +111,13 @@ def parse_keys_file(text: str, source: str) -> list[ApiKey]:
         token, _, scopes_text = content.partition(" ")
         if "\t" in token:
             token, _, scopes_text = content.partition("\t")
-        keys.append(_parse_entry(token.strip(), scopes_text.strip(), f"{source}:{number}"))
-    return keys
+        where = f"{source} line {number}"
+        entries.append(KeyEntry(token.strip(), _parse_scopes(scopes_text.strip(), where), where))
+    return entries
 
 
-def parse_keys_list(text: str) -> list[ApiKey]:
-    """``LLM_OPTIMIZER_AUTH__API_KEYS``: comma-separated ``key`` or ``key:read+write``."""
-    keys: list[ApiKey] = []
+def _entries_of_list(text: str) -> list[KeyEntry]:
+    entries: list[KeyEntry] = []
     for number, item in enumerate(text.split(","), start=1):
         item = item.strip()
         if not item:
@@ -107,8 +126,57 @@ def parse_keys_list(text: str) -> list[ApiKey]:
             token, scopes_text = item, ""
         else:
             token, _, scopes_text = item.partition(":")
-        keys.append(_parse_entry(token, scopes_text, f"LLM_OPTIMIZER_AUTH__API_KEYS item {number}"))
-    return keys
+        where = f"{KEYS_LIST_ENV} item {number}"
+        entries.append(KeyEntry(token, _parse_scopes(scopes_text, where), where))
+    return entries
+
+
+def parse_keys_file(text: str, source: str) -> list[ApiKey]:
+    return [entry.to_key() for entry in _entries_of_file(text, source)]
+
+
+def parse_keys_list(text: str) -> list[ApiKey]:
+    """``LLM_OPTIMIZER_AUTH__API_KEYS``: comma-separated ``key`` or ``key:read+write``."""
+    return [entry.to_key() for entry in _entries_of_list(text)]
+
+
+def read_keys_file(path: Path) -> list[KeyEntry]:
+    """The keys file's entries; :class:`ApiKeyError` naming the file and the fix when it cannot be
+    used (missing, a directory, unreadable, not UTF-8, or holding no key at all)."""
+    where = f"{KEYS_FILE_ENV}={path}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise ApiKeyError(
+            f"{where}: is a directory; point {KEYS_FILE_ENV} at the keys file itself"
+        ) from None
+    except OSError as exc:
+        raise ApiKeyError(
+            f"{where}: cannot read it ({exc.strerror}); fix the path, or make the file readable "
+            "by the service's user (chown root:<service group> FILE; chmod 640 FILE)"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ApiKeyError(
+            f"{where}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); write one key (or sha256:<hex>) per line as plain text"
+        ) from None
+    entries = _entries_of_file(text, where)
+    if not entries:
+        raise ApiKeyError(
+            f"{where}: holds no key (the file is empty or only comments); add one key (or "
+            f"sha256:<hex>) per line, or unset {KEYS_FILE_ENV}"
+        )
+    return entries
+
+
+def key_entries(settings: AuthSettings) -> list[KeyEntry]:
+    """Every configured key, from the keys file then the list; raises :class:`ApiKeyError`."""
+    entries: list[KeyEntry] = []
+    if settings.api_keys_file is not None:
+        entries.extend(read_keys_file(Path(settings.api_keys_file)))
+    if settings.api_keys is not None:
+        entries.extend(_entries_of_list(settings.api_keys.get_secret_value()))
+    return entries
 
 
 class KeyRing:
@@ -119,19 +187,7 @@ class KeyRing:
 
     @classmethod
     def from_settings(cls, settings: AuthSettings) -> KeyRing:
-        keys: list[ApiKey] = []
-        if settings.api_keys_file is not None:
-            path = Path(settings.api_keys_file)
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ApiKeyError(
-                    f"LLM_OPTIMIZER_AUTH__API_KEYS_FILE={path}: cannot read it ({exc.strerror})"
-                ) from exc
-            keys.extend(parse_keys_file(text, str(path)))
-        if settings.api_keys is not None:
-            keys.extend(parse_keys_list(settings.api_keys.get_secret_value()))
-        return cls(keys)
+        return cls(entry.to_key() for entry in key_entries(settings))
 
     @property
     def enabled(self) -> bool:

@@ -11,15 +11,16 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
 from llm_optimizer_service import __version__
 from llm_optimizer_service.backup.cli import backup_app
+from llm_optimizer_service.safety import Review, review
 from llm_optimizer_service.settings import (
     Settings,
     SettingsError,
     load_settings,
     masked_dump,
-    production_problems,
     unknown_env_vars,
 )
 
@@ -40,7 +41,7 @@ err = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -54,21 +55,39 @@ def _settings() -> Settings:
 # --- serve ----------------------------------------------------------------------------------
 
 
+def _checked(settings: Settings, refusal: str) -> Review:
+    """The start-up checks shared by serve and config validate (safety.review): exit 1 listing
+    what this environment refuses; in development, warn loudly about what production would."""
+    found = review(settings)
+    refused = found.refused(settings.is_production)
+    if refused:
+        raise _fail(f"{refusal}:\n  " + "\n  ".join(refused))
+    if found.unsafe:
+        lines = "\n".join(f"  - {problem}" for problem in found.unsafe)
+        err.print(
+            "[bold yellow]WARNING:[/] development mode (LLM_OPTIMIZER_ENVIRONMENT=development) "
+            "runs with what production refuses:\n"
+            f"{escape(lines)}\n"
+            "Never expose this instance; fix these before setting "
+            "LLM_OPTIMIZER_ENVIRONMENT=production (docs/configuration.md).",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return found
+
+
 @app.command()
 def serve() -> None:
     """Run the REST API and the metrics endpoint until SIGTERM (then drain and exit 0)."""
-    from llm_optimizer_service.auth import ApiKeyError, KeyRing
     from llm_optimizer_service.logging_setup import configure_logging
     from llm_optimizer_service.server import serve as run
+    from llm_optimizer_service.storage import migrations
 
     settings = _settings()
-    problems = production_problems(settings)
-    if problems:
-        raise _fail("production refuses to start:\n  " + "\n  ".join(problems))
-    try:
-        KeyRing.from_settings(settings.auth)
-    except ApiKeyError as exc:
-        raise _fail(str(exc)) from exc
+    _checked(settings, f"{'production' if settings.is_production else 'serve'} refuses to start")
+    newer = migrations.newer_schema_problem(settings.database_url)
+    if newer:
+        raise _fail(f"serve refuses to start: {newer}")
     configure_logging(settings.log)
     raise typer.Exit(asyncio.run(run(settings)))
 
@@ -93,6 +112,8 @@ def _migrate(action: str, *args: Any, **kwargs: Any) -> None:
     configure_logging(settings.log)
     try:
         printed = getattr(migrations, action)(settings.database_url, *args, **kwargs)
+    except migrations.UnknownRevisionError as exc:
+        raise _fail(f"db {action}: {exc}") from exc
     except CommandError as exc:
         raise _fail(f"db {action}: {exc}") from exc
     except SQLAlchemyError as exc:
@@ -140,6 +161,46 @@ def check() -> None:
     _migrate("check")
 
 
+@db_app.command()
+def repair(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="list what is wrong; change nothing")
+    ] = False,
+) -> None:
+    """Find stored state this release cannot use (the service quarantines it) and rebuild
+    unreadable arm statistics from the decision and feedback logs. Exit 0 when nothing is left
+    to fix, 1 otherwise (with --dry-run: when anything needs fixing)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from llm_optimizer_service import repair as repairs
+    from llm_optimizer_service.storage.db import make_engine
+
+    settings = _settings()
+    engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
+    try:
+        if dry_run:
+            repaired, left = [], repairs.find_problems(engine)
+        else:
+            repaired, left = repairs.repair(engine)
+    except SQLAlchemyError as exc:
+        raise _fail(f"db repair: database error: {exc}") from exc
+    finally:
+        engine.dispose()
+    for done in repaired:
+        out.print(
+            f"repaired {done.workload}/{done.arm}: rebuilt from {done.decisions} decisions and "
+            f"{done.feedback} feedback ({done.skipped} feedback with refused values skipped)",
+            highlight=False,
+        )
+    for finding in left:
+        where = finding.workload + (f"/{finding.arm}" if finding.arm else "")
+        out.print(f"{where}: {finding.problem} (fix: {finding.fix})", highlight=False)
+    if not repaired and not left:
+        out.print("nothing to repair: all stored state is usable", highlight=False)
+    if left:
+        raise typer.Exit(1)
+
+
 # --- config ---------------------------------------------------------------------------------
 
 
@@ -160,21 +221,12 @@ def config_show(
 @config_app.command("validate")
 def config_validate() -> None:
     """Check the settings (and, in production, refuse defaults); non-zero naming the key."""
-    from llm_optimizer_service.auth import ApiKeyError, KeyRing
-
     settings = _settings()
-    problems = production_problems(settings)
-    try:
-        keys = len(KeyRing.from_settings(settings.auth))
-    except ApiKeyError as exc:
-        problems.append(f"auth.api_keys_file: {exc}")
-        keys = 0
     for name in unknown_env_vars():
         err.print(f"[yellow]warning:[/] {name} is not a setting (a typo?); it is ignored")
-    if problems:
-        raise _fail("invalid settings:\n  " + "\n  ".join(problems))
+    found = _checked(settings, "invalid settings")
     out.print(
-        f"settings OK (environment={settings.environment}, api keys={keys}, "
+        f"settings OK (environment={settings.environment}, api keys={found.keys}, "
         f"database={'sqlite' if settings.database.url is None else 'external'})",
         highlight=False,
     )

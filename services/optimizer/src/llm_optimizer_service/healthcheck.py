@@ -73,6 +73,8 @@ def _database(settings: Settings, timeout: float) -> dict[str, Any]:
         return {"status": "unhealthy", "detail": f"cannot connect: {type(exc).__name__}"}
     finally:
         engine.dispose()
+    if status.problem:
+        return {"status": "unhealthy", "detail": status.problem}
     if not status.at_head:
         return {
             "status": "unhealthy",

@@ -6,8 +6,8 @@ Sources, highest priority first: keyword arguments (tests), environment variable
 named by ``LLM_OPTIMIZER_CONFIG`` (YAML or TOML), then the defaults — which run on a laptop:
 SQLite under the data dir, no Redis, no Kafka.
 
-``environment=production`` refuses missing API keys and well-known default passwords, naming the
-setting to fix (see :func:`production_problems`).
+What ``environment=production`` refuses (missing or weak API keys, well-known passwords, ...) is
+checked by :mod:`llm_optimizer_service.safety`, which can parse the API keys.
 """
 
 from __future__ import annotations
@@ -28,9 +28,6 @@ ENV_PREFIX = "LLM_OPTIMIZER_"
 ENV_NESTED_DELIMITER = "__"
 CONFIG_FILE_ENV = f"{ENV_PREFIX}CONFIG"
 FILE_SUFFIX = "_FILE"
-
-# Passwords that ship in examples and must never reach production.
-DEFAULT_PASSWORDS = frozenset({"changeme", "change-me", "password", "postgres", "secret", "admin"})
 
 
 def _default_data_dir() -> Path:
@@ -325,28 +322,43 @@ class SettingsError(Exception):
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
-    """Parse a YAML or TOML config file into nested settings values."""
+    """Parse a YAML or TOML (``*.toml``) config file into nested settings values."""
+    where = f"{CONFIG_FILE_ENV}={path}"
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SettingsError(
-            f"{CONFIG_FILE_ENV}={path}: cannot read the config file ({exc.strerror}); "
+            f"{where}: cannot read the config file ({exc.strerror}); "
             "fix the path or unset the variable"
         ) from exc
+    except UnicodeDecodeError as exc:
+        raise SettingsError(
+            f"{where}: not a text file (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start} is not UTF-8); point it at a YAML or TOML file or unset the variable"
+        ) from None
+    kind = "TOML" if path.suffix == ".toml" else "YAML"
     try:
-        data: Any = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+        data: Any = tomllib.loads(text) if kind == "TOML" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise SettingsError(f"{CONFIG_FILE_ENV}={path}: not valid YAML/TOML: {exc}") from exc
-    if data is None:
-        return {}
+        detail = " ".join(str(exc).split())
+        raise SettingsError(
+            f"{where}: not valid {kind} ({detail}); fix the file (a .toml name is read as "
+            "TOML, any other as YAML) or unset the variable"
+        ) from exc
+    if not data:
+        raise SettingsError(
+            f"{where}: the config file holds no settings (it is empty or only comments); "
+            "write settings into it or unset the variable"
+        )
     if not isinstance(data, dict):
         raise SettingsError(
-            f"{CONFIG_FILE_ENV}={path}: the top level must be a mapping of settings"
+            f"{where}: the top level is a {type(data).__name__}, not a mapping of settings "
+            "(e.g. `server:` then `  http_port: 8080`); fix the file"
         )
-    unknown = sorted(set(data) - set(Settings.model_fields))
+    unknown = sorted(str(key) for key in set(data) - set(Settings.model_fields))
     if unknown:
         raise SettingsError(
-            f"{CONFIG_FILE_ENV}={path}: unknown setting(s) {', '.join(unknown)}; "
+            f"{where}: unknown setting(s) {', '.join(unknown)}; "
             f"valid top-level keys: {', '.join(sorted(Settings.model_fields))}"
         )
     return data
@@ -421,33 +433,6 @@ def env_name_for(key: str) -> str:
 # --- loading and checks ------------------------------------------------------------------------
 
 
-def production_problems(settings: Settings) -> list[str]:
-    """What production refuses, each naming the setting to fix. Empty outside production."""
-    if not settings.is_production:
-        return []
-    problems: list[str] = []
-    if settings.auth.api_keys_file is None and settings.auth.api_keys is None:
-        problems.append(
-            "auth: production needs API keys; set LLM_OPTIMIZER_AUTH__API_KEYS_FILE (a keys "
-            "file) or LLM_OPTIMIZER_AUTH__API_KEYS"
-        )
-    for key, secret in (("database.url", settings.database.url), ("redis.url", settings.redis.url)):
-        if secret is None:
-            continue
-        password = urlsplit(secret.get_secret_value()).password
-        if password is not None and password.lower() in DEFAULT_PASSWORDS:
-            problems.append(
-                f"{key}: the password is a well-known default; set {env_name_for(key)} "
-                f"(or {env_name_for(key)}_FILE) with a real secret"
-            )
-    if settings.database.auto_migrate:
-        problems.append(
-            "database.auto_migrate: production never migrates inside serve; unset "
-            "LLM_OPTIMIZER_DATABASE__AUTO_MIGRATE and run `llm-optimizer-service db upgrade`"
-        )
-    return problems
-
-
 def describe_validation_error(error: ValidationError) -> list[str]:
     """One line per problem: the dotted key, its variable, and pydantic's message."""
     lines: list[str] = []
@@ -463,7 +448,14 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise SettingsError("; ".join(describe_validation_error(exc))) from exc
+        lines = describe_validation_error(exc)
+        config = os.environ.get(CONFIG_FILE_ENV)
+        if config:
+            lines.append(
+                f"fix the value in the environment or in {CONFIG_FILE_ENV}={config} "
+                "(the variable wins over the file)"
+            )
+        raise SettingsError("; ".join(lines)) from exc
 
 
 @cache

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from llm_optimizer_service.backup.archive import BackupError
 from llm_optimizer_service.settings import Settings
@@ -32,7 +33,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print the result as JS
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

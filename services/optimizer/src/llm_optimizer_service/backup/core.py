@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
 from llm_optimizer_service import __version__
@@ -64,10 +63,8 @@ class RevisionCheck:
 
 
 def check_revision(revision: str | None) -> RevisionCheck:
-    script = ScriptDirectory.from_config(migrations.alembic_config("sqlite://"))
-    head = migrations.head_revision()
-    known = revision is None or revision in {rev.revision for rev in script.walk_revisions()}
-    return RevisionCheck(revision, head, known)
+    known = revision is None or revision in migrations.known_revisions()
+    return RevisionCheck(revision, migrations.head_revision(), known)
 
 
 # --- create ---------------------------------------------------------------------------------
@@ -96,8 +93,9 @@ def create(
             raise BackupError(f"cannot read the database ({type(exc).__name__}: {exc})") from exc
     finally:
         engine.dispose()
-    if not check_revision(revision).known:
-        raise BackupError(f"the database is at revision {revision}, unknown to this release")
+    checked = check_revision(revision)
+    if revision is not None and not checked.known:
+        raise BackupError(migrations.unknown_revision_message(revision, checked.head))
     now = datetime.now(UTC)
     if output is None:
         base = directory or default_dir(settings)

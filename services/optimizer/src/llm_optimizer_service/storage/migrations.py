@@ -3,6 +3,10 @@
 On PostgreSQL every migration command holds a session-level advisory lock, so replicas or Jobs
 that migrate at the same time run one after the other instead of racing. ``--sql`` (offline mode)
 prints the SQL and touches nothing.
+
+A database at a revision this release does not ship was migrated by a newer release: every
+command that reads the database refuses it with :class:`UnknownRevisionError` (its message says
+what to do) before changing anything.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
+from llm_optimizer_service import __version__
 from llm_optimizer_service.storage.db import make_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -36,11 +42,32 @@ def alembic_config(url: str, connection: Connection | None = None) -> Config:
     return config
 
 
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
 def head_revision() -> str:
-    heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
+    heads = _scripts().get_heads()
     if len(heads) != 1:
         raise RuntimeError(f"expected one migration head, found {heads}")
     return heads[0]
+
+
+def known_revisions() -> frozenset[str]:
+    """Every revision this release ships."""
+    return frozenset(script.revision for script in _scripts().walk_revisions())
+
+
+class UnknownRevisionError(Exception):
+    """The database is at a revision this release does not ship (a newer release migrated it)."""
+
+
+def unknown_revision_message(revision: str, head: str) -> str:
+    return (
+        f"the database schema is at revision {revision}, which this release (version "
+        f"{__version__}, head {head}) does not know: it was migrated by a newer release; run "
+        "that release, or restore a backup taken before the upgrade. Nothing was changed"
+    )
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -52,14 +79,43 @@ def current_revision(engine: Engine) -> str | None:
 class SchemaStatus:
     current: str | None
     head: str
+    known: bool = True
 
     @property
     def at_head(self) -> bool:
         return self.current == self.head
 
+    @property
+    def problem(self) -> str | None:
+        """Why this release must not use the database as it is (a newer schema), or None."""
+        if self.known or self.current is None:
+            return None
+        return unknown_revision_message(self.current, self.head)
+
 
 def schema_status(engine: Engine) -> SchemaStatus:
-    return SchemaStatus(current=current_revision(engine), head=head_revision())
+    current = current_revision(engine)
+    known = current is None or current in known_revisions()
+    return SchemaStatus(current=current, head=head_revision(), known=known)
+
+
+def check_known(connection: Connection) -> None:
+    """Raise :class:`UnknownRevisionError` when the database is at a revision not shipped here."""
+    current = MigrationContext.configure(connection).get_current_revision()
+    if current is not None and current not in known_revisions():
+        raise UnknownRevisionError(unknown_revision_message(current, head_revision()))
+
+
+def newer_schema_problem(url: str) -> str | None:
+    """The message when the database at ``url`` was migrated by a newer release, else None (also
+    when the database cannot be read: the caller's own connection reports that)."""
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    try:
+        return schema_status(engine).problem
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
 
 
 @contextmanager
@@ -93,6 +149,8 @@ def _run(url: str, action: str, *args: object, sql: bool = False, **kwargs: obje
     engine = make_engine(url, pool_size=1, max_overflow=0)
     try:
         with _locked(engine) as connection:
+            check_known(connection)
+            connection.commit()  # end the read: alembic opens its own transaction
             config = alembic_config(url, connection)
             config.stdout = out
             function(config, *args, **kwargs)
