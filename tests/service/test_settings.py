@@ -223,14 +223,16 @@ def test_no_keys_at_all_is_refused(tmp_path: Path) -> None:
     assert "LLM_OPTIMIZER_AUTH__API_KEYS_FILE" in problem
 
 
-def test_our_documented_example_keys_are_refused() -> None:
-    """The keys our own files show as examples never pass in production."""
+def test_our_documented_keys_and_modes(tmp_path: Path) -> None:
+    """compose.yml's development key is refused in production; docs/systemd.md's way of making
+    the keys file (a generated key, install -m MODE) gives one production accepts."""
     compose = (ROOT / "infra/docker/compose.yml").read_text()
     (dev_default,) = re.findall(r"OPTIMIZER_DEV_API_KEY:-([^}]+)}", compose)
-    systemd_doc = (ROOT / "docs/systemd.md").read_text()
-    (doc_example,) = re.findall(r"/etc/llm-optimizer/api-keys <<<'(\S+)", systemd_doc)
     assert is_weak(dev_default)
-    assert is_weak(doc_example)
+    systemd_doc = (ROOT / "docs/systemd.md").read_text()
+    (mode,) = re.findall(r"install -m (\d+) .*/etc/llm-optimizer/api-keys", systemd_doc)
+    assert "token_urlsafe(32)" in systemd_doc
+    assert production_problems(_production(tmp_path, mode=int(mode, 8))) == []
 
 
 def _cli(args: list[str], env: dict[str, str]) -> Any:
