@@ -4,6 +4,7 @@ database migrated by a newer release is refused by every command."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from pathlib import Path
@@ -13,6 +14,8 @@ import sqlalchemy as sa
 from alembic.util import CommandError
 from llm_optimizer_service import __version__
 from llm_optimizer_service.cli import app
+from llm_optimizer_service.runtime import Runtime, SchemaNotAtHeadError
+from llm_optimizer_service.settings import load_settings
 from llm_optimizer_service.storage import migrations
 from llm_optimizer_service.storage.db import make_engine
 from typer.testing import CliRunner, Result
@@ -151,3 +154,19 @@ def test_a_newer_schema_is_refused_by_every_command(url: str, tmp_path: Path) ->
     assert json.loads(health.stdout)["checks"]["database"]["detail"].startswith(said)
     assert snapshot(url) == before
     assert not backups.exists() or not any(backups.iterdir())
+
+
+def test_the_runtime_refuses_a_newer_schema_even_when_it_may_migrate(
+    url: str, tmp_path: Path
+) -> None:
+    """The app itself (not only the CLI's check) refuses, also in development where it would
+    otherwise auto-migrate: nothing is migrated or written."""
+    _migrated_by_a_newer_release(url)
+    before = snapshot(url)
+    settings = load_settings(data_dir=tmp_path, database={"url": url})
+    assert settings.auto_migrate
+    runtime = Runtime(settings)
+    with pytest.raises(SchemaNotAtHeadError, match="migrated by a newer release"):
+        asyncio.run(runtime.start())
+    runtime.engine.dispose()
+    assert snapshot(url) == before

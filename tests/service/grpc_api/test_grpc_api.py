@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import signal
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
@@ -183,6 +184,40 @@ def test_error_codes(service: RunningService, channel: grpc.Channel) -> None:
         with pytest.raises(grpc.RpcError) as raised:
             call()
         assert raised.value.code().name == expected, raised.value.details()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("quality", math.nan), ("cost_usd", math.inf), ("cost_usd", 1e155), ("latency_ms", 1e155)],
+)
+def test_feedback_numbers_are_bounded_like_rest(
+    service: RunningService, channel: grpc.Channel, field: str, value: float
+) -> None:
+    """The REST API's validation, shared: non-finite and huge numbers are INVALID_ARGUMENT
+    naming the field, and nothing is stored (the report stays readable)."""
+    stub = pb_grpc.OptimizerStub(channel)
+    key = auth(service.api_key)
+    decision = stub.Decide(pb.DecideRequest(workload="chat"), metadata=key)
+    values = {"quality": 0.5, "cost_usd": 0.01, "latency_ms": 10.0, field: value}
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.RecordFeedback(
+            pb.FeedbackRequest(decision_id=decision.decision_id, **values), metadata=key
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (raised.value.details() or "")
+    stub.GetReport(pb.GetReportRequest(workload="chat"), metadata=key)
+
+
+def test_decide_context_must_be_finite(service: RunningService, channel: grpc.Channel) -> None:
+    stub = pb_grpc.OptimizerStub(channel)
+    context = struct_pb2.Struct()
+    context.update({"tier": "gold", "score": math.nan})
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Decide(
+            pb.DecideRequest(workload="chat", context=context), metadata=auth(service.api_key)
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "context" in (raised.value.details() or "")
 
 
 def test_grpc_metrics_are_exported(service: RunningService, channel: grpc.Channel) -> None:

@@ -178,8 +178,9 @@ def repair(
     settings = _settings()
     engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
     try:
+        repaired: list[repairs.Repaired] = []
         if dry_run:
-            repaired, left = [], repairs.find_problems(engine)
+            left = repairs.find_problems(engine)
         else:
             repaired, left = repairs.repair(engine)
     except SQLAlchemyError as exc:

@@ -318,6 +318,8 @@ class Runtime:
         Raises SchemaNotAtHeadError in production when the schema is behind (serve refuses)."""
         url = self.settings.database_url
         status = await self._db(migrations.schema_status, self.engine)
+        if status.problem:  # migrated by a newer release: never touch it
+            raise SchemaNotAtHeadError(status.problem)
         if not status.at_head and self.settings.auto_migrate:
             log.info("migrating the database", current=status.current, head=status.head)
             await self._db(migrations.upgrade, url)

@@ -209,6 +209,8 @@ async def preflight(settings: Settings) -> str | None:
         return f"cannot read the schema version from the database: {exc}"
     finally:
         engine.dispose()
+    if status.problem:
+        return f"refusing to serve: {status.problem}"
     if status.at_head:
         return None
     return (

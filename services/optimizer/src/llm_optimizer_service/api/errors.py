@@ -77,10 +77,13 @@ EDGE_STATUSES = (400, 413, 415, 422)
 
 
 def _json_safe(value: Any) -> Any:
-    """FastAPI's validation errors echo the input; JSON has no NaN or Infinity, so a non-finite
-    number there is sent as its text instead of failing the whole answer."""
+    """FastAPI's validation errors echo the input. JSON has no NaN or Infinity and UTF-8 no lone
+    surrogates (a JSON string may escape one), so such input is echoed as its Python text
+    instead of failing the whole answer."""
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, dict):
         return {key: _json_safe(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

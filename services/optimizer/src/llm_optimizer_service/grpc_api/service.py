@@ -96,10 +96,15 @@ def _decide_context(request: pb.DecideRequest) -> dict[str, Any] | None:
     if not request.HasField("context"):
         return None
     try:
+        # MessageToDict itself refuses a NaN or infinite number_value (ValueError)
         body = s.DecideBody(context=json_format.MessageToDict(request.context))
     except ValidationError as exc:
         problems = s.validation_problems(exc)
         raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid context: {problems}") from exc
+    except (ValueError, json_format.Error) as exc:
+        raise _RpcError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"invalid context: {exc}; send finite numbers"
+        ) from exc
     return body.context
 
 
