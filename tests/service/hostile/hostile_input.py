@@ -259,11 +259,6 @@ def reports(client: httpx.Client, workloads: list[str]) -> dict[str, Any]:
     return found
 
 
-# The service answers a keep-alive request's body ~40 ms after its headers (Nagle on the server
-# side); a connection per request keeps a few thousand requests within seconds.
-ONE_SHOT = httpx.Limits(max_keepalive_connections=0)
-
-
 def error_message(answer: httpx.Response) -> str:
     """The message of a 4xx answer: the contract's error body or FastAPI's 422 body."""
     assert answer.headers.get("content-type", "").startswith("application/json"), (

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from tests._support.service import RunningService
 from tests.service.hostile.hostile_input import (
-    ONE_SHOT,
     bounded,
     contains,
     encode,
@@ -150,7 +149,7 @@ def run(strategy: st.SearchStrategy[Any], send: Callable[[Any], None]) -> None:
 
 def test_feedback(service: RunningService, decision_ids: list[str], tally: Tally) -> None:
     bodies = st.sampled_from(decision_ids).flatmap(lambda i: spoil(feedback(i)))
-    with service.client(limits=ONE_SHOT) as client:
+    with service.client() as client:
         run(bodies, lambda body: tally.send(client, "feedback", "POST", "/api/v1/feedback", body))
 
 
@@ -158,7 +157,7 @@ def test_feedback_batch(service: RunningService, decision_ids: list[str], tally:
     bodies = st.lists(st.sampled_from(decision_ids), min_size=1, max_size=3).flatmap(
         lambda ids: spoil({"items": [feedback(i) for i in ids]})
     )
-    with service.client(limits=ONE_SHOT) as client:
+    with service.client() as client:
         run(
             bodies, lambda body: tally.send(client, "batch", "POST", "/api/v1/feedback/batch", body)
         )
@@ -166,7 +165,7 @@ def test_feedback_batch(service: RunningService, decision_ids: list[str], tally:
 
 def test_create_workload(service: RunningService, tally: Tally) -> None:
     names = st.builds(lambda: f"w-{uuid.uuid4().hex[:10]}")
-    with service.client(limits=ONE_SHOT) as client:
+    with service.client() as client:
         run(
             names.flatmap(lambda name: spoil(workload(name))),
             lambda body: tally.send(client, "create", "POST", "/api/v1/workloads", body),
@@ -174,7 +173,7 @@ def test_create_workload(service: RunningService, tally: Tally) -> None:
 
 
 def test_patch_workload(service: RunningService, tally: Tally) -> None:
-    with service.client(limits=ONE_SHOT) as client:
+    with service.client() as client:
         run(
             spoil(patch()),
             lambda body: tally.send(client, "patch", "PATCH", f"/api/v1/workloads/{PATCHED}", body),
@@ -183,7 +182,7 @@ def test_patch_workload(service: RunningService, tally: Tally) -> None:
 
 def test_decide(service: RunningService, tally: Tally) -> None:
     valid = {"context": {"user": "u1", "tier": "free", "length": 120, "tags": ["a", "b"]}}
-    with service.client(limits=ONE_SHOT) as client:
+    with service.client() as client:
         run(
             spoil(valid),
             lambda body: tally.send(
@@ -210,7 +209,7 @@ def test_decide(service: RunningService, tally: Tally) -> None:
 def test_a_lone_surrogate_key_is_refused_with_422(
     service: RunningService, url: str, body: bytes
 ) -> None:
-    with service.client(limits=ONE_SHOT) as client:
+    with service.client() as client:
         answer = client.post(url, content=body, headers={"Content-Type": "application/json"})
     assert answer.status_code == 422, answer.text
 

@@ -24,7 +24,6 @@ from tests.service.data_path.test_kafka import (
     wait_counted,
 )
 from tests.service.hostile.hostile_input import (
-    ONE_SHOT,
     bad_feedback_messages,
     create_workload,
     give_feedback,
@@ -39,7 +38,7 @@ ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode
 
 def send_rest(service: RunningService, ids: list[str]) -> int:
     sent = 0
-    with service.client(limits=ONE_SHOT) as client:
+    with service.client() as client:
         bodies = [
             ("POST", "/api/v1/feedback", value)
             for decision in ids
