@@ -186,13 +186,6 @@ def test_decide(service: RunningService, stub: pb_grpc.OptimizerStub, codes: Cou
     property_()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="defect: a DecideRequest nested past protobuf's decoding depth (upb max depth 100) "
-    "answers UNKNOWN ('Unexpected DecodeError ... Exceeded upb_DecodeOptions_MaxDepth'), "
-    "not INVALID_ARGUMENT",
-)
 def test_a_context_nested_past_the_decoding_limit_is_invalid_argument(
     service: RunningService, stub: pb_grpc.OptimizerStub
 ) -> None:
@@ -205,6 +198,33 @@ def test_a_context_nested_past_the_decoding_limit_is_invalid_argument(
         "context nested 90 deep",
     )
     assert code is grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_undecodable_bytes_are_invalid_argument_unary_and_streamed(
+    service: RunningService,
+) -> None:
+    """Bytes that are no protobuf message, sent with a pass-through serializer."""
+    garbage = b"\xff\xff\xff\xff\x0f"
+    metadata = auth(service.api_key)
+    with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        decide = channel.unary_unary(
+            "/llm_optimizer.v1.Optimizer/Decide",
+            request_serializer=lambda raw: raw,
+            response_deserializer=pb.DecideResponse.FromString,
+        )
+        stream = channel.stream_stream(
+            "/llm_optimizer.v1.Optimizer/StreamFeedback",
+            request_serializer=lambda raw: raw,
+            response_deserializer=pb.FeedbackAck.FromString,
+        )
+        for send in (
+            lambda: decide(garbage, metadata=metadata, timeout=10),
+            lambda: list(stream(iter([garbage]), metadata=metadata, timeout=10)),
+        ):
+            with pytest.raises(grpc.RpcError) as raised:
+                send()
+            assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert "cannot be decoded" in (raised.value.details() or "")
 
 
 def test_record_feedback(

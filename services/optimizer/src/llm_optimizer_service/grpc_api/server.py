@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from llm_optimizer_service.grpc_api import metrics
 from llm_optimizer_service.grpc_api._generated import optimizer_pb2_grpc as pb_grpc
+from llm_optimizer_service.grpc_api.decoding import DecodeErrorInterceptor
 from llm_optimizer_service.grpc_api.service import SERVICE_NAME, OptimizerServicer
 from llm_optimizer_service.logging_setup import get_logger
 from llm_optimizer_service.runtime import Runtime
@@ -65,7 +66,8 @@ class GrpcServer:
         host, port = self.settings.server.host, self.settings.server.grpc_port
         limit = max(self.settings.server.max_request_bytes, MAX_MESSAGE_BYTES)
         server = grpc.aio.server(
-            interceptors=[metrics.MetricsInterceptor()],
+            # metrics outermost, so the INVALID_ARGUMENT of an undecodable request is counted
+            interceptors=[metrics.MetricsInterceptor(), DecodeErrorInterceptor(SERVICE_NAME)],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.so_reuseport", 0),

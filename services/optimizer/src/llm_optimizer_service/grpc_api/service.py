@@ -25,6 +25,7 @@ from llm_optimizer_service.api import schemas as s
 from llm_optimizer_service.auth import Principal, Scope
 from llm_optimizer_service.grpc_api._generated import optimizer_pb2 as pb
 from llm_optimizer_service.grpc_api._generated import optimizer_pb2_grpc as pb_grpc
+from llm_optimizer_service.grpc_api.decoding import Undecodable
 from llm_optimizer_service.ratelimit import over_quota_message
 from llm_optimizer_service.runtime import Runtime, ServiceUnavailableError
 from llm_optimizer_service.storage.repository import FeedbackInput
@@ -74,7 +75,9 @@ def _struct(data: dict[str, Any]) -> struct_pb2.Struct:
     return value
 
 
-def _feedback_input(request: pb.FeedbackRequest) -> FeedbackInput:
+def _feedback_input(request: pb.FeedbackRequest | Undecodable) -> FeedbackInput:
+    if isinstance(request, Undecodable):  # in a request stream (see decoding.py)
+        raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, request.message)
     try:
         body = s.FeedbackBody(
             decision_id=request.decision_id,
