@@ -3,6 +3,7 @@ benchmark round-trips."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -63,3 +64,24 @@ def test_backup_benchmark_round_trips_on_a_real_postgresql() -> None:
     (target,) = backup.run(Options(quick=True))
     assert target.met, target
     assert "archive" in target.figure
+
+
+def test_http_decide_benchmark_measures_every_pair_side_by_side(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`nox -s bench -- http_decide --quick`'s work, as a test: five real servers (the service
+    twice, the bare FastAPI app twice, the bare gRPC servicer), every pair measured."""
+    from benchmarks import http_decide
+
+    targets = http_decide.run(Options(quick=True))
+    goals = [t.goal for t in targets]
+    for name in ("decide", "feedback", "gRPC Decide"):
+        assert f"{name} >= 0.7x bare req/s" in goals
+        assert f"{name} p99 <= 3.0x bare p99" in goals
+    throughput = [t for t in targets if "req/s" in t.goal]
+    for target in throughput:
+        measured, bare = re.findall(r"\((\d+) vs (\d+) req/s\)", target.figure)[0]
+        assert int(measured) > 0
+        assert int(bare) > 0
+    out = capsys.readouterr().out
+    assert "service runs on httptools/uvloop; the plain pair on asyncio/h11" in out

@@ -80,7 +80,7 @@ def _checked(settings: Settings, refusal: str) -> Review:
 def serve() -> None:
     """Run the REST API and the metrics endpoint until SIGTERM (then drain and exit 0)."""
     from llm_optimizer_service.logging_setup import configure_logging
-    from llm_optimizer_service.server import serve as run
+    from llm_optimizer_service.server import run, serve
     from llm_optimizer_service.storage import migrations
 
     settings = _settings()
@@ -89,7 +89,7 @@ def serve() -> None:
     if newer:
         raise _fail(f"serve refuses to start: {newer}")
     configure_logging(settings.log)
-    raise typer.Exit(asyncio.run(run(settings)))
+    raise typer.Exit(run(serve(settings), settings))
 
 
 # --- db -------------------------------------------------------------------------------------

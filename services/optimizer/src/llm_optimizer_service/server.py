@@ -21,8 +21,8 @@ import contextlib
 import math
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any, Protocol, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -44,6 +44,7 @@ from llm_optimizer_service.storage import migrations
 from llm_optimizer_service.storage.db import make_engine
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 class ExtraServer(Protocol):
@@ -77,13 +78,43 @@ def metrics_app() -> Starlette:
     return Starlette(routes=[Route("/metrics", scrape)])
 
 
-def _uvicorn_config(
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``server.loop`` asks for: uvloop (``auto`` when it is installed), or None
+    for asyncio's own."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def run(main: Coroutine[Any, Any, T], settings: Settings) -> T:
+    """Run ``main`` on the event loop ``server.loop`` names (what ``serve`` runs on)."""
+    with asyncio.Runner(loop_factory=loop_factory(settings.server.loop)) as runner:
+        return runner.run(main)
+
+
+def implementations(config: uvicorn.Config) -> dict[str, str]:
+    """Which event loop and HTTP parser a loaded uvicorn config runs on (for the log)."""
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    parser = config.http_protocol_class.__name__  # H11Protocol, HttpToolsProtocol
+    return {"loop": loop, "http_parser": "httptools" if "HttpTools" in parser else "h11"}
+
+
+def uvicorn_config(
     app: Any, host: str, port: int, settings: Settings, **extra: Any
 ) -> uvicorn.Config:
+    """uvicorn as every listener of the service runs it (and the benchmark's bare app)."""
     return uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=settings.server.http,
         log_config=None,
         access_log=False,
         server_header=False,
@@ -115,12 +146,12 @@ async def serve(settings: Settings) -> int:
     app: FastAPI = create_app(settings, hooks)
     runtime: Runtime = app.state.runtime
     http = _Server(
-        _uvicorn_config(
+        uvicorn_config(
             app, settings.server.host, settings.server.http_port, settings, lifespan="on"
         )
     )
     scrape = _Server(
-        _uvicorn_config(
+        uvicorn_config(
             metrics_app(),
             settings.server.metrics_host or settings.server.host,
             settings.server.metrics_port,
@@ -165,6 +196,7 @@ async def serve(settings: Settings) -> int:
         return 1
     log.info(
         "listening",
+        **implementations(http.config),
         http=f"{settings.server.host}:{settings.server.http_port}",
         metrics=f"{settings.server.metrics_host or settings.server.host}:"
         f"{settings.server.metrics_port}",

@@ -109,6 +109,14 @@ class ServerSettings(_Section):
     heartbeat_interval: float = Field(
         default=5.0, gt=0, description="seconds between lifecycle heartbeats (systemd watchdog)"
     )
+    loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        default="auto",
+        description="event loop: uvloop when installed (auto), or asyncio's own (slower)",
+    )
+    http: Literal["auto", "httptools", "h11"] = Field(
+        default="auto",
+        description="HTTP/1.1 parser: httptools when installed (auto), or h11 (pure Python)",
+    )
     test_stall_seconds: float = Field(
         default=0.0,
         ge=0,
