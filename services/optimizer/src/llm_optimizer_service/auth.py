@@ -33,6 +33,10 @@ KEYS_FILE_ENV = "LLM_OPTIMIZER_AUTH__API_KEYS_FILE"
 KEYS_LIST_ENV = "LLM_OPTIMIZER_AUTH__API_KEYS"
 
 
+class UnauthenticatedError(Exception):
+    """A request without a valid API key; the message says what is wrong."""
+
+
 class ApiKeyError(ValueError):
     """A malformed keys file or key list; the message names the source and the line."""
 
@@ -195,6 +199,21 @@ class KeyRing:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    def principal(self, authorization: str, how: str) -> Principal:
+        """Who sends this ``Authorization`` value (``Bearer <key>``); :class:`UnauthenticatedError`
+        naming the problem otherwise (``how`` tells the caller how to send a key). Anyone,
+        with every scope, while no key is configured (development only)."""
+        if not self._keys:
+            return ANONYMOUS
+        kind, _, presented = authorization.partition(" ")
+        presented = presented.strip()
+        if kind.lower() != "bearer" or not presented:
+            raise UnauthenticatedError(f"missing API key; send {how}")
+        principal = self.authenticate(presented)
+        if principal is None:
+            raise UnauthenticatedError("invalid API key")
+        return principal
 
     def authenticate(self, presented: str) -> Principal | None:
         """The principal for a presented key, or None. Every stored digest is compared (in

@@ -51,7 +51,12 @@ def create_app(settings: Settings, hooks: LifecycleHooks | None = None) -> FastA
     app.state.runtime = runtime
     tracing.setup_tracing(settings, app, engines=[runtime.engine])
     errors.install(app)
-    app.add_middleware(RequestContextMiddleware, max_body=settings.server.max_request_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body=settings.server.max_request_bytes,
+        keys=runtime.keys,
+        auth_prefix=routes.router.prefix,
+    )
     app.include_router(routes.router)
     document_bearer_auth(app)
 

@@ -1,8 +1,8 @@
-"""Request dependencies: the runtime and the caller's API key with its scopes.
+"""Request dependencies: the runtime, and the caller's scopes and quota.
 
-The key is read from the ``Authorization`` header directly (one flat dependency instead of
-FastAPI's nested ``HTTPBearer`` — decide is the hot path); the OpenAPI document still declares
-the bearer scheme on every /api/v1 operation (see :func:`document_bearer_auth`).
+The API key itself is checked by the middleware before the body is read (``middleware.py``),
+which leaves the principal in the request's state; the OpenAPI document declares the bearer
+scheme on every /api/v1 operation (see :func:`document_bearer_auth`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import structlog
 from fastapi import FastAPI, Request
 
 from llm_optimizer_service.api.errors import ApiError
@@ -20,7 +19,6 @@ from llm_optimizer_service.ratelimit import over_quota_message
 from llm_optimizer_service.runtime import Runtime
 
 SCHEME = "ApiKey"
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -29,27 +27,15 @@ async def get_runtime(request: Request) -> Runtime:
 
 
 def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """The caller (authenticated by the middleware, before the body was read) must hold
+    ``scope`` and be within its quota."""
+
     async def dependency(request: Request) -> Principal:
         runtime: Runtime = request.app.state.runtime
-        if not runtime.keys.enabled:
-            return ANONYMOUS  # development without keys (production refuses to start so)
-        header = request.headers.get("authorization", "")
-        kind, _, presented = header.partition(" ")
-        presented = presented.strip()
-        if kind.lower() != "bearer" or not presented:
-            raise ApiError(
-                401,
-                "unauthorized",
-                "missing API key; send 'Authorization: Bearer <key>'",
-                _CHALLENGE,
-            )
-        principal = runtime.keys.authenticate(presented)
-        if principal is None:
-            raise ApiError(401, "unauthorized", "invalid API key", _CHALLENGE)
-        structlog.contextvars.bind_contextvars(key_id=principal.key_id)
+        principal: Principal = request.state.principal
         if scope not in principal.scopes:
             raise ApiError(403, "forbidden", f"this API key lacks the '{scope}' scope")
-        if runtime.rate_limiter is not None:
+        if runtime.rate_limiter is not None and principal is not ANONYMOUS:
             retry = await runtime.rate_limiter.retry_after(principal.key_id)
             if retry is not None:
                 raise ApiError(

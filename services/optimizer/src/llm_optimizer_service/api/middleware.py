@@ -1,6 +1,6 @@
 """Pure ASGI middleware (cheap on the hot path): request id, access log, HTTP metrics, and the
-edge checks on a request body — its size (413), its content type (415) and the numbers JSON can
-carry but the API never takes (422, see ``body_checks.py``).
+edge checks, in this order — the API key (401), then the body: its size (413), its content type
+(415) and the numbers JSON can carry but the API never takes (422, see ``body_checks.py``).
 
 A body is read whole before the app runs (every route reads it whole anyway), so a chunked body
 over the limit is a 413 like one with a Content-Length, and a body the service refuses is drained
@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_optimizer_service import metrics
 from llm_optimizer_service.api.body_checks import body_problems, is_json_content_type
+from llm_optimizer_service.auth import ANONYMOUS, KeyRing, UnauthenticatedError
 from llm_optimizer_service.logging_setup import get_logger
 
 log = get_logger("llm_optimizer_service.access")
@@ -106,9 +107,16 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+    """``keys`` authenticate every request under ``auth_prefix`` before its body is read: a
+    caller without a valid key learns nothing about what its body would have made of it, and
+    costs no parsing. The principal is left in the request's state for the routes' scope and
+    quota checks (``deps.py``)."""
+
+    def __init__(self, app: ASGIApp, max_body: int, keys: KeyRing, auth_prefix: str) -> None:
         self.app = app
         self.max_body = max_body
+        self.keys = keys
+        self.auth_prefix = auth_prefix.rstrip("/") + "/"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -135,12 +143,30 @@ class RequestContextMiddleware:
             await send(message)
 
         declared = headers.get(b"content-length")
+        has_body = (declared is not None and declared != b"0") or b"transfer-encoding" in headers
+        # with 100-continue a refused body was never sent: nothing to drain
+        drain = has_body and b"expect" not in headers
         try:
+            if scope["path"].startswith(self.auth_prefix):
+                try:
+                    principal = self.keys.principal(
+                        headers.get(b"authorization", b"").decode("latin-1"),
+                        "'Authorization: Bearer <key>'",
+                    )
+                except UnauthenticatedError as exc:
+                    if drain:
+                        await _drain(receive, 0)
+                    body = _error_body("unauthorized", str(exc))
+                    await _send_json(send_wrapper, 401, body, headers=[_CHALLENGE])
+                    return
+                scope.setdefault("state", {})["principal"] = principal
+                if principal is not ANONYMOUS:
+                    structlog.contextvars.bind_contextvars(key_id=principal.key_id)
             if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-                if b"expect" not in headers:  # with 100-continue the body was never sent
+                if drain:
                     await _drain(receive, 0)
                 raise BodyTooLargeError
-            if (declared is not None and declared != b"0") or b"transfer-encoding" in headers:
+            if has_body:
                 body = await _read_body(receive, self.max_body)
                 if body:
                     content_type = headers.get(b"content-type", b"").decode("latin-1") or None
@@ -156,7 +182,7 @@ class RequestContextMiddleware:
                 receive = _replay(body, receive)
             await self.app(scope, receive, send_wrapper)
         except BodyTooLargeError:
-            await _send_json(send_wrapper, 413, _too_large_body(self.max_body), close=True)
+            await _send_json(send_wrapper, 413, _too_large_body(self.max_body), headers=[_CLOSE])
         except ClientGoneError:
             status = 499  # nginx's "client closed request": nothing was answered
         finally:
@@ -177,12 +203,17 @@ class RequestContextMiddleware:
             structlog.contextvars.clear_contextvars()
 
 
-async def _send_json(send: Send, status: int, body: bytes, *, close: bool = False) -> None:
-    headers = [
+_CHALLENGE = (b"www-authenticate", b"Bearer")
+_CLOSE = (b"connection", b"close")
+
+
+async def _send_json(
+    send: Send, status: int, body: bytes, *, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    sent = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
+        *(headers or []),
     ]
-    if close:
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": sent})
     await send({"type": "http.response.body", "body": body})

@@ -22,7 +22,7 @@ from google.protobuf import json_format, struct_pb2
 from pydantic import ValidationError
 
 from llm_optimizer_service.api import schemas as s
-from llm_optimizer_service.auth import Principal, Scope
+from llm_optimizer_service.auth import ANONYMOUS, Principal, Scope, UnauthenticatedError
 from llm_optimizer_service.grpc_api._generated import optimizer_pb2 as pb
 from llm_optimizer_service.grpc_api._generated import optimizer_pb2_grpc as pb_grpc
 from llm_optimizer_service.grpc_api.decoding import Undecodable
@@ -125,30 +125,20 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
                 "the service is starting",
                 retry_after=RETRY_AFTER_SECONDS,
             )
-        if not runtime.keys.enabled:
-            from llm_optimizer_service.auth import ANONYMOUS
-
-            return ANONYMOUS
         header = ""
         for key, value in context.invocation_metadata() or ():
             if key == "authorization":
                 header = value if isinstance(value, str) else value.decode()
                 break
-        kind, _, presented = header.partition(" ")
-        presented = presented.strip()
-        if kind.lower() != "bearer" or not presented:
-            raise _RpcError(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "missing API key; send metadata 'authorization: Bearer <key>'",
-            )
-        principal = runtime.keys.authenticate(presented)
-        if principal is None:
-            raise _RpcError(grpc.StatusCode.UNAUTHENTICATED, "invalid API key")
+        try:
+            principal = runtime.keys.principal(header, "metadata 'authorization: Bearer <key>'")
+        except UnauthenticatedError as exc:
+            raise _RpcError(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from exc
         if scope not in principal.scopes:
             raise _RpcError(
                 grpc.StatusCode.PERMISSION_DENIED, f"this API key lacks the '{scope}' scope"
             )
-        if runtime.rate_limiter is not None:  # the REST API's quota, shared with it
+        if runtime.rate_limiter is not None and principal is not ANONYMOUS:  # REST's quota
             retry = await runtime.rate_limiter.retry_after(principal.key_id)
             if retry is not None:
                 raise _RpcError(
