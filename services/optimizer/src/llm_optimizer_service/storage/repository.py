@@ -287,31 +287,43 @@ class Repository:
 
     def write_decisions(self, batch: Sequence[PendingDecision]) -> int:
         """Insert decision rows and count them in the arms' statistics; returns rows written
-        (decisions of workloads deleted meanwhile are dropped)."""
+        (decisions of workloads deleted meanwhile are dropped).
+
+        It runs in a worker thread beside the event loop and holds the GIL while it works, so it
+        stays lean: one Core ``executemany`` insert (not the ORM's bulk insert) and one locking
+        read of every touched arm's statistics (in key order, as feedback locks them)."""
         if not batch:
             return 0
         with self._write() as session:
             ids = {d.workload_id for d in batch}
             alive = set(session.scalars(select(Workload.id).where(Workload.id.in_(ids))))
             rows = [d for d in batch if d.workload_id in alive]
-            if rows:
-                session.execute(
-                    insert(DecisionRow),
-                    [
-                        {
-                            "id": d.id,
-                            "workload_id": d.workload_id,
-                            "arm": d.arm,
-                            "propensity": d.propensity,
-                            "created_at": d.created_at,
-                        }
-                        for d in rows
-                    ],
-                )
+            if not rows:
+                return 0
+            session.connection().execute(
+                insert(DecisionRow),  # on the Connection: Core executemany, no ORM bulk path
+                [
+                    {
+                        "id": d.id,
+                        "workload_id": d.workload_id,
+                        "arm": d.arm,
+                        "propensity": d.propensity,
+                        "created_at": d.created_at,
+                    }
+                    for d in rows
+                ],
+            )
             counts = Counter((d.workload_id, d.arm) for d in rows)
-            for (workload_id, arm), count in sorted(counts.items()):
-                stat = self._locked_stats(session, workload_id, arm)
-                if stat is None:
+            touched = {workload_id for workload_id, _ in counts}
+            query = (
+                select(ArmStatsRow)
+                .where(ArmStatsRow.workload_id.in_(touched))
+                .order_by(ArmStatsRow.workload_id, ArmStatsRow.arm)
+                .with_for_update()
+            )
+            for stat in session.scalars(query):
+                count = counts.get((stat.workload_id, stat.arm))
+                if not count:
                     continue
                 current, _ = read_stats(stat.stats)
                 if current is None:  # quarantined: `db repair` recounts from the decision log
