@@ -148,8 +148,10 @@ async def decide(
     _: Annotated[Principal, Depends(writer)],
     body: Annotated[s.DecideBody, Body(default_factory=s.DecideBody)],
 ) -> Response:
-    """The hot path: no I/O, no await. The body is built by hand (the same shape as
-    DecisionOut, which documents it) because response-model validation would double its cost."""
+    """Choose the configuration (arm) one request of this workload should use; report its
+    outcome with the returned ``decision_id`` (POST /api/v1/feedback)."""
+    # The hot path: no I/O, no await. The body is built by hand (the same shape as DecisionOut,
+    # which documents it) because response-model validation would double its cost.
     runtime: Runtime = request.app.state.runtime
     state = _state(runtime, name)
     pending = runtime.decide(state, body.context)

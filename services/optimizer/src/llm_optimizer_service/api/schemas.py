@@ -41,7 +41,7 @@ def _printable(value: str) -> str:
         if unicodedata.category(char) in _UNPRINTABLE:
             raise ValueError(
                 f"character U+{ord(char):04X} at position {index} is not allowed (control, "
-                "format or unassigned); send printable text"
+                "format, surrogate, private-use or unassigned); send printable text"
             )
     return value
 
@@ -70,6 +70,13 @@ def _finite_json(value: Any, depth: int = 0) -> Any:
 
 Text = Annotated[str, AfterValidator(_printable)]
 Name = Annotated[str, AfterValidator(_printable), AfterValidator(_trimmed)]
+# What the OpenAPI document says of such text, for generators and fuzzers: no ASCII or C1
+# control characters (names: no surrounding whitespace either). The validators refuse more
+# (format, surrogate, private-use, unassigned), which a JSON Schema pattern cannot express.
+PRINTABLE = {"pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"}
+PRINTABLE_NAME = {
+    "pattern": r"^[^\x00-\x20\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f])?$"
+}
 JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_json)]
 
 
@@ -87,11 +94,11 @@ class PriceBody(_Body):
 
 
 class ArmBody(_Body):
-    name: Name = Field(min_length=1, max_length=128)
-    model: Name = Field(min_length=1, max_length=256)
-    provider: Text | None = Field(default=None, max_length=128)
+    name: Name = Field(min_length=1, max_length=128, json_schema_extra=PRINTABLE_NAME)
+    model: Name = Field(min_length=1, max_length=256, json_schema_extra=PRINTABLE_NAME)
+    provider: Text | None = Field(default=None, max_length=128, json_schema_extra=PRINTABLE)
     params: JsonObject = Field(default_factory=dict)
-    prompt_variant: Text | None = Field(default=None, max_length=256)
+    prompt_variant: Text | None = Field(default=None, max_length=256, json_schema_extra=PRINTABLE)
     price: PriceBody | None = None
 
 
@@ -192,7 +199,7 @@ class DecisionOut(BaseModel):
 
 
 class FeedbackBody(_Body):
-    decision_id: Text = Field(min_length=1, max_length=36)
+    decision_id: Text = Field(min_length=1, max_length=36, json_schema_extra=PRINTABLE)
     quality: float = Field(ge=0, le=1, allow_inf_nan=False)
     cost_usd: float = _number(MAX_COST_USD)
     latency_ms: float = _number(MAX_LATENCY_MS)
@@ -280,7 +287,7 @@ class ReportOut(BaseModel):
 
 
 class PromoteBody(_Body):
-    arm: Name = Field(min_length=1, max_length=128)
+    arm: Name = Field(min_length=1, max_length=128, json_schema_extra=PRINTABLE_NAME)
     canary_percent: float | None = Field(default=None, gt=0, le=100, allow_inf_nan=False)
 
 
