@@ -189,6 +189,14 @@ CATALOGUE: dict[str, Tool] = {
         Tool(
             "pex", Source.PYPI_VENV, "pex==2.105.2", "2.105.2", purpose="multi-platform pex files"
         ),
+        # Its own venv: it pins typer below the version the service's CLI uses.
+        Tool(
+            "openapi-python-client",
+            Source.PYPI_VENV,
+            "openapi-python-client==0.29.1",
+            "0.29.1",
+            purpose="a client generated from /openapi.json, as a new user makes one (tests)",
+        ),
         _deb("promtool", "prometheus", "2.42", "check/test Prometheus config and rules"),
         _deb("prometheus", "prometheus", "2.42", "Prometheus server for tests"),
         _deb("prometheus-alertmanager", "prometheus-alertmanager", "0.25", "Alertmanager"),

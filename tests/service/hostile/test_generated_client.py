@@ -1,12 +1,13 @@
 """A client generated from the real service's /openapi.json by openapi-python-client, as a new
 user would make one, drives create → decide (without and with a body) → feedback → report.
 
-The generator runs through ``uv tool run`` at a pinned version: it pins typer below the version
-the service's CLI uses, so it cannot share the test environment's lock."""
+The generator is a catalogued tool in its own venv (``invoke setup``, ``ops/tools.py``): it pins
+typer below the version the service's CLI uses, so it cannot share the test environment's lock."""
 
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 import uuid
@@ -20,7 +21,6 @@ import pytest
 from tests._support.service import RunningService
 from tests._support.tools import require_tool
 
-GENERATOR = "openapi-python-client==0.29.1"
 PACKAGE = "llm_auto_optimizer_client"  # the generator's name for the document's title
 # operationId (the handler's name) -> the generated module, api/<tag>/<operationId>.py
 OPERATIONS = {
@@ -48,18 +48,13 @@ def generated(
     running_service: RunningService, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Path]:
     """The generated project's directory, importable while the module's tests run."""
-    uv = require_tool("uv")
+    generator = require_tool("openapi-python-client")
     workdir = tmp_path_factory.mktemp("generated-client")
     document = workdir / "openapi.json"
     document.write_bytes(httpx.get(f"{running_service.http_url}/openapi.json").content)
     output = workdir / "client"
     command = [
-        str(uv),
-        "tool",
-        "run",
-        "--from",
-        GENERATOR,
-        "openapi-python-client",
+        str(generator),
         "generate",
         "--path",
         str(document),
@@ -67,7 +62,16 @@ def generated(
         str(output),
         "--fail-on-warning",
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=workdir)
+    # its post-generation hook runs the ruff of its own venv
+    path = os.pathsep.join([str(generator.resolve().parent), os.environ.get("PATH", "")])
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=workdir,
+        env={**os.environ, "PATH": path},
+    )
     assert done.returncode == 0, f"{' '.join(command)}\n{done.stdout}\n{done.stderr}"
     # a warning is a failure with --fail-on-warning; the output says so if one slipped through
     assert "warning" not in (done.stdout + done.stderr).lower(), done.stdout + done.stderr
