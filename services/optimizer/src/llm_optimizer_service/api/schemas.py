@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import MISSING, AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.config import JsonDict
 
 from llm_optimizer_service.engine import (
     MAX_ARMS,
@@ -73,8 +74,8 @@ Name = Annotated[str, AfterValidator(_printable), AfterValidator(_trimmed)]
 # What the OpenAPI document says of such text, for generators and fuzzers: no ASCII or C1
 # control characters (names: no surrounding whitespace either). The validators refuse more
 # (format, surrogate, private-use, unassigned), which a JSON Schema pattern cannot express.
-PRINTABLE = {"pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"}
-PRINTABLE_NAME = {
+PRINTABLE: JsonDict = {"pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"}
+PRINTABLE_NAME: JsonDict = {
     "pattern": r"^[^\x00-\x20\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f])?$"
 }
 JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_json)]
