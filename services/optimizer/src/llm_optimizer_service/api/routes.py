@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, Body, Depends, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Path, Request, Response, status
 from pydantic import MISSING
 
 from llm_optimizer_service.api import schemas as s
@@ -23,6 +23,9 @@ from llm_optimizer_service.storage.repository import (
 
 router = APIRouter(prefix="/api/v1", responses=responses(401, 403, 429, 503))
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+# The name of an existing workload; its example is the create body's (the document's readers,
+# generated clients and the fuzzer's explicit phase meet the same workload).
+WorkloadName = Annotated[str, Path(examples=[s.EXAMPLE_WORKLOAD])]
 
 
 def _workload_out(record: WorkloadRecord) -> s.WorkloadOut:
@@ -85,7 +88,7 @@ async def list_workloads(
 
 @router.get("/workloads/{name}", responses=responses(404), tags=["workloads"])
 async def get_workload(
-    name: str, runtime: RuntimeDep, _: Annotated[Principal, Depends(reader)]
+    name: WorkloadName, runtime: RuntimeDep, _: Annotated[Principal, Depends(reader)]
 ) -> s.WorkloadOut:
     try:
         record = await runtime.db(runtime.repository.get_workload, name)
@@ -96,7 +99,7 @@ async def get_workload(
 
 @router.patch("/workloads/{name}", responses=responses(404, 422), tags=["workloads"])
 async def patch_workload(
-    name: str,
+    name: WorkloadName,
     body: s.WorkloadPatch,
     runtime: RuntimeDep,
     _: Annotated[Principal, Depends(writer)],
@@ -126,7 +129,7 @@ async def patch_workload(
     tags=["workloads"],
 )
 async def delete_workload(
-    name: str, runtime: RuntimeDep, _: Annotated[Principal, Depends(writer)]
+    name: WorkloadName, runtime: RuntimeDep, _: Annotated[Principal, Depends(writer)]
 ) -> Response:
     try:
         await runtime.db(runtime.repository.delete_workload, name)
@@ -143,7 +146,7 @@ async def delete_workload(
     tags=["decisions"],
 )
 async def decide(
-    name: str,
+    name: WorkloadName,
     request: Request,
     _: Annotated[Principal, Depends(writer)],
     body: Annotated[s.DecideBody, Body(default_factory=s.DecideBody)],
@@ -193,7 +196,7 @@ async def record_feedback_batch(
 
 @router.get("/workloads/{name}/report", responses=responses(404, 409), tags=["report"])
 async def get_report(
-    name: str, runtime: RuntimeDep, _: Annotated[Principal, Depends(reader)]
+    name: WorkloadName, runtime: RuntimeDep, _: Annotated[Principal, Depends(reader)]
 ) -> s.ReportOut:
     _state(runtime, name)
     data: dict[str, Any] = await runtime.report(name)
@@ -212,7 +215,7 @@ def _policy_out(record: WorkloadRecord, actor: str) -> s.PolicyOut:
 
 @router.post("/workloads/{name}/promote", responses=responses(404, 409, 422), tags=["policy"])
 async def promote_arm(
-    name: str,
+    name: WorkloadName,
     body: s.PromoteBody,
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(admin)],
@@ -234,7 +237,7 @@ async def promote_arm(
 
 @router.post("/workloads/{name}/rollback", responses=responses(404, 409), tags=["policy"])
 async def rollback_policy(
-    name: str, runtime: RuntimeDep, principal: Annotated[Principal, Depends(admin)]
+    name: WorkloadName, runtime: RuntimeDep, principal: Annotated[Principal, Depends(admin)]
 ) -> s.PolicyOut:
     try:
         record = await runtime.db(runtime.repository.rollback, name, principal.key_id)

@@ -29,6 +29,7 @@ from llm_optimizer_service.engine import (
 from llm_optimizer_service.storage.repository import FeedbackInput
 
 WORKLOAD_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+EXAMPLE_WORKLOAD = "support-chat"  # the document's example workload (create body, paths)
 StrategyName = Literal["thompson", "ucb", "epsilon_greedy", "ab_test", "fixed"]
 MAX_JSON_DEPTH = 8  # nesting of free-form objects (arm params, strategy params, context)
 MAX_TOKENS = 2**31 - 1
@@ -116,6 +117,23 @@ class ConstraintsBody(_Body):
 
 
 class WorkloadCreate(_Body):
+    # The document's example (for readers, generated clients and the fuzzer's explicit phase).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": EXAMPLE_WORKLOAD,
+                    "arms": [
+                        {"name": "small", "model": "gpt-4o-mini", "params": {"temperature": 0.2}},
+                        {"name": "large", "model": "gpt-4o", "provider": "openai"},
+                    ],
+                    "objective": {"quality_weight": 1.0, "cost_weight": 10.0},
+                    "constraints": {"max_latency_ms": 4000},
+                }
+            ]
+        }
+    )
+
     name: str = Field(pattern=WORKLOAD_NAME)
     arms: list[ArmBody] = Field(min_length=MIN_ARMS, max_length=MAX_ARMS)
     objective: ObjectiveBody = Field(default_factory=ObjectiveBody)
