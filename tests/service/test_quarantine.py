@@ -9,10 +9,15 @@ import json
 import math
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from fastapi.testclient import TestClient
+from llm_optimizer_service.api import create_app
+from llm_optimizer_service.settings import load_settings
 
 from tests._support.service import RunningService, service_command, service_env, start_service
 
@@ -152,3 +157,35 @@ def test_unusable_stored_state_is_quarantined_and_repaired(tmp_path: Path) -> No
             assert fixed.status_code == 200, fixed.text
             assert client.post("/api/v1/workloads/broken/decide").status_code == 200
         assert httpx.get(f"{service.http_url}/health").json()["status"] == "ok"
+
+
+def test_a_failing_reestimation_cycle_degrades_health(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cycle that keeps failing for a reason other than the database (an injected bug: the
+    data path has none left to trigger) makes /health degraded, and healthy again once it
+    passes."""
+    settings = load_settings(
+        data_dir=tmp_path, optimizer={"cycle_interval": 0.05, "flush_interval": 0.02}
+    )
+    with TestClient(create_app(settings)) as client:
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        real_load = runtime.repository.load
+
+        def broken(*args: Any) -> Any:
+            raise RuntimeError("injected")
+
+        monkeypatch.setattr(runtime.repository, "load", broken)
+        health = _wait_for(client, "degraded")
+        assert health["components"]["optimizer"] == "degraded", health
+        monkeypatch.setattr(runtime.repository, "load", real_load)
+        assert _wait_for(client, "ok")["components"]["optimizer"] == "ok"
+
+
+def _wait_for(client: TestClient, status: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while True:
+        health: dict[str, Any] = client.get("/health").json()
+        if health["status"] == status or time.monotonic() > deadline:
+            return health
+        time.sleep(0.05)
