@@ -19,6 +19,7 @@ BENCHMARKS = {
     "regret": "benchmarks.regret",
     "cost": "benchmarks.cost",
     "drift": "benchmarks.drift",
+    "ope": "benchmarks.ope",
     "http_decide": "benchmarks.http_decide",
     "ingest": "benchmarks.ingest",
     "backup": "benchmarks.backup",

@@ -85,3 +85,16 @@ def test_http_decide_benchmark_measures_every_pair_side_by_side(
         assert int(bare) > 0
     out = capsys.readouterr().out
     assert "service runs on httptools/uvloop; the plain pair on asyncio/h11" in out
+
+
+def test_ope_benchmark_reports_coverage_for_every_estimator_and_candidate(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`nox -s bench -- ope --quick`'s work (coverage itself: tests/service/engine/
+    test_evaluation.py)."""
+    from benchmarks import ope
+
+    targets = ope.run(Options(quick=True))
+    assert len(targets) == 3 * len(ope.CANDIDATES)
+    assert all(re.fullmatch(r"\d+\.\d% of 40", t.figure) for t in targets), targets
+    assert "coverage" in capsys.readouterr().out

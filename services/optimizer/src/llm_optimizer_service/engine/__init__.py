@@ -6,6 +6,13 @@ and calls :func:`decide` on it; the report endpoint calls :func:`build_report`.
 """
 
 from .drift import DEFAULT_DRIFT, DriftConfig, PageHinkley
+from .evaluation import (
+    Estimate,
+    Evaluation,
+    LoggedOutcome,
+    UnsupportedCandidateError,
+    evaluate,
+)
 from .model import (
     DEFAULT_STRATEGY,
     MAX_ARMS,
@@ -47,6 +54,9 @@ __all__ = [
     "DriftConfig",
     "DriftEvent",
     "EngineError",
+    "Estimate",
+    "Evaluation",
+    "LoggedOutcome",
     "Objective",
     "Observation",
     "PageHinkley",
@@ -54,11 +64,13 @@ __all__ = [
     "Policy",
     "Price",
     "StrategyName",
+    "UnsupportedCandidateError",
     "WorkloadSpec",
     "ab_significance",
     "build_report",
     "decide",
     "drift_score",
+    "evaluate",
     "pareto_front",
     "probability_best",
     "propensities",
