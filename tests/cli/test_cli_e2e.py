@@ -168,3 +168,35 @@ def test_client_has_no_server_dependencies() -> None:
     assert declared.isdisjoint(
         {"llm-optimizer-service", "fastapi", "sqlalchemy", "grpcio", "numpy"}
     )
+
+
+def test_evaluate_a_candidate(
+    running_service: RunningService, workload: str, tmp_path: Path
+) -> None:
+    with running_service.client() as client:  # logged decisions with feedback (over HTTP)
+        for _ in range(100):
+            decision = client.post(f"/api/v1/workloads/{workload}/decide").json()
+            quality = 0.9 if decision["arm"] == "strong" else 0.6
+            feedback = {"decision_id": decision["decision_id"], "quality": quality,
+                        "cost_usd": 0.0, "latency_ms": 100.0}  # fmt: skip
+            assert client.post("/api/v1/feedback", json=feedback).status_code == 202
+    logged = ok_json(running_service, "report", workload)
+    assert isinstance(logged, dict)
+    counts = {arm["name"]: arm["feedback"] for arm in logged["arms"]}
+    arm = max(counts, key=lambda name: counts[name])  # the better-supported arm
+    estimate = ok_json(running_service, "evaluate", workload, "--arm", arm, "--limit", "100")
+    assert isinstance(estimate, dict)
+    assert estimate["candidate"] == {arm: 1.0}
+    assert estimate["dr"]["value"] == pytest.approx(0.9 if arm == "strong" else 0.6)
+    table = cli(running_service, "evaluate", workload, "--arm", arm)
+    assert table.returncode == 0, table.stderr
+    assert "effective sample size" in table.stdout
+    assert "snips" in table.stdout
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text("arms: [cheap, strong, brand-new]\n")
+    refused = cli(running_service, "evaluate", workload, "--candidate", str(candidate))
+    assert refused.returncode == 1
+    assert "'brand-new' is not an arm" in refused.stderr
+    both = cli(running_service, "evaluate", workload, "--arm", arm, "--candidate", str(candidate))
+    assert both.returncode == 2
+    assert "exactly one of --arm or --candidate" in both.stderr

@@ -39,10 +39,10 @@ CONFORMANCE = [
 ]
 # Negative examples must be refused (4xx), and a deleted workload must stay gone.
 WITH_KEY = [*CONFORMANCE, negative_data_rejection, use_after_free]
-OPERATIONS = 16
+OPERATIONS = 17
 POSITIVE, NEGATIVE = 60, 60  # stateless examples per operation and mode (all-scopes key)
 UNAUTHORIZED = 15  # per operation, with the read-only key and with no key
-SCENARIOS, STEPS = 100, 8  # stateful
+SCENARIOS, STEPS = 100, 10  # stateful
 ARMS = [{"name": "a", "model": "m"}, {"name": "b", "model": "n"}]
 
 

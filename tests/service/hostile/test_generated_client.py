@@ -34,6 +34,7 @@ OPERATIONS = {
     "record_feedback_batch": "feedback",
     "get_report": "report",
     "promote_arm": "policy",
+    "evaluate_candidate": "policy",
     "rollback_policy": "policy",
     "get_admin_stats": "admin",
     "health_live": "health",

@@ -66,7 +66,7 @@ def _call(ctx: typer.Context, method: str, path: str, body: Any = None) -> Any:
         raise _fail(str(exc)) from None
 
 
-def _load_spec(path: Path) -> dict[str, Any]:
+def _load_mapping(path: Path, what: str) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as exc:
@@ -77,7 +77,7 @@ def _load_spec(path: Path) -> dict[str, Any]:
     except (ValueError, yaml.YAMLError) as exc:
         raise _fail(f"{path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from None
     if not isinstance(data, dict):
-        raise _fail(f"{path} must hold a mapping with name and arms (see --help)")
+        raise _fail(f"{path} must hold {what} (see --help)")
     return data
 
 
@@ -122,7 +122,7 @@ def workload_create(
     latency_weight: Annotated[float | None, typer.Option(help="Objective: s weight.")] = None,
 ) -> None:
     """Create a workload from --file, or from a name and --arm options."""
-    body: dict[str, Any] = _load_spec(file) if file else {}
+    body: dict[str, Any] = _load_mapping(file, "a mapping with name and arms") if file else {}
     if name:
         body["name"] = name
     if arm:
@@ -230,6 +230,48 @@ def promote(
     if canary_percent is not None:
         body["canary_percent"] = canary_percent
     render(_call(ctx, "POST", f"/api/v1/workloads/{workload}/promote", body), _state(ctx).output)
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    workload: Annotated[str, typer.Argument()],
+    arm: Annotated[
+        str | None, typer.Option(help="Evaluate this arm fixed (what promoting it would do).")
+    ] = None,
+    candidate: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML or JSON file of the candidate: arms (names to keep), objective, "
+            "constraints, strategy, strategy_params; see docs/engine.md."
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(min=100, max=100_000, help="Most recent logged outcomes to use.")
+    ] = 10_000,
+) -> None:
+    """Estimate a candidate policy on the logged decisions before promoting or changing it."""
+    if (arm is None) == (candidate is None):
+        raise _fail("give exactly one of --arm or --candidate", 2)
+    body: dict[str, Any] = {"arm": arm}
+    if candidate is not None:
+        body = _load_mapping(candidate, "a mapping of the candidate's changes")
+    path = f"/api/v1/workloads/{workload}/evaluate"
+    data = _call(ctx, "POST", path, {"candidate": body, "limit": limit})
+    state = _state(ctx)
+    if state.output is not Format.table:
+        render(data, state.output)
+        return
+    rows = [
+        {"estimator": name, "value": data[name]["value"], "ci95": data[name]["ci95"]}
+        for name in ("ips", "snips", "dr", "logged")
+    ]
+    shares = ", ".join(f"{name} {p:.0%}" for name, p in data["candidate"].items())
+    title = (
+        f"{data['workload']}: candidate {shares}; {data['outcomes']} logged outcomes, "
+        f"effective sample size {data['effective_sample_size']:.0f}"
+    )
+    render(data, state.output, columns=("estimator", "value", "ci95"), rows=rows, title=title)
 
 
 @app.command()

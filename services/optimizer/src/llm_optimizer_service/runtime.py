@@ -30,16 +30,19 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from llm_optimizer_service import __version__, metrics
 from llm_optimizer_service.auth import KeyRing
+from llm_optimizer_service.candidates import Candidate, candidate_probabilities
 from llm_optimizer_service.decision_ids import minted_at, new_decision_id
 from llm_optimizer_service.engine import (
     ArmStats,
     EngineError,
+    Evaluation,
     Policy,
     WorkloadSpec,
     build_report,
     decide,
     drift_score,
 )
+from llm_optimizer_service.engine import evaluate as off_policy_estimates
 from llm_optimizer_service.logging_setup import get_logger
 from llm_optimizer_service.ratelimit import RateLimiter
 from llm_optimizer_service.redis_bus import PolicyBus
@@ -668,6 +671,16 @@ class Runtime:
         report = build_report(policy, report_rng(name, policy.stats))
         report["notes"] = list(self.quarantined.get(name, []))
         return report
+
+    # -- off-policy evaluation ----------------------------------------------------------------
+
+    async def evaluate(self, state: WorkloadState, candidate: Candidate, limit: int) -> Evaluation:
+        """Estimate ``candidate`` on the workload's ``limit`` most recent logged outcomes."""
+        probabilities, objective = candidate_probabilities(
+            state.name, state.record.spec, state.stats, candidate, self.rng
+        )
+        logs = await self._db(self.repository.logged_outcomes, state.record.id, limit)
+        return await anyio.to_thread.run_sync(off_policy_estimates, probabilities, logs, objective)
 
     # -- admin --------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llm_optimizer_service.api.schemas import ErrorBody
-from llm_optimizer_service.engine import EngineError
+from llm_optimizer_service.engine import EngineError, UnsupportedCandidateError
 from llm_optimizer_service.logging_setup import get_logger
 from llm_optimizer_service.runtime import ServiceUnavailableError
 
@@ -109,6 +109,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(EngineError)
     async def _engine_error(_: Request, exc: EngineError) -> JSONResponse:
         return error_response(422, "invalid_workload", str(exc))
+
+    @app.exception_handler(UnsupportedCandidateError)
+    async def _unsupported(_: Request, exc: UnsupportedCandidateError) -> JSONResponse:
+        return error_response(422, "unsupported_candidate", str(exc))
 
     @app.exception_handler(ServiceUnavailableError)
     async def _unavailable(_: Request, exc: ServiceUnavailableError) -> JSONResponse:

@@ -203,6 +203,21 @@ async def get_report(
     return s.ReportOut.model_validate(data)
 
 
+@router.post("/workloads/{name}/evaluate", responses=responses(404, 409, 422), tags=["policy"])
+async def evaluate_candidate(
+    name: WorkloadName,
+    body: s.EvaluateBody,
+    runtime: RuntimeDep,
+    _: Annotated[Principal, Depends(reader)],
+) -> s.EvaluationOut:
+    """Estimate what a candidate policy would earn per decision on this workload's logged
+    decisions (IPS, SNIPS, doubly robust; 95% intervals, effective sample size), before
+    promoting or changing anything. 422 ``unsupported_candidate`` when the logs cannot tell."""
+    state = _state(runtime, name)
+    result = await runtime.evaluate(state, body.candidate.to_candidate(), body.limit)
+    return s.EvaluationOut.of(name, result)
+
+
 def _policy_out(record: WorkloadRecord, actor: str) -> s.PolicyOut:
     return s.PolicyOut(
         workload=record.name,

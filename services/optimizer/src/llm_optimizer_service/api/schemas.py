@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import MISSING, AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.config import JsonDict
 
+from llm_optimizer_service.candidates import Candidate
 from llm_optimizer_service.engine import (
     MAX_ARMS,
     MAX_COST_USD,
@@ -25,6 +26,8 @@ from llm_optimizer_service.engine import (
     MAX_PRICE_PER_1K,
     MAX_WEIGHT,
     MIN_ARMS,
+    Estimate,
+    Evaluation,
 )
 from llm_optimizer_service.storage.repository import FeedbackInput
 
@@ -308,6 +311,67 @@ class ReportOut(BaseModel):
 class PromoteBody(_Body):
     arm: Name = Field(min_length=1, max_length=128, json_schema_extra=PRINTABLE_NAME)
     canary_percent: float | None = Field(default=None, gt=0, le=100, allow_inf_nan=False)
+
+
+class CandidateBody(_Body):
+    """A candidate policy: one fixed ``arm`` (what promoting it would do), or the workload with
+    changes — the ``arms`` to keep (names of existing arms), another ``objective``,
+    ``constraints``, ``strategy`` or ``strategy_params``. The objective given (or the workload's)
+    is the one values are measured in."""
+
+    arm: Name | MISSING = Field(
+        default=MISSING, min_length=1, max_length=128, json_schema_extra=PRINTABLE_NAME
+    )
+    arms: list[Annotated[Name, Field(min_length=1, max_length=128)]] | MISSING = Field(
+        default=MISSING, min_length=1, max_length=MAX_ARMS
+    )
+    objective: ObjectiveBody | MISSING = MISSING
+    constraints: ConstraintsBody | MISSING = MISSING
+    strategy: StrategyName | MISSING = MISSING
+    strategy_params: JsonObject | MISSING = MISSING
+
+    def to_candidate(self) -> Candidate:
+        changes = self.model_dump(exclude={"arm"}, exclude_unset=True, mode="json")
+        return Candidate(arm=None if self.arm is MISSING else self.arm, changes=changes)
+
+
+class EvaluateBody(_Body):
+    candidate: CandidateBody
+    limit: int = Field(
+        default=10_000, ge=100, le=100_000, description="most recent logged outcomes to use"
+    )
+
+
+class EstimateOut(BaseModel):
+    value: float
+    ci95: list[float] = Field(description="[lo, hi], normal approximation")
+
+
+class EvaluationOut(BaseModel):
+    workload: str
+    candidate: dict[str, float] = Field(description="the candidate's probability of each arm")
+    outcomes: int = Field(description="logged decisions with feedback used")
+    effective_sample_size: float
+    ips: EstimateOut
+    snips: EstimateOut
+    dr: EstimateOut
+    logged: EstimateOut = Field(description="what the logged decisions earned (on-policy)")
+
+    @classmethod
+    def of(cls, workload: str, result: Evaluation) -> EvaluationOut:
+        def out(estimate: Estimate) -> EstimateOut:
+            return EstimateOut(value=estimate.value, ci95=list(estimate.ci95))
+
+        return cls(
+            workload=workload,
+            candidate=dict(result.candidate),
+            outcomes=result.outcomes,
+            effective_sample_size=result.effective_sample_size,
+            ips=out(result.ips),
+            snips=out(result.snips),
+            dr=out(result.dr),
+            logged=out(result.logged),
+        )
 
 
 class PolicyOut(BaseModel):

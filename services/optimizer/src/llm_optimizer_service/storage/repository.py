@@ -19,7 +19,13 @@ from sqlalchemy import Engine, delete, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from llm_optimizer_service.engine import ArmStats, DriftEvent, EngineError, Observation
+from llm_optimizer_service.engine import (
+    ArmStats,
+    DriftEvent,
+    EngineError,
+    LoggedOutcome,
+    Observation,
+)
 from llm_optimizer_service.storage.models import (
     ArmStatsRow,
     DecisionRow,
@@ -424,6 +430,29 @@ class Repository:
                 if row is not None:
                     row.stats = current[key].to_dict()
         return [outcomes[i] for i in range(len(items))]
+
+    def logged_outcomes(self, workload_id: int, limit: int) -> list[LoggedOutcome]:
+        """The most recent ``limit`` decisions of a workload that have feedback, each with the
+        propensity it was chosen with (off-policy evaluation's data)."""
+        query = (
+            select(
+                DecisionRow.arm,
+                DecisionRow.propensity,
+                FeedbackRow.quality,
+                FeedbackRow.cost_usd,
+                FeedbackRow.latency_ms,
+                FeedbackRow.error,
+            )
+            .join(FeedbackRow, FeedbackRow.decision_id == DecisionRow.id)
+            .where(DecisionRow.workload_id == workload_id)
+            .order_by(FeedbackRow.id.desc())
+            .limit(limit)
+        )
+        with self._sessions() as session:
+            return [
+                LoggedOutcome(arm, propensity, quality, cost, latency, bool(error))
+                for arm, propensity, quality, cost, latency, error in session.execute(query)
+            ]
 
     # -- repair ---------------------------------------------------------------------------------
 
