@@ -270,6 +270,56 @@ def test_a_busy_grpc_port_is_one_clear_error(service: RunningService, tmp_path: 
     assert f"127.0.0.1:{service.grpc_port}" in str(raised.value)
 
 
+def test_evaluate_a_candidate_like_rest(service: RunningService, channel: grpc.Channel) -> None:
+    stub = pb_grpc.OptimizerStub(channel)
+    key = auth(service.api_key)
+    body = {
+        "name": "ope",
+        "arms": [{"name": "cheap", "model": "small"}, {"name": "smart", "model": "large"}],
+        "strategy": "epsilon_greedy",
+        "strategy_params": {"epsilon": 1.0},  # each arm with probability 1/2
+    }
+    with service.client() as client:
+        assert client.post("/api/v1/workloads", json=body).status_code == 201
+    quality = {"cheap": 0.4, "smart": 0.8}
+    for _ in range(100):
+        decision = stub.Decide(pb.DecideRequest(workload="ope"), metadata=key)
+        stub.RecordFeedback(
+            pb.FeedbackRequest(
+                decision_id=decision.decision_id,
+                quality=quality[decision.arm],
+                cost_usd=0.0,
+                latency_ms=1.0,
+            ),
+            metadata=key,
+        )
+    candidate = struct_pb2.Struct()
+    candidate.update({"arm": "smart"})
+    answer = stub.Evaluate(
+        pb.EvaluateRequest(workload="ope", candidate=candidate, limit=1000),
+        metadata=auth(service.read_key),
+    )
+    evaluation = json_format.MessageToDict(answer.evaluation)
+    assert evaluation["candidate"] == {"smart": 1.0}
+    assert evaluation["snips"]["value"] == pytest.approx(0.8)
+    unknown = struct_pb2.Struct()
+    unknown.update({"arm": "no-such-arm"})
+    bad = struct_pb2.Struct()
+    bad.update({"strategy": "ucb", "strategy_params": {"c": -1}})
+    extra = struct_pb2.Struct()
+    extra.update({"arm": "smart", "surprise": 1})
+    for request, code in (
+        (pb.EvaluateRequest(workload="ope", candidate=unknown), "FAILED_PRECONDITION"),
+        (pb.EvaluateRequest(workload="ope", candidate=bad), "INVALID_ARGUMENT"),
+        (pb.EvaluateRequest(workload="ope", candidate=extra), "INVALID_ARGUMENT"),
+        (pb.EvaluateRequest(workload="ope", candidate=candidate, limit=5), "INVALID_ARGUMENT"),
+        (pb.EvaluateRequest(workload="nope", candidate=unknown), "NOT_FOUND"),
+    ):
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Evaluate(request, metadata=key)
+        assert raised.value.code().name == code, raised.value.details()
+
+
 def test_health_goes_not_serving_when_shutdown_begins(service: RunningService) -> None:
     """Last in this module (it stops the service): on SIGTERM health says NOT_SERVING at once,
     while server.shutdown_delay keeps the listeners open for load balancers to notice."""

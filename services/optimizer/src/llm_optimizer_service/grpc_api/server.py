@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from llm_optimizer_service.grpc_api import metrics
+from llm_optimizer_service.grpc_api._generated import optimizer_pb2 as pb
 from llm_optimizer_service.grpc_api._generated import optimizer_pb2_grpc as pb_grpc
 from llm_optimizer_service.grpc_api.decoding import DecodeErrorInterceptor
 from llm_optimizer_service.grpc_api.service import SERVICE_NAME, OptimizerServicer
@@ -29,13 +30,7 @@ log = get_logger(__name__)
 HEALTH_SERVICES = ("", SERVICE_NAME)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-OPTIMIZER_METHODS = (
-    "Decide",
-    "RecordFeedback",
-    "RecordFeedbackBatch",
-    "StreamFeedback",
-    "GetReport",
-)
+OPTIMIZER_METHODS = tuple(pb.DESCRIPTOR.services_by_name["Optimizer"].methods_by_name)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from llm_optimizer_service.api import schemas as s
 from llm_optimizer_service.auth import ANONYMOUS, Principal, Scope, UnauthenticatedError
+from llm_optimizer_service.engine import EngineError, UnsupportedCandidateError
 from llm_optimizer_service.grpc_api._generated import optimizer_pb2 as pb
 from llm_optimizer_service.grpc_api._generated import optimizer_pb2_grpc as pb_grpc
 from llm_optimizer_service.grpc_api.decoding import Undecodable
@@ -109,6 +110,23 @@ def _decide_context(request: pb.DecideRequest) -> dict[str, Any] | None:
             grpc.StatusCode.INVALID_ARGUMENT, f"invalid context: {exc}; send finite numbers"
         ) from exc
     return body.context
+
+
+def _evaluate_body(request: pb.EvaluateRequest) -> s.EvaluateBody:
+    """The request as the REST body, validated the same way."""
+    try:
+        candidate = json_format.MessageToDict(request.candidate)
+        values: dict[str, Any] = {"candidate": candidate}
+        if request.limit:
+            values["limit"] = request.limit
+        return s.EvaluateBody.model_validate(values)
+    except ValidationError as exc:
+        problems = s.validation_problems(exc)
+        raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {problems}") from exc
+    except (ValueError, json_format.Error) as exc:  # a NaN in the Struct
+        raise _RpcError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"invalid candidate: {exc}; send finite numbers"
+        ) from exc
 
 
 class OptimizerServicer(pb_grpc.OptimizerServicer):
@@ -252,6 +270,29 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+
+    async def Evaluate(  # noqa: N802
+        self, request: pb.EvaluateRequest, context: Context
+    ) -> pb.EvaluateResponse:
+        try:
+            await self._authorize(context, Scope.READ)
+            state = self.runtime.workloads.get(request.workload)
+            if state is None:
+                raise _no_workload(self.runtime, request.workload)
+            body = _evaluate_body(request)
+            try:
+                with _mapped():
+                    result = await self.runtime.evaluate(
+                        state, body.candidate.to_candidate(), body.limit
+                    )
+            except UnsupportedCandidateError as exc:
+                raise _RpcError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from exc
+            except EngineError as exc:
+                raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+        except _RpcError as error:
+            await _abort(context, error)
+        evaluation = s.EvaluationOut.of(request.workload, result).model_dump(mode="json")
+        return pb.EvaluateResponse(evaluation=_struct(evaluation))
 
     async def GetReport(  # noqa: N802
         self, request: pb.GetReportRequest, context: Context

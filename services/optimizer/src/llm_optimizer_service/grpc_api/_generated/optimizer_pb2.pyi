@@ -95,3 +95,19 @@ class GetReportResponse(_message.Message):
     REPORT_FIELD_NUMBER: _ClassVar[int]
     report: _struct_pb2.Struct
     def __init__(self, report: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class EvaluateRequest(_message.Message):
+    __slots__ = ("workload", "candidate", "limit")
+    WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    workload: str
+    candidate: _struct_pb2.Struct
+    limit: int
+    def __init__(self, workload: _Optional[str] = ..., candidate: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class EvaluateResponse(_message.Message):
+    __slots__ = ("evaluation",)
+    EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    evaluation: _struct_pb2.Struct
+    def __init__(self, evaluation: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...

@@ -60,6 +60,11 @@ class OptimizerStub:
                 request_serializer=llm__optimizer_dot_v1_dot_optimizer__pb2.GetReportRequest.SerializeToString,
                 response_deserializer=llm__optimizer_dot_v1_dot_optimizer__pb2.GetReportResponse.FromString,
                 _registered_method=True)
+        self.Evaluate = channel.unary_unary(
+                '/llm_optimizer.v1.Optimizer/Evaluate',
+                request_serializer=llm__optimizer_dot_v1_dot_optimizer__pb2.EvaluateRequest.SerializeToString,
+                response_deserializer=llm__optimizer_dot_v1_dot_optimizer__pb2.EvaluateResponse.FromString,
+                _registered_method=True)
 
 
 class OptimizerServicer:
@@ -104,6 +109,16 @@ class OptimizerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Evaluate(self, request, context):
+        """Off-policy estimates of a candidate policy on the workload's logged decisions (needs
+        `read`): the REST API's POST /api/v1/workloads/{name}/evaluate, its body and answer as
+        Structs. INVALID_ARGUMENT: an invalid candidate; FAILED_PRECONDITION: the logs do not
+        support it (the message says what would).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OptimizerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -131,6 +146,11 @@ def add_OptimizerServicer_to_server(servicer, server):
                     servicer.GetReport,
                     request_deserializer=llm__optimizer_dot_v1_dot_optimizer__pb2.GetReportRequest.FromString,
                     response_serializer=llm__optimizer_dot_v1_dot_optimizer__pb2.GetReportResponse.SerializeToString,
+            ),
+            'Evaluate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Evaluate,
+                    request_deserializer=llm__optimizer_dot_v1_dot_optimizer__pb2.EvaluateRequest.FromString,
+                    response_serializer=llm__optimizer_dot_v1_dot_optimizer__pb2.EvaluateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -268,6 +288,33 @@ class Optimizer:
             '/llm_optimizer.v1.Optimizer/GetReport',
             llm__optimizer_dot_v1_dot_optimizer__pb2.GetReportRequest.SerializeToString,
             llm__optimizer_dot_v1_dot_optimizer__pb2.GetReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Evaluate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llm_optimizer.v1.Optimizer/Evaluate',
+            llm__optimizer_dot_v1_dot_optimizer__pb2.EvaluateRequest.SerializeToString,
+            llm__optimizer_dot_v1_dot_optimizer__pb2.EvaluateResponse.FromString,
             options,
             channel_credentials,
             insecure,
