@@ -107,3 +107,34 @@ def test_too_little_evidence_is_refused(make_client: Callable[..., TestClient]) 
     answer = _evaluate(client, {"arm": "good"})
     assert answer.status_code == 422
     assert "too few outcomes with feedback (good: 0" in answer.json()["error"]["message"]
+
+
+def test_promotion_can_require_an_evaluation(logged: TestClient) -> None:
+    """With promotion.require_evaluation, a full promotion needs the logs' support and an arm
+    not estimated clearly worse than the logged policies; a canary needs neither."""
+    path = "/api/v1/workloads/ope"
+    assert logged.get(path).json()["promotion"] == {"require_evaluation": False}
+    patched = logged.patch(path, json={"promotion": {"require_evaluation": True}})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["promotion"] == {"require_evaluation": True}
+
+    worse = logged.post(f"{path}/promote", json={"arm": "poor"})
+    assert worse.status_code == 409, worse.text
+    assert worse.json()["error"]["code"] == "evaluation_refuses"
+    assert "below the logged policies'" in worse.json()["error"]["message"]
+    assert logged.post(f"{path}/promote", json={"arm": "good"}).status_code == 200
+    canary = logged.post(f"{path}/promote", json={"arm": "poor", "canary_percent": 10})
+    assert canary.status_code == 200, canary.text
+
+
+def test_promotion_without_evidence_is_refused_when_required(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client()
+    body = {"name": "ope", "arms": ARMS, "promotion": {"require_evaluation": True}}
+    assert client.post("/api/v1/workloads", json=body).status_code == 201
+    refused = client.post("/api/v1/workloads/ope/promote", json={"arm": "good"})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "evaluation_required"
+    assert "promote it as a canary" in refused.json()["error"]["message"]
+    assert client.patch("/api/v1/workloads/ope", json={"promotion": None}).status_code == 422

@@ -12,7 +12,8 @@ from llm_optimizer_service.api import schemas as s
 from llm_optimizer_service.api.deps import admin, get_runtime, reader, writer
 from llm_optimizer_service.api.errors import ApiError, responses
 from llm_optimizer_service.auth import Principal
-from llm_optimizer_service.engine import EngineError, Policy
+from llm_optimizer_service.candidates import Candidate
+from llm_optimizer_service.engine import EngineError, Policy, UnsupportedCandidateError
 from llm_optimizer_service.runtime import Runtime, WorkloadState
 from llm_optimizer_service.specs import to_engine
 from llm_optimizer_service.storage.repository import (
@@ -37,6 +38,7 @@ def _workload_out(record: WorkloadRecord) -> s.WorkloadOut:
         constraints=s.ConstraintsOut.model_validate(spec.get("constraints") or {}),
         strategy=spec.get("strategy", "thompson"),
         strategy_params=dict(spec.get("strategy_params") or {}),
+        promotion=s.PromotionOut.model_validate(spec.get("promotion") or {}),
         promoted_arm=record.promoted_arm,
         canary_percent=record.canary_percent,
         created_at=record.created_at,
@@ -240,6 +242,9 @@ async def promote_arm(
         Policy(spec=state.spec, promoted=body.arm, canary_percent=body.canary_percent)
     except EngineError as exc:
         raise ApiError(422, "invalid_promotion", str(exc)) from exc
+    promotion = state.record.spec.get("promotion") or {}
+    if promotion.get("require_evaluation") and body.canary_percent is None:
+        await _evaluation_supports(runtime, state, body.arm)
     try:
         record = await runtime.db(
             runtime.repository.promote, name, body.arm, body.canary_percent, principal.key_id
@@ -248,6 +253,29 @@ async def promote_arm(
         raise _not_found(name) from exc
     await runtime.reload([name])
     return _policy_out(record, principal.key_id)
+
+
+async def _evaluation_supports(runtime: Runtime, state: WorkloadState, arm: str) -> None:
+    """The workload asks for evidence before a full promotion: the arm's off-policy estimate
+    must be supported by the logs and not clearly below what the logged policies earned."""
+    try:
+        result = await runtime.evaluate(state, Candidate(arm=arm), s.EVALUATION_LIMIT)
+    except UnsupportedCandidateError as exc:
+        raise ApiError(
+            409,
+            "evaluation_required",
+            f"promotion.require_evaluation is set and {exc}; promote it as a canary "
+            "(canary_percent) to gather that evidence",
+        ) from exc
+    if result.dr.ci95[1] < result.logged.ci95[0]:
+        raise ApiError(
+            409,
+            "evaluation_refuses",
+            f"promotion.require_evaluation is set and arm {arm!r} is estimated to earn "
+            f"{result.dr.value:.4g} per decision (95% interval {result.dr.ci95[0]:.4g} to "
+            f"{result.dr.ci95[1]:.4g}), below the logged policies' {result.logged.value:.4g} "
+            f"({result.logged.ci95[0]:.4g} to {result.logged.ci95[1]:.4g}); promote another arm",
+        )
 
 
 @router.post("/workloads/{name}/rollback", responses=responses(404, 409), tags=["policy"])

@@ -119,6 +119,15 @@ class ConstraintsBody(_Body):
     max_latency_ms: float | None = _number(MAX_LATENCY_MS, default=None)
 
 
+class PromotionBody(_Body):
+    require_evaluation: bool = Field(
+        default=False,
+        description="a full promotion (no canary_percent) is refused unless an off-policy "
+        "evaluation of the arm on the logged decisions supports it and does not estimate it "
+        "clearly worse than the logged policies",
+    )
+
+
 class WorkloadCreate(_Body):
     # The document's example (for readers, generated clients and the fuzzer's explicit phase).
     model_config = ConfigDict(
@@ -147,6 +156,7 @@ class WorkloadCreate(_Body):
         description="thompson: samples; ucb: c; epsilon_greedy: epsilon; ab_test: split, alpha; "
         "fixed: arm (required)",
     )
+    promotion: PromotionBody = Field(default_factory=PromotionBody)
 
 
 class WorkloadPatch(_Body):
@@ -157,6 +167,7 @@ class WorkloadPatch(_Body):
     constraints: ConstraintsBody | MISSING = MISSING
     strategy: StrategyName | MISSING = MISSING
     strategy_params: JsonObject | MISSING = MISSING
+    promotion: PromotionBody | MISSING = MISSING
 
 
 class PriceOut(BaseModel):
@@ -185,6 +196,10 @@ class ConstraintsOut(BaseModel):
     max_latency_ms: float | None = None
 
 
+class PromotionOut(BaseModel):
+    require_evaluation: bool = False
+
+
 class WorkloadOut(BaseModel):
     name: str
     arms: list[ArmOut]
@@ -192,6 +207,7 @@ class WorkloadOut(BaseModel):
     constraints: ConstraintsOut
     strategy: str
     strategy_params: dict[str, Any]
+    promotion: PromotionOut
     promoted_arm: str | None
     canary_percent: float | None
     created_at: datetime
@@ -335,10 +351,13 @@ class CandidateBody(_Body):
         return Candidate(arm=None if self.arm is MISSING else self.arm, changes=changes)
 
 
+EVALUATION_LIMIT = 10_000  # logged outcomes an evaluation uses by default
+
+
 class EvaluateBody(_Body):
     candidate: CandidateBody
     limit: int = Field(
-        default=10_000, ge=100, le=100_000, description="most recent logged outcomes to use"
+        default=EVALUATION_LIMIT, ge=100, le=100_000, description="most recent logged outcomes"
     )
 
 
