@@ -35,7 +35,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "helm": {"values": []},  # extra values files for `invoke deploy --target helm`
         # The Compose stack the compose.* tasks and `--target compose` drive (ops/compose_stack.py)
         "compose": {"project": project.PROJECT, "env": "dev", "standins": False},
-        "deploy": {"target": "local", "env": "dev"},  # `invoke deploy` defaults (ops/deploy.py)
+        "deploy": {"target": "local", "env": "dev"},
+        # `invoke cluster.*` (ops/cluster.py); empty state_dir: ~/.local/state/llm-optimizer/cluster
+        "cluster": {"state_dir": "", "nodes": 2},  # `invoke deploy` defaults (ops/deploy.py)
         "local": {  # `invoke deploy --target local` (ops/deploy_local.py)
             "state_dir": "",  # empty: ops.project.state_dir()
             "host": "127.0.0.1",
@@ -61,6 +63,7 @@ AREAS: tuple[str, ...] = (
     "release",
     "deploy",
     "monitoring",
+    "cluster",
 )
 
 
