@@ -1,9 +1,14 @@
-"""Chart test fixtures: the real helm in an isolated home, each scenario rendered once."""
+"""Chart test fixtures: the real helm in an isolated home, scenarios rendered once, a cluster."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from ops import cluster
+from ops.runner import Runner
+from tests._support.cluster import Kube
 from tests._support.helm import SCENARIOS, Helm, Objects, scenario_values
 from tests._support.tools import require_tool
 
@@ -17,3 +22,16 @@ def helm_cli(tmp_path_factory: pytest.TempPathFactory) -> Helm:
 def rendered(helm_cli: Helm) -> dict[str, Objects]:
     """Every scenario (default + ci/*-values.yaml), rendered once per session."""
     return {name: helm_cli.render(scenario_values(name)) for name in SCENARIOS}
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+    """The local cluster (`invoke cluster.up`), up once per session and always taken down."""
+    for name in (*cluster.COMPONENTS, "kubectl", "openssl"):
+        require_tool(name)
+    target = cluster.Cluster(tmp_path_factory.mktemp("cluster") / "state")
+    try:
+        took = cluster.up(Runner(echo=False), target, timeout=90)
+        yield Kube(require_tool("kubectl"), target, took)
+    finally:
+        cluster.down(target)

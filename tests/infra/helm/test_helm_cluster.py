@@ -1,0 +1,157 @@
+"""Level A: the chart and the plain manifests on a real API server (`invoke cluster.up`).
+
+Every scenario is applied server-side (dry run, then for real) into its own namespace labelled
+PodSecurity ``restricted`` (enforce, warn, audit): the API server's validation, defaulting,
+admission (PodSecurity included) and RBAC decide, not a schema copy. Pods run on kwok's
+simulated nodes, so rollouts and Jobs complete without containers; what a container does is
+proven elsewhere (tests/infra/docker, tests/infra/helm/test_helm_runtime.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from ops import cluster, helm, tools
+from ops import kube as plain
+from ops.runner import Runner
+from tests._support.cluster import Kube, Objects, warnings
+from tests._support.helm import SCENARIOS, Helm, scenario_values
+
+# Kinds served by the Prometheus Operator's CRDs, which this cluster does not have.
+OPERATOR_KINDS = frozenset({"ServiceMonitor", "PrometheusRule"})
+VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
+RESOURCES = (
+    "pods",
+    "pods/exec",
+    "pods/log",
+    "secrets",
+    "configmaps",
+    "services",
+    "endpoints",
+    "serviceaccounts",
+    "deployments.apps",
+    "jobs.batch",
+    "roles.rbac.authorization.k8s.io",
+    "rolebindings.rbac.authorization.k8s.io",
+    "leases.coordination.k8s.io",
+    "events",
+)
+
+
+def _render(helm_cli: Helm, values: helm.Values, namespace: str) -> Objects:
+    out = helm_cli.run(helm.template(values, namespace=namespace)).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def test_cluster_is_up_with_the_catalogued_version(kube: Kube) -> None:
+    version = kube.json("version")["serverVersion"]["gitVersion"]
+    assert version == tools.KUBERNETES
+    nodes = kube.json("get", "nodes")["items"]
+    assert len(nodes) == kube.cluster.nodes
+    for node in nodes:
+        ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"]
+        assert ready == "True", node["metadata"]["name"]
+    plugins = " ".join(kube.cluster.record()["pids"])  # every component is recorded and running
+    assert plugins.split() == list(kube.cluster.record()["pids"])
+    assert kube.start_seconds < 60, f"cluster start took {kube.start_seconds:.1f} s"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_scenario_applies_and_rolls_out_under_restricted(
+    kube: Kube, helm_cli: Helm, scenario: str
+) -> None:
+    namespace = kube.namespace(f"chart-{scenario}")
+    objects = _render(helm_cli, scenario_values(scenario), namespace)
+    served = [o for o in objects if o["kind"] not in OPERATOR_KINDS]
+    assert served, f"{scenario} renders nothing the cluster serves"
+    assert warnings(kube.apply(served, namespace, dry_run=True)) == []
+    assert warnings(kube.apply(served, namespace)) == []
+    kube.provide_volumes(served, namespace)
+    kube.settle(served, namespace)
+    # PodSecurity `restricted` admitted every pod the workloads asked for: none was refused.
+    events = kube.json("get", "events", f"--namespace={namespace}")["items"]
+    refused = [e["message"] for e in events if e.get("reason") == "FailedCreate"]
+    assert refused == []
+    pods = kube.json("get", "pods", f"--namespace={namespace}")["items"]
+    assert pods, f"{scenario}: no pod was created"
+
+
+def test_plain_manifests_apply_in_order(kube: Kube) -> None:
+    stages = [
+        (name, [o for o in yaml.safe_load_all((plain.RENDERED_DIR / name).read_text()) if o])
+        for name, _ in plain.STAGES
+    ]
+    namespace = next(o for _, objs in stages for o in objs if o["kind"] == "Namespace")
+    name = namespace["metadata"]["name"]
+    labels: dict[str, Any] = namespace["metadata"].get("labels", {})
+    assert labels.get("pod-security.kubernetes.io/enforce") == "restricted"
+    for stage, objects in stages:
+        assert warnings(kube.apply(objects, name, dry_run=True)) == [], stage
+        assert warnings(kube.apply(objects, name)) == [], stage
+        if stage == "00-namespace.yaml":
+            kube.run("wait", "--for=create", f"--namespace={name}", "serviceaccount/default")
+        kube.settle(objects, name)
+    assert kube.json("get", "pods", f"--namespace={name}")["items"]
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        [],
+        [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}],
+    ],
+    ids=["chart-default", "extra-rules"],
+)
+def test_service_account_can_do_exactly_what_its_role_grants(
+    kube: Kube, helm_cli: Helm, tmp_path: Any, rules: list[dict[str, Any]]
+) -> None:
+    namespace = kube.namespace(f"rbac-{len(rules)}")
+    values_file = tmp_path / "rbac-values.yaml"
+    values_file.write_text(yaml.safe_dump({"rbac": {"rules": rules}}))
+    objects = _render(helm_cli, helm.Values(files=(values_file,)), namespace)
+    rbac = [o for o in objects if o["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
+    assert warnings(kube.apply(rbac, namespace)) == []
+    account = next(o for o in rbac if o["kind"] == "ServiceAccount")["metadata"]["name"]
+    user = f"system:serviceaccount:{namespace}:{account}"
+    granted = {
+        (verb, f"{resource}.{group}".rstrip("."))
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    answers = {
+        (verb, resource): kube.can_i(verb, resource, namespace, user)
+        for resource in RESOURCES
+        for verb in VERBS
+    }
+    assert {key for key, yes in answers.items() if yes} == granted
+    # Nothing outside its namespace, and nothing cluster-wide.
+    kube.namespace(f"rbac-{len(rules)}-other")
+    assert not kube.can_i("get", "configmaps", f"rbac-{len(rules)}-other", user)
+    assert not kube.can_i("list", "nodes", namespace, user)
+    assert not kube.can_i("list", "namespaces", namespace, user)
+
+
+def test_cluster_up_is_idempotent_and_down_leaves_nothing(
+    kube: Kube, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    own = cluster.Cluster(tmp_path_factory.mktemp("own-cluster") / "state", nodes=1)
+    runner = Runner(echo=False)
+    try:
+        cluster.up(runner, own, timeout=90)
+        record = own.record()
+        assert cluster.status(runner, own) == []
+        assert cluster.up(runner, own) < 5  # already up: nothing restarted
+        assert own.record()["pids"] == record["pids"]
+    finally:
+        stopped = cluster.down(own)
+    assert sorted(stopped) == sorted(cluster.COMPONENTS)
+    assert not own.root.exists()
+    assert not any(cluster.is_running(pid, name) for name, pid in record["pids"].items())
+    assert not any(cluster.port_in_use(port) for port in record["ports"].values())
+    assert cluster.status(runner, own) != []  # and status says so
+    assert cluster.down(own) == []  # idempotent
