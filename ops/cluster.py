@@ -110,13 +110,19 @@ def port_in_use(port: int) -> bool:
 
 
 def is_running(pid: int, binary: str) -> bool:
-    """True when ``pid`` is alive and runs ``binary`` (a recycled pid is not ours)."""
+    """True when ``pid`` is alive and runs ``binary`` (a recycled pid is not ours).
+
+    A process in the middle of its exec (state D, under load) can show an empty
+    /proc/PID/cmdline: then its ``comm`` (the name, cut to 15 characters) decides."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        comm, _, rest = Path(f"/proc/{pid}/stat").read_text().rpartition(")")
+        state = rest.split()[0]
     except (OSError, IndexError):
         return False
-    return state != "Z" and Path(cmdline).name == Path(binary).name
+    name = Path(cmdline).name if cmdline else comm.partition("(")[2]
+    wanted = Path(binary).name
+    return state != "Z" and (name == wanted or (not cmdline and name == wanted[:15]))
 
 
 def _start(cluster: Cluster, name: str, argv: Sequence[str]) -> int:
