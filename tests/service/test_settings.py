@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 import yaml
 from llm_optimizer_service.cli import app
-from llm_optimizer_service.safety import is_weak, review
+from llm_optimizer_service.safety import is_weak, production_problems, review
 from llm_optimizer_service.settings import (
-    Settings,
     SettingsError,
     env_var_names,
     load_settings,
@@ -38,11 +37,6 @@ CONTRACT_VARIABLES = {
     "LLM_OPTIMIZER_OTEL__ENDPOINT",
     "LLM_OPTIMIZER_CONFIG",
 }
-
-
-def production_problems(settings: Settings) -> list[str]:
-    """What `serve` refuses for these settings: everything review() finds, in production."""
-    return review(settings).refused(production=True) if settings.is_production else []
 
 
 @pytest.fixture(autouse=True)
