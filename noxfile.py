@@ -13,8 +13,9 @@ from pathlib import Path
 
 import nox
 
-from ops import artifacts, project, tools
-from ops.runner import Runner
+from ops.build import artifacts
+from ops.core import project, tools
+from ops.core.runner import Runner
 
 nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv"
@@ -85,7 +86,7 @@ def bench(session: nox.Session) -> None:
 def proto(session: nox.Session) -> None:
     """Regenerate the gRPC stubs from services/optimizer/proto; fail if they changed."""
     sync(session, "proto")
-    session.run("python", "-m", "ops.proto", *session.posargs)
+    session.run("python", "-m", "ops.build.proto", *session.posargs)
 
 
 @nox.session(default=False, python=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ops import tools
+from ops.core import tools
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from ops import tools
+from ops.core import tools
 
 from .common import Options, Target, free_port, postgres, table
 from .http_decide import _load, _request

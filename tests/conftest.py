@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ops.project import in_ci
+from ops.core.project import in_ci
 
 
 def _fail_skip_in_ci(report: Any) -> None:

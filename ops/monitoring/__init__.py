@@ -18,7 +18,7 @@ from typing import Any, Final
 import promql_parser
 import yaml
 
-from ops import project
+from ops.core import project
 
 MONITORING_DIR: Final = project.MONITORING_DIR
 PROMETHEUS_DIR: Final = MONITORING_DIR / "prometheus"

@@ -20,8 +20,8 @@ import jsonschema
 import yaml
 
 from ops import monitoring as mon
+from ops.core.runner import Runner
 from ops.monitoring import dashboards
-from ops.runner import Runner
 
 REQUIRED_ANNOTATIONS = ("summary", "description", "runbook_url")
 RUNBOOK_SECTIONS = ("## Meaning", "## Check", "## Fix")

@@ -25,7 +25,7 @@ import httpx
 import yaml
 
 from ops import monitoring as mon
-from ops import tools
+from ops.core import tools
 
 PROMETHEUS: Final = "prometheus"
 ALERTMANAGER: Final = "prometheus-alertmanager"  # Debian's name for alertmanager

@@ -14,13 +14,13 @@ OUT_HELP = "output directory, relative to the repository root (default: dist)"
 @task(default=True, help={"out": OUT_HELP, "clear": "empty the output directory first"})
 def build(c: Context, out: str = "dist", clear: bool = False) -> None:
     """Build an sdist and a wheel of every package under services/ (uv build)."""
-    from ops import project, pycommands
-    from ops.runner import runner_for
+    from ops.core import project, python_tools
+    from ops.core.runner import runner_for
 
     runner = runner_for(c)
     target = project.ROOT / out
-    for number, package in enumerate(pycommands.service_packages()):
-        argv = pycommands.uv("build", "--out-dir", str(target), "--no-create-gitignore")
+    for number, package in enumerate(python_tools.service_packages()):
+        argv = python_tools.uv("build", "--out-dir", str(target), "--no-create-gitignore")
         if clear and number == 0:
             argv.append("--clear")  # uv empties the output directory before the first build
         runner.run([*argv, str(package.relative_to(project.ROOT))], cwd=project.ROOT)
@@ -33,15 +33,15 @@ def debug(c: Context, out: str = "dist/debug") -> None:
     """Build the wheels verbosely (every build-backend step shown) and list each wheel's files."""
     import zipfile
 
-    from ops import project, pycommands
-    from ops.runner import runner_for
+    from ops.core import project, python_tools
+    from ops.core.runner import runner_for
 
     runner = runner_for(c)
     target = project.ROOT / out
-    for package in pycommands.service_packages():
+    for package in python_tools.service_packages():
         runner.run(
             [
-                *pycommands.uv("build", "--verbose", "--wheel", "--out-dir", str(target)),
+                *python_tools.uv("build", "--verbose", "--wheel", "--out-dir", str(target)),
                 "--no-create-gitignore",
                 "--clear",
                 str(package.relative_to(project.ROOT)),

@@ -1,4 +1,4 @@
-"""Invoke collection: cluster — a throwaway local Kubernetes cluster (``ops.cluster``).
+"""Invoke collection: cluster — a throwaway local Kubernetes cluster (``ops.k8s.cluster``).
 
 ``up`` starts etcd, the API server, controller-manager, scheduler and kwok's simulated nodes on
 127.0.0.1 (free ports) with a kubeconfig in the state directory; ``status`` prints the server
@@ -14,8 +14,8 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from ops import cluster
-from ops.runner import runner_for
+from ops.core.runner import runner_for
+from ops.k8s import cluster
 
 STATE_DIR = "state directory (default: llm_optimizer.cluster.state_dir, else ~/.local/state/...)"
 

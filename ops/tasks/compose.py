@@ -3,7 +3,7 @@
 ``deploy_target(c, env=..., dry_run=...)`` is what ``invoke deploy --target compose`` calls.
 The project name is ``llm_optimizer.compose.project`` (default ``llm-optimizer``); with
 ``--standins`` (or ``llm_optimizer.compose.standins: true``) postgres and redis are the local
-stand-ins of compose.ci.yml, for machines that can't pull images (``ops.compose_stack.Target``).
+stand-ins of compose.ci.yml, for machines that can't pull images (``ops.docker.compose.Target``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 if TYPE_CHECKING:
-    from ops import compose_stack
+    from ops.docker import compose as compose_stack
 
 ENV_HELP = "dev (default) or prod (compose.yml + compose.prod.yml)"
 STANDINS_HELP = "add compose.ci.yml: postgres/redis stand-ins built from Debian packages"
@@ -23,7 +23,7 @@ DRY_RUN_HELP = "print every command and change nothing"
 
 
 def _target(c: Context, standins: bool = False) -> compose_stack.Target:
-    from ops import compose_stack
+    from ops.docker import compose as compose_stack
 
     return compose_stack.Target.from_config(c.config.llm_optimizer, standins=standins)
 
@@ -46,8 +46,8 @@ def up(
     dry_run: bool = False,
 ) -> None:
     """Build the service image and start the stack (docker compose up --detach)."""
-    from ops import compose_stack
-    from ops.runner import runner_for
+    from ops.core.runner import runner_for
+    from ops.docker import compose as compose_stack
 
     target = _target(c, standins)
     compose_stack.up(
@@ -70,8 +70,8 @@ def up(
 )
 def down(c: Context, volumes: bool = False, standins: bool = False, dry_run: bool = False) -> None:
     """Stop and remove the stack's containers and network (and volumes with --volumes)."""
-    from ops import compose_stack
-    from ops.runner import runner_for
+    from ops.core.runner import runner_for
+    from ops.docker import compose as compose_stack
 
     target = _target(c, standins)
     compose_stack.down(
@@ -91,8 +91,8 @@ def down(c: Context, volumes: bool = False, standins: bool = False, dry_run: boo
 )
 def logs(c: Context, service: str = "", tail: int = 200, follow: bool = False) -> None:
     """Show the stack's logs."""
-    from ops import compose_stack
-    from ops.runner import runner_for
+    from ops.core.runner import runner_for
+    from ops.docker import compose as compose_stack
 
     args = [
         "logs",
@@ -110,8 +110,8 @@ def logs(c: Context, service: str = "", tail: int = 200, follow: bool = False) -
 @task
 def ps(c: Context) -> None:
     """List the stack's containers with their state and health."""
-    from ops import compose_stack
-    from ops.runner import Runner
+    from ops.core.runner import Runner
+    from ops.docker import compose as compose_stack
 
     name = _target(c).project
     rows = compose_stack.ps(Runner(ctx=c, echo=False), project=name)
@@ -132,8 +132,8 @@ def ps(c: Context) -> None:
 )
 def config(c: Context, env: str = "all", standins: bool = False) -> None:
     """Validate the compose files (docker compose config --quiet)."""
-    from ops import compose_stack
-    from ops.runner import runner_for
+    from ops.core.runner import runner_for
+    from ops.docker import compose as compose_stack
 
     runner = runner_for(c)
     if env != "all":
@@ -146,8 +146,8 @@ def config(c: Context, env: str = "all", standins: bool = False) -> None:
 
 def deploy_target(c: Context, *, env: str, dry_run: bool) -> None:
     """``invoke deploy --target compose``: build the image and bring the whole stack up, healthy."""
-    from ops import compose_stack
-    from ops.runner import runner_for
+    from ops.core.runner import runner_for
+    from ops.docker import compose as compose_stack
 
     if env not in compose_stack.ENVIRONMENTS:
         raise Exit(f"unknown environment {env!r}; choose dev or prod", code=1)

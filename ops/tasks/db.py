@@ -4,7 +4,7 @@ Every task runs ``llm-optimizer-service db …`` / ``backup …`` (the one imple
 contract) where the service runs, chosen with ``--target``: ``local`` (the ``invoke deploy``
 deployment), ``compose`` (a throwaway container of the stack), ``kubernetes`` (``kubectl exec``
 into the release's Deployment) or ``systemd`` (on this host, as the unit's user with its
-environment file). The command lines are built in :mod:`ops.service_ops`.
+environment file). The command lines are built in :mod:`ops.deploy.service_cli`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from ops.service_ops import COMPOSE_BACKUP_DIR, TARGET_HELP
+from ops.deploy.service_cli import COMPOSE_BACKUP_DIR, TARGET_HELP
 
 if TYPE_CHECKING:
     from invoke.runners import Result
@@ -36,10 +36,11 @@ def _service(
     capture: bool = False,
 ) -> Result | None:
     """Run ``llm-optimizer-service ARGS`` on ``target``."""
-    from ops import project, service_ops
-    from ops.runner import runner_for
+    from ops.core import project
+    from ops.core.runner import runner_for
+    from ops.deploy import service_cli
 
-    call = service_ops.invocation(c, target, args, mounts=mounts)
+    call = service_cli.invocation(c, target, args, mounts=mounts)
     runner = runner_for(c, dry_run=dry_run)
     local = call.service_command
     if local is not None and not runner.dry_run and not local.exists():
@@ -119,7 +120,7 @@ def status(c: Context, target: str = "local", dry_run: bool = False) -> None:
 )
 def backup(c: Context, target: str = "local", dir: str = "", dry_run: bool = False) -> None:
     """Back up the database, Redis keys and masked config (llm-optimizer-service backup create)."""
-    from ops import project
+    from ops.core import project
 
     args = ["backup", "create"]
     mounts: dict[Path, str] = {}

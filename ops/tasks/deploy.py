@@ -1,6 +1,6 @@
 """Invoke collection: deploy — `invoke deploy [--target T] [--env E] [--dry-run]`, status, down.
 
-Targets and environments are data in ops/deploy.py; the local target is ops/deploy_local.py.
+Targets and environments are data in ops/deploy/targets.py; the local target is ops/deploy/local.py.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ DRY_RUN_HELP = "print the full plan, every command in order, and change nothing"
 )
 def up(c: Context, target: str = "", env: str = "", dry_run: bool = False) -> None:
     """Deploy the service (default: locally on embedded defaults); running it again redeploys."""
-    from ops import deploy
+    from ops.deploy import targets
 
     defaults = c.config.llm_optimizer.deploy
-    deploy.run(
+    targets.run(
         c,
         target=target or str(defaults.target),
         env=env or str(defaults.env),
@@ -34,7 +34,7 @@ def up(c: Context, target: str = "", env: str = "", dry_run: bool = False) -> No
 @task
 def status(c: Context) -> None:
     """Show whether the local deployment runs and is ready (exit 3 when it is not)."""
-    from ops import deploy_local
+    from ops.deploy import local as deploy_local
 
     code = deploy_local.status(c)
     if code != 0:
@@ -44,6 +44,6 @@ def status(c: Context) -> None:
 @task(help={"dry_run": "say what would be stopped and stop nothing"})
 def down(c: Context, dry_run: bool = False) -> None:
     """Stop the local deployment (SIGTERM via its pid file, then wait until its ports are free)."""
-    from ops import deploy_local
+    from ops.deploy import local as deploy_local
 
     deploy_local.down(c, dry_run=dry_run)

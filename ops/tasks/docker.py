@@ -18,10 +18,11 @@ DRY_RUN_HELP = "print every command and change nothing"
 
 
 def _ref(c: Context, name: str, tag: str = "") -> str:
-    from ops import docker_cmd, docker_images
+    from ops.docker import commands
+    from ops.docker import images as docker_images
 
     config = c.config.llm_optimizer
-    return docker_cmd.image_ref(
+    return commands.image_ref(
         name, tag or docker_images.default_tag(str(config.image_tag)), str(config.registry)
     )
 
@@ -29,8 +30,8 @@ def _ref(c: Context, name: str, tag: str = "") -> str:
 @task(help={"start": "start dockerd (installing docker.io with apt) when no engine answers"})
 def engine(c: Context, start: bool = False) -> None:
     """Report whether a Docker engine answers; with --start, start one where none runs."""
-    from ops import docker_engine
-    from ops.runner import runner_for
+    from ops.core.runner import runner_for
+    from ops.docker import engine as docker_engine
 
     status = docker_engine.ensure_running(runner_for(c)) if start else docker_engine.status()
     print(status.describe())
@@ -41,8 +42,8 @@ def engine(c: Context, start: bool = False) -> None:
 @task(name="base-image", help={"dry_run": DRY_RUN_HELP})
 def base_image(c: Context, dry_run: bool = False) -> None:
     """Build the registry-free stand-in base image (debootstrap + docker import); cached."""
-    from ops import base_image as base
-    from ops.runner import runner_for
+    from ops.core.runner import runner_for
+    from ops.docker import base_image as base
 
     tag = base.default_tag()
     outcome = base.ensure(runner_for(c, dry_run=dry_run), tag=tag)
@@ -60,8 +61,8 @@ def build(
     dry_run: bool = False,
 ) -> None:
     """Build the service and/or CLI image from host-built wheels with BuildKit."""
-    from ops import docker_images
-    from ops.runner import runner_for
+    from ops.core.runner import runner_for
+    from ops.docker import images as docker_images
 
     runner = runner_for(c, dry_run=dry_run)
     for spec in docker_images.select(image):
@@ -78,8 +79,9 @@ def push(c: Context, image: str = "all", tag: str = "", dry_run: bool = False) -
 
     An image built before the registry was configured (``name:tag``) is tagged first.
     """
-    from ops import docker_cmd, docker_images
-    from ops.runner import runner_for
+    from ops.core.runner import runner_for
+    from ops.docker import commands
+    from ops.docker import images as docker_images
 
     if not str(c.config.llm_optimizer.registry):
         raise Exit(
@@ -90,11 +92,11 @@ def push(c: Context, image: str = "all", tag: str = "", dry_run: bool = False) -
     runner = runner_for(c, dry_run=dry_run)
     for spec in docker_images.select(image):
         ref = _ref(c, spec.name, tag)
-        local = docker_cmd.image_ref(spec.name, ref.rpartition(":")[2])
-        if not docker_cmd.image_exists(ref) and docker_cmd.image_exists(local):
-            runner.run(docker_cmd.tag_argv(local, ref))  # built before the registry was set
+        local = commands.image_ref(spec.name, ref.rpartition(":")[2])
+        if not commands.image_exists(ref) and commands.image_exists(local):
+            runner.run(commands.tag_argv(local, ref))  # built before the registry was set
         runner.run(
-            docker_cmd.push_argv(ref),
+            commands.push_argv(ref),
             hint=f"build it first (`uv run invoke docker.build --image {spec.key}`) and check "
             "that you are logged in to the registry (`docker login`)",
         )
@@ -114,11 +116,13 @@ def run(
     """Run an image hardened (read-only, no capabilities, no-new-privileges, uid 1000)."""
     import shlex
 
-    from ops import docker_cmd, docker_images, project
-    from ops.runner import runner_for
+    from ops.core import project
+    from ops.core.runner import runner_for
+    from ops.docker import commands
+    from ops.docker import images as docker_images
 
     (spec,) = docker_images.select(image)
-    argv = docker_cmd.hardened_run_argv(
+    argv = commands.hardened_run_argv(
         _ref(c, spec.name, tag),
         shlex.split(args),
         ports=(
@@ -133,8 +137,9 @@ def run(
 @task(help={"image": IMAGE_HELP, "tag": TAG_HELP})
 def size(c: Context, image: str = "all", tag: str = "") -> None:
     """Print each image's total size and what its own layers add above the base image."""
-    from ops import base_image as base
-    from ops import docker_cmd, docker_images
+    from ops.docker import base_image as base
+    from ops.docker import commands
+    from ops.docker import images as docker_images
 
     for spec in docker_images.select(image):
-        print(docker_cmd.image_size(_ref(c, spec.name, tag), base.default_tag()).describe())
+        print(commands.image_size(_ref(c, spec.name, tag), base.default_tag()).describe())

@@ -1,7 +1,8 @@
 """Invoke collection: helm — lint, template, package, install, upgrade, uninstall, test, ...
 
-Commands are built by ``ops.helm`` and run through ``ops.runner``. Every task that talks to a
-cluster first checks the kube context and namespace (``ops.kube.preflight``) and says clearly
+Commands are built by ``ops.k8s.helm`` and run through ``ops.core.runner``.
+Every task that talks to a
+cluster first checks the kube context and namespace (``ops.k8s.kube.preflight``) and says clearly
 when no cluster is configured; ``--dry-run`` prints the full commands. Installs and upgrades
 roll back on failure and wait by default (helm 4's ``--rollback-on-failure --wait=watcher``,
 which helm 3 called ``--atomic --wait``).
@@ -22,8 +23,9 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from ops import helm, kube, project
-from ops.runner import runner_for
+from ops.core import project
+from ops.core.runner import runner_for
+from ops.k8s import helm, kube
 
 DRY_RUN = "print the full commands (after checking the cluster) and change nothing"
 CONTEXT = "kube context (default: llm_optimizer.kube_context, else kubectl's current context)"
@@ -35,7 +37,8 @@ NO_WAIT = "do not wait for the objects to be ready"
 TIMEOUT = "how long helm waits, e.g. 10m"
 
 # `invoke deploy --env` -> values files for that environment, on top of the environment's
-# service settings (ops.deploy.ENVIRONMENTS). dev: one pod on the embedded defaults; prod: the
+# service settings (ops.deploy.targets.ENVIRONMENTS). dev: one pod on the embedded defaults;
+# prod: the
 # production values the plain manifests use (existing Secrets, replicas, policies).
 ENV_FILES: dict[str, tuple[Path, ...]] = {"dev": (), "prod": (kube.VALUES_FILE,)}
 
@@ -294,7 +297,7 @@ def deploy_target(c: Context, *, env: str, dry_run: bool) -> None:
     prod uses infra/kubernetes/values.yaml, whose existing Secrets must be created first (the
     pre-flight checks them); llm_optimizer.helm.values adds the operator's own values files.
     """
-    from ops.deploy import ENVIRONMENTS
+    from ops.deploy.targets import ENVIRONMENTS
 
     if env not in ENV_FILES or env not in ENVIRONMENTS:
         raise Exit(f"unknown environment '{env}'; choose one of: {', '.join(ENV_FILES)}", code=2)

@@ -15,8 +15,9 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from ops import helm, kube, project
-from ops.runner import Runner, runner_for
+from ops.core import project
+from ops.core.runner import Runner, runner_for
+from ops.k8s import helm, kube
 
 DRY_RUN = "print the full commands (after checking the cluster) and change nothing"
 CONTEXT = "kube context (default: llm_optimizer.kube_context, else kubectl's current context)"

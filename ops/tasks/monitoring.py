@@ -15,8 +15,8 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from ops import project
-from ops.runner import runner_for
+from ops.core import project
+from ops.core.runner import runner_for
 
 LOCAL_SERVICE = f"127.0.0.1:{project.METRICS_PORT}"
 

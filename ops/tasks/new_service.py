@@ -17,7 +17,7 @@ from invoke.tasks import task
 )
 def new_service(c: Context, name: str, port: int = 0, dry_run: bool = False) -> None:
     """Render a new service into services/NAME and register it (uv, nox, images, chart)."""
-    from ops import new_service as scaffold
-    from ops.runner import runner_for
+    from ops.core.runner import runner_for
+    from ops.scaffold import new_service as scaffold
 
     scaffold.create(runner_for(c, dry_run=dry_run), name, port or None)

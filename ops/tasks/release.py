@@ -10,9 +10,10 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from ops import artifacts, project, versioning
-from ops import release as rel
-from ops.runner import runner_for
+from ops.build import artifacts
+from ops.core import project
+from ops.core.runner import runner_for
+from ops.release import cut, versioning
 
 PLATFORM_CHOICES = ", ".join([*artifacts.PLATFORMS, artifacts.UNIVERSAL])
 
@@ -57,7 +58,7 @@ def bump(c: Context, part: str = "", version: str = "", dry_run: bool = False) -
 )
 def prepare(c: Context, version: str, tests: bool = True) -> None:
     """Check every release precondition (SemVer, tools, clean tree, on main, not tagged, tests)."""
-    rel.check_preconditions(runner_for(c), version, run_tests=tests)
+    cut.check_preconditions(runner_for(c), version, run_tests=tests)
     print(f"release {version}: preconditions met")
 
 
@@ -81,7 +82,7 @@ def build(
     version = versioning.validate(version or project.version())
     if version != project.version():
         raise Exit(f"can only build the repository version {project.version()}", code=1)
-    out = rel.build_all(
+    out = cut.build_all(
         runner_for(c), version, platforms=_platforms(platform), with_images=images, reuse=reuse
     )
     print(f"release artefacts in {out}")
@@ -108,13 +109,13 @@ def release(
 ) -> None:
     """Cut a release: preconditions → dist/<version>/ (every artefact, SHA256SUMS) → tag."""
     runner = runner_for(c)
-    rel.check_preconditions(runner, version, run_tests=tests)
-    out = rel.build_all(runner, version, platforms=_platforms(platform), with_images=images)
+    cut.check_preconditions(runner, version, run_tests=tests)
+    out = cut.build_all(runner, version, platforms=_platforms(platform), with_images=images)
     if dry_run:
-        print(f"[dry-run] would tag {rel.tag_name(version)}; artefacts in {out}")
+        print(f"[dry-run] would tag {cut.tag_name(version)}; artefacts in {out}")
         return
-    rel.tag(runner, version)
-    print(f"tagged {rel.tag_name(version)}; artefacts in {out}; next: invoke release.publish")
+    cut.tag(runner, version)
+    print(f"tagged {cut.tag_name(version)}; artefacts in {out}; next: invoke release.publish")
 
 
 @task(
@@ -126,5 +127,5 @@ def release(
 def publish(c: Context, version: str = "", dry_run: bool = False) -> None:
     """Push images and chart (OCI) and create the GitHub release; credentials from env only."""
     version = versioning.validate(version or project.version())
-    settings = rel.publish_settings()
-    rel.publish(runner_for(c, dry_run=dry_run), version, settings)
+    settings = cut.publish_settings()
+    cut.publish(runner_for(c, dry_run=dry_run), version, settings)

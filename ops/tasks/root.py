@@ -9,7 +9,7 @@ from invoke.collection import Collection
 from invoke.context import Context
 from invoke.tasks import task
 
-from ops import project
+from ops.core import project
 from ops.tasks.new_service import new_service  # noqa: F401 (mounted at the root)
 from ops.tasks.workflow import (  # noqa: F401 (imported to mount them at the root)
     all_,
@@ -31,15 +31,19 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "registry": "",
         "image_tag": "",  # empty: the repository version
         "kube_context": "",  # helm/k8s tasks; empty: kubectl's current context
-        "namespace": "llm-optimizer",  # helm/k8s tasks (ops/helm.py, ops/kube.py)
+        "namespace": "llm-optimizer",  # helm/k8s tasks (ops/k8s/helm.py, ops/k8s/kube.py)
         "helm": {"values": []},  # extra values files for `invoke deploy --target helm`
-        # The Compose stack the compose.* tasks and `--target compose` drive (ops/compose_stack.py)
+        # The Compose stack the compose.* tasks and `--target compose` drive (ops/docker/compose.py)
         "compose": {"project": project.PROJECT, "env": "dev", "standins": False},
         "deploy": {"target": "local", "env": "dev"},
-        # `invoke cluster.*` (ops/cluster.py); empty state_dir: ~/.local/state/llm-optimizer/cluster
-        "cluster": {"state_dir": "", "nodes": 2},  # `invoke deploy` defaults (ops/deploy.py)
-        "local": {  # `invoke deploy --target local` (ops/deploy_local.py)
-            "state_dir": "",  # empty: ops.project.state_dir()
+        # `invoke cluster.*` (ops/k8s/cluster.py);
+        # empty state_dir: ~/.local/state/llm-optimizer/cluster
+        "cluster": {
+            "state_dir": "",
+            "nodes": 2,
+        },  # `invoke deploy` defaults (ops/deploy/targets.py)
+        "local": {  # `invoke deploy --target local` (ops/deploy/local.py)
+            "state_dir": "",  # empty: ops.core.project.state_dir()
             "host": "127.0.0.1",
             "http_port": project.HTTP_PORT,
             "grpc_port": project.GRPC_PORT,
@@ -91,8 +95,8 @@ def version(c: Context) -> None:
 )
 def setup(c: Context, only: list[str] | None = None, dry_run: bool = False) -> None:
     """Install every missing catalogued tool (idempotent): PyPI ones into the cache, apt as root."""
-    from ops import provision
-    from ops.runner import runner_for
+    from ops.core import provision
+    from ops.core.runner import runner_for
 
     provision.setup(runner_for(c, dry_run=dry_run), provision.select(only))
 
@@ -102,8 +106,8 @@ def doctor(c: Context, only: list[str] | None = None) -> None:
     """Table of every catalogued tool: wanted, found, version, source, how to install."""
     from invoke.exceptions import Exit
 
-    from ops import provision
-    from ops.runner import runner_for
+    from ops.core import provision
+    from ops.core.runner import runner_for
 
     if provision.doctor(runner_for(c), provision.select(only)) != 0:
         raise Exit("required tools are missing or not the wanted version; run: uv run invoke setup")

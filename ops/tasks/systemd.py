@@ -4,7 +4,7 @@ The work is done by ``infra/systemd/install.sh`` and ``uninstall.sh`` (so an ope
 this repository runs exactly the same steps); these tasks build the wheel directory they install
 from, run them, and wrap ``systemctl``/``journalctl``. Every command line is built by one helper
 below (:func:`systemctl`, :func:`journalctl`, :func:`install_argv`, :func:`uninstall_argv`) and run
-through :mod:`ops.runner`. ``invoke deploy --target systemd`` calls :func:`deploy_target`.
+through :mod:`ops.core.runner`. ``invoke deploy --target systemd`` calls :func:`deploy_target`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from ops import project
-from ops.runner import Runner, runner_for
+from ops.core import project
+from ops.core.runner import Runner, runner_for
 
 UNIT: Final = project.SYSTEMD_UNIT
 SYSTEMD_DIR: Final = project.INFRA_DIR / "systemd"
@@ -113,17 +113,17 @@ def build_wheels(runner: Runner, out: Path = WHEEL_DIR, target_platform: str = "
     dependencies' wheels and their ``requirements.txt`` (pins with hashes, from uv.lock).
 
     Dependency wheels come from the shared wheelhouse cache (the same locked, hash-checked set
-    the service image installs, see ops.docker_context); our own wheel is built fresh.
+    the service image installs, see ops.docker.build_context); our own wheel is built fresh.
     """
-    from ops import docker_context
+    from ops.docker import build_context
 
-    spec = docker_context.IMAGES["service"]
+    spec = build_context.IMAGES["service"]
     requirements = out.parent / "requirements.txt"
-    docker_context.export_requirements(runner, spec, requirements)
+    build_context.export_requirements(runner, spec, requirements)
     if runner.dry_run:
         print(f"[dry-run] download the locked wheels and build {spec.dist} into {out}")
         return out
-    dependencies = docker_context.download_wheels(
+    dependencies = build_context.download_wheels(
         runner, requirements, target_platform or host_platform()
     )
     with tempfile.TemporaryDirectory(prefix="llm-optimizer-wheel-") as tmp:

@@ -22,10 +22,12 @@ def _pytest_args(path: str, k: str, exitfirst: bool) -> list[str]:
 @task(default=True, help={"path": PATH_HELP, "k": K_HELP, "exitfirst": "stop at the first failure"})
 def suite(c: Context, path: str = "", k: str = "", exitfirst: bool = False) -> None:
     """Run the test suite (the nox `tests` session, as CI does)."""
-    from ops import project, pycommands
-    from ops.runner import runner_for
+    from ops.core import project, python_tools
+    from ops.core.runner import runner_for
 
-    runner_for(c).run(pycommands.nox(["tests"], _pytest_args(path, k, exitfirst)), cwd=project.ROOT)
+    runner_for(c).run(
+        python_tools.nox(["tests"], _pytest_args(path, k, exitfirst)), cwd=project.ROOT
+    )
 
 
 @task(help={"path": PATH_HELP, "k": K_HELP})
@@ -33,12 +35,14 @@ def watch(c: Context, path: str = "", k: str = "") -> None:
     """Re-run pytest (stopping at the first failure) whenever a Python file changes; Ctrl-C ends."""
     import shlex
 
-    from ops import project, pycommands
-    from ops.runner import runner_for
+    from ops.core import project, python_tools
+    from ops.core.runner import runner_for
 
     pytest = shlex.join(["pytest", "-q", *_pytest_args(path, k, exitfirst=True)])
     runner_for(c).run(
-        pycommands.uv_run(["test", "infra"], "watchfiles", "--filter", "python", pytest, *WATCHED),
+        python_tools.uv_run(
+            ["test", "infra"], "watchfiles", "--filter", "python", pytest, *WATCHED
+        ),
         cwd=project.ROOT,
     )
 
@@ -46,12 +50,12 @@ def watch(c: Context, path: str = "", k: str = "") -> None:
 @task(help={"scenario": "benchmark scenario to run (default: all of them)"})
 def bench(c: Context, scenario: str = "") -> None:
     """Run the benchmarks (the nox `bench` session)."""
-    from ops import project, pycommands
-    from ops.runner import runner_for
+    from ops.core import project, python_tools
+    from ops.core.runner import runner_for
 
     runner = runner_for(c)
-    pycommands.require_nox_session(runner, "bench", "benchmarks/ scenarios, issue 3")
-    runner.run(pycommands.nox(["bench"], [scenario] if scenario else []), cwd=project.ROOT)
+    python_tools.require_nox_session(runner, "bench", "benchmarks/ scenarios, issue 3")
+    runner.run(python_tools.nox(["bench"], [scenario] if scenario else []), cwd=project.ROOT)
 
 
 @task(
@@ -63,8 +67,8 @@ def bench(c: Context, scenario: str = "") -> None:
 )
 def coverage(c: Context, path: str = "", html: bool = False, fail_under: int = 0) -> None:
     """Run the test suite under coverage (nox `tests` with pytest-cov) and print the report."""
-    from ops import project, pycommands
-    from ops.runner import runner_for
+    from ops.core import project, python_tools
+    from ops.core.runner import runner_for
 
     args = [
         "--cov=ops",
@@ -76,5 +80,5 @@ def coverage(c: Context, path: str = "", html: bool = False, fail_under: int = 0
     if html:
         args.append(f"--cov-report=html:{project.cache_dir() / 'htmlcov'}")
     runner_for(c).run(
-        pycommands.nox(["tests"], [*args, *_pytest_args(path, "", False)]), cwd=project.ROOT
+        python_tools.nox(["tests"], [*args, *_pytest_args(path, "", False)]), cwd=project.ROOT
     )

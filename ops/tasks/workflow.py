@@ -28,40 +28,40 @@ CLEAN_GLOBS = ("**/__pycache__", "**/*.egg-info", "services/*/dist")
 )
 def install(c: Context, group: list[str] | None = None) -> None:
     """Install every workspace package (locked versions) and the dependency groups into .venv."""
-    from ops import project, pycommands
-    from ops.runner import runner_for
+    from ops.core import project, python_tools
+    from ops.core.runner import runner_for
 
     groups = [f"--group={g}" for g in group] if group else ["--all-groups"]
     runner_for(c).run(
-        pycommands.uv("sync", "--locked", "--all-packages", *groups), cwd=project.ROOT
+        python_tools.uv("sync", "--locked", "--all-packages", *groups), cwd=project.ROOT
     )
 
 
 @task
 def lint(c: Context) -> None:
     """Lint and check formatting with ruff (the nox `lint` session)."""
-    from ops import project, pycommands
-    from ops.runner import runner_for
+    from ops.core import project, python_tools
+    from ops.core.runner import runner_for
 
-    runner_for(c).run(pycommands.nox(["lint"]), cwd=project.ROOT)
+    runner_for(c).run(python_tools.nox(["lint"]), cwd=project.ROOT)
 
 
 @task(help={"check": "only report what would change (exit 1 if anything would)"})
 def fmt(c: Context, check: bool = False) -> None:
     """Format the code and apply ruff's safe fixes (ruff format, ruff check --fix)."""
-    from ops import project, pycommands
-    from ops.runner import runner_for
+    from ops.core import project, python_tools
+    from ops.core.runner import runner_for
 
     runner = runner_for(c)
     if check:
         runner.run(
-            pycommands.uv_run(["lint"], "ruff", "format", "--check", "--diff", "."),
+            python_tools.uv_run(["lint"], "ruff", "format", "--check", "--diff", "."),
             cwd=project.ROOT,
         )
-        runner.run(pycommands.uv_run(["lint"], "ruff", "check", "."), cwd=project.ROOT)
+        runner.run(python_tools.uv_run(["lint"], "ruff", "check", "."), cwd=project.ROOT)
         return
-    runner.run(pycommands.uv_run(["lint"], "ruff", "check", "--fix", "."), cwd=project.ROOT)
-    runner.run(pycommands.uv_run(["lint"], "ruff", "format", "."), cwd=project.ROOT)
+    runner.run(python_tools.uv_run(["lint"], "ruff", "check", "--fix", "."), cwd=project.ROOT)
+    runner.run(python_tools.uv_run(["lint"], "ruff", "format", "."), cwd=project.ROOT)
 
 
 @task(
@@ -72,8 +72,8 @@ def fmt(c: Context, check: bool = False) -> None:
 )
 def audit(c: Context, offline: bool = False, dry_run: bool = False) -> None:
     """Review the shipped dependencies: licences (offline) and known vulnerabilities (network)."""
-    from ops import audit as audit_
-    from ops.runner import runner_for
+    from ops.core.runner import runner_for
+    from ops.release import audit as audit_
 
     audit_.run(runner_for(c, dry_run=dry_run), offline=offline)
 
@@ -88,8 +88,8 @@ def clean(c: Context, nox: bool = False, dry_run: bool = False) -> None:
     """Remove build outputs and tool caches (dist, caches, __pycache__); never .venv or state."""
     import shutil
 
-    from ops import project
-    from ops.runner import runner_for
+    from ops.core import project
+    from ops.core.runner import runner_for
 
     dry = runner_for(c, dry_run=dry_run).dry_run
     root = project.ROOT
@@ -112,8 +112,8 @@ def clean(c: Context, nox: bool = False, dry_run: bool = False) -> None:
 @task(help={"dry_run": "print the plan and change nothing"})
 def dev(c: Context, dry_run: bool = False) -> None:
     """Set up for development: install every group, then deploy locally (dev) and print the URLs."""
-    from ops import deploy
-    from ops.runner import runner_for
+    from ops.core.runner import runner_for
+    from ops.deploy import targets as deploy
 
     if runner_for(c, dry_run=dry_run).dry_run:
         print("[dry-run] would run: invoke install")
@@ -125,19 +125,19 @@ def dev(c: Context, dry_run: bool = False) -> None:
 @task
 def ci(c: Context) -> None:
     """Run what CI runs: the default nox sessions (lint, typecheck, tests)."""
-    from ops import project, pycommands
-    from ops.runner import runner_for
+    from ops.core import project, python_tools
+    from ops.core.runner import runner_for
 
-    runner_for(c).run(pycommands.nox(), cwd=project.ROOT)
+    runner_for(c).run(python_tools.nox(), cwd=project.ROOT)
 
 
 @task(name="pre-commit")
 def pre_commit(c: Context) -> None:
     """Quick checks before committing: the nox `lint` and `typecheck` sessions."""
-    from ops import project, pycommands
-    from ops.runner import runner_for
+    from ops.core import project, python_tools
+    from ops.core.runner import runner_for
 
-    runner_for(c).run(pycommands.nox(["lint", "typecheck"]), cwd=project.ROOT)
+    runner_for(c).run(python_tools.nox(["lint", "typecheck"]), cwd=project.ROOT)
 
 
 @task(name="all")
@@ -154,15 +154,16 @@ def info(c: Context) -> None:
     """Versions, git sha, deploy targets and their availability, and the tools found (doctor)."""
     import platform
 
-    from ops import deploy, project, provision, pycommands
-    from ops.runner import runner_for
+    from ops.core import project, provision, python_tools
+    from ops.core.runner import runner_for
+    from ops.deploy import targets as deploy
 
     runner = runner_for(c)
     runner.echo = False
     sha = runner.run(
         ["git", "rev-parse", "--short", "HEAD"], capture=True, check=False, cwd=project.ROOT
     )
-    uv_version = runner.run([pycommands.uv_executable(), "--version"], capture=True, check=False)
+    uv_version = runner.run([python_tools.uv_executable(), "--version"], capture=True, check=False)
     import invoke
 
     print(f"{project.PROJECT} {project.version()}")
@@ -172,7 +173,7 @@ def info(c: Context) -> None:
     print(f"  invoke       {invoke.__version__}")
     uv_text = uv_version.stdout.strip() if uv_version and uv_version.ok else "not found"
     print(f"  uv           {uv_text}")
-    for package in pycommands.service_packages():
+    for package in python_tools.service_packages():
         import tomllib
 
         meta = tomllib.loads((package / "pyproject.toml").read_text())["project"]
@@ -206,11 +207,11 @@ def health_check(
     c: Context, json: bool = False, target: str = "local", dry_run: bool = False
 ) -> None:
     """Check a deployment with the service's own `health` command (exit 0/1/2: healthy,
-    unhealthy, degraded), run where the service runs (ops.service_ops)."""
-    from ops import service_ops
-    from ops.runner import runner_for
+    unhealthy, degraded), run where the service runs (ops.deploy.service_cli)."""
+    from ops.core.runner import runner_for
+    from ops.deploy import service_cli
 
-    call = service_ops.invocation(
+    call = service_cli.invocation(
         c, target, ["health", *(["--json"] if json else [])], in_running_service=True
     )
     if call.service_command is not None and not dry_run and not call.service_command.exists():

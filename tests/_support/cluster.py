@@ -1,4 +1,4 @@
-"""The local cluster for tests (``ops.cluster``): kubectl against it, applies, waits."""
+"""The local cluster for tests (``ops.k8s.cluster``): kubectl against it, applies, waits."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ops import cluster
+from ops.k8s import cluster
 
 Objects = list[dict[str, Any]]
 PSS_LABELS = {

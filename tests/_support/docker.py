@@ -18,12 +18,12 @@ import os
 
 import pytest
 
-from ops import base_image as base
-from ops import docker_engine as engine
-from ops import docker_images
-from ops.docker_context import IMAGES
-from ops.docker_images import BuildResult
-from ops.runner import Runner
+from ops.core.runner import Runner
+from ops.docker import base_image as base
+from ops.docker import engine
+from ops.docker import images as docker_images
+from ops.docker.build_context import IMAGES
+from ops.docker.images import BuildResult
 from tests._support.tools import require_tool
 
 TEST_TAG = "pytest"

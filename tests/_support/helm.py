@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ops import helm, project, tools
+from ops.core import project, tools
+from ops.k8s import helm
 
 Objects = list[dict[str, Any]]
 
@@ -31,7 +32,7 @@ class Helm:
         }
 
     def run(self, argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run a command built by ops.helm (argv[0] == "helm")."""
+        """Run a command built by ops.k8s.helm (argv[0] == "helm")."""
         assert argv[0] == "helm"
         result = subprocess.run(
             [str(self.binary), *argv[1:]], capture_output=True, text=True, env=self.env

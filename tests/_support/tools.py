@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ops import tools
+from ops.core import tools
 
 
 def require_tool(name: str) -> Path:

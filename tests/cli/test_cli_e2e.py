@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ops import project
+from ops.core import project
 from tests._support.service import RunningService
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ops.core.runner import Runner
 from ops.monitoring import stack
-from ops.runner import Runner
 from tests._support.service import RunningService
 from tests._support.service_fixtures import postgres, running_service, service_factory
 from tests._support.tools import free_port, require_tool

@@ -15,8 +15,8 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from ops import monitoring as mon
+from ops.core.runner import Runner
 from ops.monitoring import checks, stack
-from ops.runner import Runner
 from ops.tasks import monitoring as tasks
 from tests._support.tools import free_port, require_tool
 

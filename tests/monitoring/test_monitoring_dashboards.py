@@ -12,8 +12,8 @@ import jsonschema
 import pytest
 
 from ops import monitoring as mon
+from ops.core.runner import Runner
 from ops.monitoring import checks, dashboards
-from ops.runner import Runner
 
 OVERVIEW_PANELS = {
     "Request rate", "Error ratio (5xx / all)", "p95 latency", "Decisions per arm",

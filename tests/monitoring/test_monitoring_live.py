@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from ops import monitoring as mon
+from ops.core.runner import Runner
 from ops.monitoring import checks, stack
-from ops.runner import Runner
 from tests._support.postgres import PostgresServer
 from tests._support.service import START_TIMEOUT, RunningService, wait_ready
 from tests._support.tools import free_port, require_tool

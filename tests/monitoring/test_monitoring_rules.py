@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from ops import monitoring as mon
+from ops.core.runner import Runner
 from ops.monitoring import checks
-from ops.runner import Runner
 
 # The alert set issue 9 asks for, by name, plus WorkloadQuarantined (issue 17).
 EXPECTED_ALERTS = {

@@ -15,7 +15,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from ops import monitoring as mon
-from ops import project
+from ops.core import project
 from ops.monitoring import stack
 from ops.tasks import monitoring as tasks
 from tests._support.service import RunningService

@@ -20,10 +20,13 @@ import pytest
 import yaml
 from invoke.exceptions import Exit
 
-from ops import base_image, helm, new_service, services
-from ops.docker_context import IMAGES
-from ops.project import GRPC_PORT, HTTP_PORT, METRICS_PORT, ROOT, version
-from ops.runner import Runner
+from ops.core import workspace as services
+from ops.core.project import GRPC_PORT, HTTP_PORT, METRICS_PORT, ROOT, version
+from ops.core.runner import Runner
+from ops.docker import base_image
+from ops.docker.build_context import IMAGES
+from ops.k8s import helm
+from ops.scaffold import new_service
 from tests._support.helm import Helm, one
 from tests._support.tools import require_tool
 

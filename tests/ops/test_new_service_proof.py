@@ -19,9 +19,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from ops import new_service, services
-from ops.docker_engine import EngineStatus
-from ops.project import ROOT
+from ops.core import workspace
+from ops.core.project import ROOT
+from ops.docker.engine import EngineStatus
+from ops.scaffold import new_service
 from tests._support.docker import base_image, docker_engine  # noqa: F401 (fixtures)
 from tests._support.tools import require_tool
 
@@ -90,7 +91,7 @@ def test_a_new_service_passes_lint_typecheck_tests_and_runs_healthy(
         if p.is_file() and "__pycache__" not in p.parts
     ]
     assert f"wrote {len(template_files)} files under services/{NAME}/" in out
-    (service,) = [s for s in services.discover(repo_copy / "services") if s.dist == NAME]
+    (service,) = [s for s in workspace.discover(repo_copy / "services") if s.dist == NAME]
     ports = f"httpPort: {service.http_port}\n      image:\n        repository: {NAME}\n"
     assert f"extraServices:\n    - {ports}      metricsPort: {service.metrics_port}" in out
 

@@ -15,9 +15,9 @@ from invoke.context import Context, MockContext
 from invoke.exceptions import Exit
 from invoke.runners import Result
 
-from ops import provision, tools
-from ops.project import cache_dir
-from ops.runner import Runner
+from ops.core import provision, tools
+from ops.core.project import cache_dir
+from ops.core.runner import Runner
 from tests._support.tools import require_tool
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ops.project import ROOT, version
+from ops.core.project import ROOT, version
 
 
 def _invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

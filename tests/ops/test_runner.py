@@ -13,8 +13,8 @@ import pytest
 from invoke.context import Context, MockContext
 from invoke.runners import Result
 
-from ops import tools
-from ops.runner import CommandFailedError, Runner, ToolMissingError, runner_for
+from ops.core import tools
+from ops.core.runner import CommandFailedError, Runner, ToolMissingError, runner_for
 
 
 def calls(ctx: MockContext) -> Mock:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ops import project
+from ops.core import project
 from tests._support.service import RunningService, service_command
 from tests._support.tools import require_tool
 

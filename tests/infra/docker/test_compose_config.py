@@ -12,9 +12,9 @@ import yaml
 from llm_optimizer_service.safety import production_problems
 from llm_optimizer_service.settings import load_settings
 
-from ops import compose_stack
-from ops.project import PROJECT
-from ops.runner import CommandFailedError, Runner
+from ops.core.project import PROJECT
+from ops.core.runner import CommandFailedError, Runner
+from ops.docker import compose as compose_stack
 from tests._support.tools import require_tool
 
 COMBINATIONS = compose_stack.combinations()
@@ -159,7 +159,7 @@ def test_every_llm_optimizer_variable_named_in_infra_is_a_real_setting() -> None
     the service really reads (the settings model's own list), or the CLI's two variables."""
     from llm_optimizer_service import settings
 
-    from ops.project import INFRA_DIR
+    from ops.core.project import INFRA_DIR
 
     valid = settings.env_var_names() | CLI_VARIABLES
     unknown: dict[str, set[str]] = {}

@@ -21,9 +21,11 @@ import pytest
 from invoke.config import Config
 from invoke.context import Context
 
-from ops import compose_stack, docker_engine, project
-from ops.docker_images import BuildResult
-from ops.runner import Runner
+from ops.core import project
+from ops.core.runner import Runner
+from ops.docker import compose as compose_stack
+from ops.docker import engine
+from ops.docker.images import BuildResult
 from ops.tasks import compose as compose_tasks
 from ops.tasks import db as db_tasks
 from ops.tasks import workflow
@@ -61,7 +63,7 @@ def _context(project_name: str) -> Context:
 
 def _project_resources(name: str) -> dict[str, list[str]]:
     label = f"com.docker.compose.project={name}"
-    api = docker_engine.client()
+    api = engine.client()
     try:
         return {
             "containers": [c.name for c in api.containers.list(all=True, filters={"label": label})],
@@ -95,7 +97,7 @@ def stack(service_image: BuildResult, monkeypatch_module: pytest.MonkeyPatch) ->
     finally:
         compose_tasks.down(ctx, volumes=True)
         with contextlib.suppress(docker.errors.ImageNotFound):  # the tag only; layers are shared
-            docker_engine.client().images.remove(f"{project.SERVICE_IMAGE}:{E2E_TAG}")
+            engine.client().images.remove(f"{project.SERVICE_IMAGE}:{E2E_TAG}")
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +165,7 @@ def test_migrations_ran_once_by_migrate_and_never_by_serve(stack: Stack) -> None
         "--tuples-only", "--no-align", "--command=SELECT count(*) FROM alembic_version",
     )  # fmt: skip
     assert versions.strip() == "1"
-    containers = docker_engine.client().containers.list(
+    containers = engine.client().containers.list(
         all=True,
         filters={
             "label": [

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ops import base_image, project
-from ops.docker_context import IMAGES
+from ops.core import project
+from ops.docker import base_image
+from ops.docker.build_context import IMAGES
 from tests._support.tools import require_tool
 
 DOCKER_DIR = project.INFRA_DIR / "docker"

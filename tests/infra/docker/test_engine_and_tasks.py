@@ -13,9 +13,11 @@ from invoke.config import Config
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from ops import base_image, docker_cmd, docker_context, docker_engine, project
-from ops.project import ROOT
-from ops.runner import Runner
+from ops.core import project
+from ops.core.project import ROOT
+from ops.core.runner import Runner
+from ops.docker import base_image, build_context, commands
+from ops.docker import engine as docker_engine
 from ops.tasks import compose as compose_tasks
 from ops.tasks import docker as docker_tasks
 from tests._support.tools import require_tool
@@ -100,14 +102,14 @@ def test_recipe_key_changes_with_the_recipe() -> None:
 
 
 def test_wheel_platforms_and_markers() -> None:
-    arm = docker_context.pip_platform_args("linux/arm64")
+    arm = build_context.pip_platform_args("linux/arm64")
     assert "manylinux_2_17_aarch64" in arm
     assert "manylinux2014_aarch64" in arm
     assert not [a for a in arm if "x86_64" in a]
     with pytest.raises(Exit, match="unsupported platform 'linux/s390x'"):
-        docker_context.pip_platform_args("linux/s390x")
-    env = docker_context.target_environment("linux/amd64")
-    assert env["python_version"] == docker_context.image_python() == "3.11"
+        build_context.pip_platform_args("linux/s390x")
+    env = build_context.target_environment("linux/amd64")
+    assert env["python_version"] == build_context.image_python() == "3.11"
 
 
 def test_pinned_requirements_follow_the_target_markers(tmp_path: Path) -> None:
@@ -118,7 +120,7 @@ def test_pinned_requirements_follow_the_target_markers(tmp_path: Path) -> None:
         "numpy==2.5.5 ; python_full_version >= '3.12' \\\n    --hash=sha256:cc\n"
         "Typing_Extensions==4.16.0 \\\n    --hash=sha256:dd\n"
     )
-    assert docker_context._pinned(requirements, "linux/amd64") == {
+    assert build_context._pinned(requirements, "linux/amd64") == {
         "numpy": "2.4.6",
         "typing-extensions": "4.16.0",
     }
@@ -154,7 +156,7 @@ def test_push_needs_a_registry_and_pushes_the_configured_reference(
 
 
 def test_run_is_hardened() -> None:
-    argv = docker_cmd.hardened_run_argv("img:1", ["serve"], ports={8080: 8080})
+    argv = commands.hardened_run_argv("img:1", ["serve"], ports={8080: 8080})
     joined = " ".join(argv)
     for flag in (
         "--read-only",

@@ -22,10 +22,14 @@ from docker.models.containers import Container
 from invoke.config import Config
 from invoke.context import Context
 
-from ops import base_image, compose_stack, docker_cmd, docker_engine, docker_images, project
-from ops.docker_context import IMAGES
-from ops.docker_images import BuildResult
-from ops.runner import Runner
+from ops.core import project
+from ops.core.runner import Runner
+from ops.docker import base_image, commands
+from ops.docker import compose as compose_stack
+from ops.docker import engine as docker_engine
+from ops.docker import images as docker_images
+from ops.docker.build_context import IMAGES
+from ops.docker.images import BuildResult
 from ops.tasks import docker as docker_tasks
 from tests._support.docker import TEST_TAG
 from tests._support.tools import free_port, require_tool
@@ -38,8 +42,8 @@ SERVICE_BUDGET_MB = 60
 CLI_BUDGET_MB = 15
 
 
-def _size(result: BuildResult) -> docker_cmd.ImageSize:
-    size = docker_cmd.image_size(result.refs[0], base_image.default_tag())
+def _size(result: BuildResult) -> commands.ImageSize:
+    size = commands.image_size(result.refs[0], base_image.default_tag())
     print(f"\n{size.describe()}")
     return size
 
@@ -48,7 +52,7 @@ def test_images_carry_version_and_git_revision_labels(
     service_image: BuildResult, cli_image: BuildResult
 ) -> None:
     for result in (service_image, cli_image):
-        attrs = docker_cmd.image_attrs(result.refs[0])
+        attrs = commands.image_attrs(result.refs[0])
         labels = attrs["Config"]["Labels"]
         assert labels["org.opencontainers.image.version"] == project.version()
         sha = labels["org.opencontainers.image.revision"]
@@ -83,7 +87,7 @@ def test_cli_image_adds_at_most_15_mb_above_the_base(cli_image: BuildResult) -> 
 
 
 def test_runtime_stage_has_no_compilers_pip_or_build_headers(service_image: BuildResult) -> None:
-    _code, output = docker_cmd.run_once(
+    _code, output = commands.run_once(
         service_image.refs[0],
         [
             "for t in gcc cc c++ make ld pip pip3; do command -v $t; done; "
@@ -106,7 +110,7 @@ def test_service_image_has_the_postgresql_client_of_the_deployed_server(
     """`backup create|restore` on PostgreSQL runs pg_dump, pg_restore and psql inside the image
     (compose and kubernetes targets); pg_dump refuses a server newer than itself, so their major
     version must be the one of the PostgreSQL that compose and the chart deploy."""
-    code, output = docker_cmd.run_once(
+    code, output = commands.run_once(
         service_image.refs[0],
         [
             "from llm_optimizer_service.backup.database import pg_tool; import subprocess; "
@@ -114,7 +118,7 @@ def test_service_image_has_the_postgresql_client_of_the_deployed_server(
             " text=True).stdout.strip()) for t in ('pg_dump', 'pg_restore', 'psql')]"
         ],
         entrypoint=["python3", "-c"],
-        **docker_cmd.HARDENED,
+        **commands.HARDENED,
     )
     assert code == 0, output
     versions = re.findall(r"^(pg_dump|pg_restore|psql) \(PostgreSQL\) (\d+)\.", output, re.M)
@@ -131,26 +135,26 @@ def test_service_image_has_the_postgresql_client_of_the_deployed_server(
 
 @pytest.fixture
 def hardened_service(service_image: BuildResult) -> Iterator[Container]:
-    container = docker_cmd.run_detached(
+    container = commands.run_detached(
         service_image.refs[0],
         name=f"llmo-hardened-{uuid.uuid4().hex[:8]}",
         ports={f"{project.HTTP_PORT}/tcp": ("127.0.0.1", None)},
-        **docker_cmd.HARDENED,
+        **commands.HARDENED,
     )
     try:
         yield container
     finally:
-        docker_cmd.remove(container)
+        commands.remove(container)
 
 
 def test_service_runs_hardened_becomes_healthy_and_serves_a_round_trip(
     hardened_service: Container,
 ) -> None:
-    seconds = docker_cmd.wait_healthy(hardened_service, timeout=120)
+    seconds = commands.wait_healthy(hardened_service, timeout=120)
     print(
         f"\nhealthy after {seconds:.1f} s (read-only, tmpfs /tmp, cap-drop ALL, no-new-privileges)"
     )
-    base = f"http://127.0.0.1:{docker_cmd.published_port(hardened_service, project.HTTP_PORT)}"
+    base = f"http://127.0.0.1:{commands.published_port(hardened_service, project.HTTP_PORT)}"
     with httpx.Client(base_url=base, timeout=10) as http:
         created = http.post(
             "/api/v1/workloads",
@@ -202,20 +206,20 @@ def test_healthcheck_follows_the_configured_port(service_image: BuildResult) -> 
     port moved (LLM_OPTIMIZER_SERVER__HTTP_PORT) the container still becomes healthy, and the
     check's own log shows it asked that port."""
     moved = 18181
-    container = docker_cmd.run_detached(
+    container = commands.run_detached(
         service_image.refs[0],
         name=f"llmo-port-{uuid.uuid4().hex[:8]}",
         environment={"LLM_OPTIMIZER_SERVER__HTTP_PORT": str(moved)},
-        **docker_cmd.HARDENED,
+        **commands.HARDENED,
     )
     try:
-        docker_cmd.wait_healthy(container, timeout=120)
+        commands.wait_healthy(container, timeout=120)
         container.reload()
         log = container.attrs["State"]["Health"]["Log"]
         assert log[-1]["ExitCode"] == 0, log
         assert f":{moved}/health/live answered 200" in log[-1]["Output"], log
     finally:
-        docker_cmd.remove(container)
+        commands.remove(container)
 
 
 def test_no_host_only_ca_certificate_in_the_image(service_image: BuildResult) -> None:
@@ -225,7 +229,7 @@ def test_no_host_only_ca_certificate_in_the_image(service_image: BuildResult) ->
     if not host_bundle.is_file():
         pytest.skip("no host CA bundle to compare with")
     pem = re.compile(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL)
-    code, image_pems = docker_cmd.run_once(
+    code, image_pems = commands.run_once(
         service_image.refs[0],
         ["find / -xdev -type f \\( -name '*.pem' -o -name '*.crt' \\) -exec cat {} +"],
         entrypoint=["sh", "-c"],
@@ -233,7 +237,7 @@ def test_no_host_only_ca_certificate_in_the_image(service_image: BuildResult) ->
     )
     assert code == 0, image_pems[-2000:]
     image_certs = {"".join(c.split()) for c in pem.findall(image_pems)}
-    _code, debian = docker_cmd.run_once(
+    _code, debian = commands.run_once(
         base_image.default_tag(), ["cat", "/etc/ssl/certs/ca-certificates.crt"]
     )
     debian_certs = {"".join(c.split()) for c in pem.findall(debian)}
@@ -267,7 +271,7 @@ def test_code_only_change_rebuilds_without_reinstalling_dependencies(
         assert re.search(rf"^#{install_step.group(1)} CACHED$", rebuilt.log, re.M), (
             "the dependency install step ran again:\n" + rebuilt.log[-3000:]
         )
-        before, after = docker_cmd.layers(service_image.refs[0]), docker_cmd.layers(ref)
+        before, after = commands.layers(service_image.refs[0]), commands.layers(ref)
         assert len(before) == len(after)
         changed = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
         assert len(changed) == 1, f"only the app layer changes; changed: {changed}"
@@ -282,27 +286,27 @@ def test_code_only_change_rebuilds_without_reinstalling_dependencies(
 
 
 def test_cli_image_has_the_client_package_and_not_the_server(cli_image: BuildResult) -> None:
-    code, output = docker_cmd.run_once(
+    code, output = commands.run_once(
         cli_image.refs[0],
         [
             "import importlib.metadata as m, importlib.util as u; "
             f"print(m.version('{project.CLI_DIST}'), u.find_spec('llm_optimizer_service'))"
         ],
         entrypoint=["python3", "-c"],
-        **docker_cmd.HARDENED,
+        **commands.HARDENED,
     )
     assert code == 0, output
     assert output.split() == [project.version(), "None"], "no server package in the client image"
 
 
 def test_cli_image_runs_the_client_hardened(cli_image: BuildResult) -> None:
-    code, output = docker_cmd.run_once(cli_image.refs[0], ["version"], **docker_cmd.HARDENED)
+    code, output = commands.run_once(cli_image.refs[0], ["version"], **commands.HARDENED)
     assert code == 0, output
     assert project.version() in output
-    code, output = docker_cmd.run_once(
+    code, output = commands.run_once(
         cli_image.refs[0],
         ["--api-url", "http://127.0.0.1:9", "health"],
-        **docker_cmd.HARDENED,
+        **commands.HARDENED,
     )
     assert code != 0, "nothing listens there"
     assert "Traceback" not in output, output
@@ -355,9 +359,7 @@ def test_push_task_pushes_to_the_configured_registry(
         api = docker_engine.client()
         api.images.remove(pushed)
         api.images.pull(pushed)  # back from the registry
-        assert (
-            docker_cmd.image_attrs(pushed)["Id"] == docker_cmd.image_attrs(cli_image.refs[0])["Id"]
-        )
+        assert commands.image_attrs(pushed)["Id"] == commands.image_attrs(cli_image.refs[0])["Id"]
     finally:
         with contextlib.suppress(docker.errors.ImageNotFound):
             docker_engine.client().images.remove(pushed)

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from ops import cluster
-from ops.runner import Runner
+from ops.core.runner import Runner
+from ops.k8s import cluster
 from tests._support.cluster import Kube
 from tests._support.helm import SCENARIOS, Helm, Objects, scenario_values
 from tests._support.tools import require_tool

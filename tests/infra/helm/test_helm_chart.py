@@ -13,7 +13,8 @@ import pytest
 import yaml
 from kubernetes_validate.utils import SchemaNotFoundError
 
-from ops import helm, project
+from ops.core import project
+from ops.k8s import helm
 from tests._support.helm import SCENARIOS, Helm, Objects, of_kind, one, pod_specs, scenario_values
 
 MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule"}
@@ -243,7 +244,7 @@ def test_in_chart_database_is_migrated_by_init_container(rendered: dict[str, Obj
 
 
 def test_plain_manifests_migrations_job_has_no_hook() -> None:
-    from ops import kube
+    from ops.k8s import kube
 
     jobs = [o for o in kube.objects() if o["kind"] == "Job"]
     assert jobs
@@ -509,10 +510,10 @@ def test_notes_give_real_next_steps(helm_cli: Helm, scenario: str) -> None:
 
 
 def test_deploy_environments_map_onto_chart_values(helm_cli: Helm) -> None:
-    """Each environment's service settings (ops.deploy) reach the ConfigMap unchanged."""
+    """Each environment's service settings (ops.deploy.targets) reach the ConfigMap unchanged."""
     from llm_optimizer_service.settings import env_var_names
 
-    from ops.deploy import ENVIRONMENTS
+    from ops.deploy.targets import ENVIRONMENTS
 
     assert set(helm.SETTING_VALUES) <= env_var_names()
     for environment in ENVIRONMENTS.values():

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from ops import cluster, helm, tools
-from ops import kube as plain
-from ops.runner import Runner
+from ops.core import tools
+from ops.core.runner import Runner
+from ops.k8s import cluster, helm
+from ops.k8s import kube as plain
 from tests._support.cluster import Kube, Objects, warnings
 from tests._support.helm import SCENARIOS, Helm, scenario_values
 

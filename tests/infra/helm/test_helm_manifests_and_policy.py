@@ -11,8 +11,9 @@ import pytest
 import yaml
 from invoke.context import Context
 
-from ops import helm, kube, project, tools
-from ops.runner import Runner
+from ops.core import project, tools
+from ops.core.runner import Runner
+from ops.k8s import helm, kube
 from tests._support.helm import SCENARIOS, Helm
 from tests._support.tools import require_tool
 

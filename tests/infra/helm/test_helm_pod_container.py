@@ -7,7 +7,7 @@ volumes as fresh group-writable directories, the pod's UID/GID 10001 (which the 
 /etc/passwd does not know) with the fsGroup, a read-only root, no capabilities), against a real
 PostgreSQL on this host; the migrations Job's
 command runs first in a container of its own. Then the command lines of ``invoke db.* --target
-kubernetes`` (``ops.service_ops``), from ``--`` on, are ``docker exec``-ed into it: back up,
+kubernetes`` (``ops.deploy.service_cli``), from ``--`` on, are ``docker exec``-ed into it: back up,
 verify, restore under the running service, health.
 """
 
@@ -28,8 +28,11 @@ from docker.models.containers import Container
 from invoke.config import Config
 from invoke.context import Context
 
-from ops import docker_cmd, helm, project, service_ops
-from ops.docker_images import BuildResult
+from ops.core import project
+from ops.deploy import service_cli
+from ops.docker import commands
+from ops.docker.images import BuildResult
+from ops.k8s import helm
 from tests._support.docker import (  # noqa: F401 - pytest finds fixtures by name
     base_image,
     docker_engine,
@@ -108,7 +111,7 @@ class PodContainer:
 
     def kubectl_exec(self, *args: str) -> tuple[int, str]:
         """What ``invoke db.* --target kubernetes`` runs: its argv from ``--`` on, exec-ed."""
-        argv = service_ops.invocation(Context(Config()), "kubernetes", args).argv
+        argv = service_cli.invocation(Context(Config()), "kubernetes", args).argv
         assert argv[0] == "kubectl"
         assert f"deploy/{helm.RELEASE}" in argv
         command = argv[argv.index("--") + 1 :]
@@ -139,19 +142,19 @@ def pod_container(
     )
     image = service_image.refs[0]
     job, job_kwargs = _container_kwargs(objects, root, "Job", "migrations")
-    code, output = docker_cmd.run_once(image, job["command"][2:], entrypoint=job["command"][:2],
+    code, output = commands.run_once(image, job["command"][2:], entrypoint=job["command"][:2],
                                        **job_kwargs)  # fmt: skip
     assert code == 0, output
     server, kwargs = _container_kwargs(objects, root, "Deployment", project.CHART_NAME)
     kwargs["environment"]["LLM_OPTIMIZER_SERVER__HOST"] = "127.0.0.1"  # never 0.0.0.0 here
-    container = docker_cmd.run_detached(
+    container = commands.run_detached(
         image, command=server.get("args"), name=f"llmo-pod-{uuid.uuid4().hex[:8]}", **kwargs
     )
     try:
-        docker_cmd.wait_healthy(container, timeout=120)
+        commands.wait_healthy(container, timeout=120)
         yield PodContainer(container, f"http://127.0.0.1:{http}")
     finally:
-        docker_cmd.remove(container)
+        commands.remove(container)
         postgres.drop_database(database)
 
 

@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ops import helm, project
+from ops.core import project
+from ops.k8s import helm
 from tests._support.helm import Helm, Objects, materialise_env, one, service_command
 from tests._support.service import wait_ready
 from tests._support.tools import free_port

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ops import helm, kube
+from ops.k8s import helm, kube
 from tests._support.helm import (
     Helm,
     Objects,

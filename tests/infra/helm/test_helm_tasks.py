@@ -10,8 +10,9 @@ import pytest
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from ops import helm, kube, project
-from ops.runner import Runner
+from ops.core import project
+from ops.core.runner import Runner
+from ops.k8s import helm, kube
 from ops.tasks import helm as helm_tasks
 from ops.tasks import k8s as k8s_tasks
 from tests._support.tools import free_port, require_tool

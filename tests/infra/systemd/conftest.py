@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.runner import Runner
+from ops.core.runner import Runner
 from ops.tasks import systemd as systemd_tasks
 from tests._support.docker import base_image, docker_engine  # noqa: F401 - fixtures
 from tests._support.tools import require_tool

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.project import SYSTEMD_UNIT
+from ops.core.project import SYSTEMD_UNIT
 
 HERE = Path(__file__).resolve().parent
 HOST_DOCKERFILE = HERE / "systemd-host.Dockerfile"

@@ -20,7 +20,7 @@ import pytest
 from invoke.config import Config
 from invoke.context import Context
 
-from ops import service_ops
+from ops.deploy import service_cli
 from ops.tasks import systemd as systemd_tasks
 from tests.infra.systemd.systemd_vm import SystemdHost
 
@@ -136,8 +136,8 @@ def test_unit_is_active_only_once_the_service_is_ready(
 
 def _on_target_systemd(host: SystemdHost, *args: str, running: bool = False) -> str:
     """``llm-optimizer-service ARGS`` through the `--target systemd` command line of the db and
-    health tasks (ops.service_ops), run inside the VM as an operator on that host would."""
-    call = service_ops.invocation(Context(Config()), "systemd", args, in_running_service=running)
+    health tasks (ops.deploy.service_cli), run inside the VM as an operator on that host would."""
+    call = service_cli.invocation(Context(Config()), "systemd", args, in_running_service=running)
     return host.out(shlex.join(call.argv))
 
 

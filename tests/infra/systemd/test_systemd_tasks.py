@@ -17,7 +17,7 @@ from invoke.context import MockContext
 from invoke.exceptions import Exit
 from invoke.runners import Result
 
-from ops import deploy
+from ops.deploy import targets
 from ops.tasks import systemd
 from ops.tasks.root import DEFAULT_CONFIG
 
@@ -119,7 +119,7 @@ def test_logs_builds_one_journalctl_command() -> None:
 
 
 def test_deploy_target_is_what_the_dispatcher_calls() -> None:
-    target = deploy.TARGETS["systemd"]
+    target = targets.TARGETS["systemd"]
     assert target.implementation() is systemd.deploy_target
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from llm_optimizer_service.settings import ServerSettings, env_var_names
 
-from ops import project
+from ops.core import project
 from ops.tasks import systemd as systemd_tasks
 from tests._support.tools import require_tool
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ops import project
+from ops.core import project
 
 
 def git(repo: Path, *args: str) -> str:

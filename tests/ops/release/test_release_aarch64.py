@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ops import artifacts, foreign, project
-from ops.runner import Runner
+from ops.build import artifacts
+from ops.core import project
+from ops.core.runner import Runner
+from tests._support import foreign
 from tests._support.tools import require_tool
 
 

@@ -2,7 +2,7 @@
 
 The full `invoke release --dry-run` runs on a clean clone for the platforms this machine can
 execute (linux-x86_64) plus the universal client pex; `nox -s build` covers the rest of the
-platform matrix with the same code (ops.artifacts).
+platform matrix with the same code (ops.build.artifacts).
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from ops import artifacts, docker_engine, project
-from ops.runner import Runner
-from tests._support.tools import free_port, require_tool
 from tests.ops.release.conftest import clean_env, clone_repository, git
+
+from ops.build import artifacts
+from ops.core import project
+from ops.core.runner import Runner
+from ops.docker import engine
+from tests._support.tools import free_port, require_tool
 
 VERSION = project.version()
 SERVICE_PEX = f"{project.SERVICE_DIST}-{VERSION}-linux-x86_64.pex"
@@ -38,7 +40,7 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "uv", "run", "--locked", "invoke", "release", "--dry-run", "--version", VERSION,
         "--no-tests", "--platform", "linux-x86_64", "--platform", "universal",
     ]  # fmt: skip
-    if not docker_engine.status().answering:
+    if not engine.status().answering:
         argv.append("--no-images")
     result = subprocess.run(
         argv, cwd=repo, env=clean_env(), capture_output=True, text=True, check=False
@@ -60,7 +62,7 @@ def test_dry_run_release_writes_every_artefact(released: Path) -> None:
     } <= names
     assert f"{project.CHART_NAME}-{VERSION}.tgz" in names
     assert {"sbom.cdx.json", "RELEASE_NOTES.md", "SHA256SUMS"} <= names
-    if docker_engine.status().answering:
+    if engine.status().answering:
         assert f"{project.SERVICE_IMAGE}-{VERSION}.tar" in names
 
 

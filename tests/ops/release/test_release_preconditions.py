@@ -11,10 +11,11 @@ import pytest
 from invoke.context import MockContext
 from invoke.exceptions import Exit
 from invoke.runners import Result
-
-from ops import project, release, tools
-from ops.runner import CommandFailedError, Runner
 from tests.ops.release.conftest import clean_env, git
+
+from ops.core import project, tools
+from ops.core.runner import CommandFailedError, Runner
+from ops.release import cut as release
 
 VERSION = project.version()
 

@@ -15,8 +15,8 @@ import yaml
 from invoke.collection import Collection
 
 import tasks
-from ops import project, pycommands, tools
-from ops.runner import Runner
+from ops.core import project, python_tools, tools
+from ops.core.runner import Runner
 from tests._support.tools import require_tool
 
 WORKFLOWS = sorted((project.ROOT / ".github" / "workflows").glob("*.yml"))
@@ -36,7 +36,7 @@ def steps(workflow: dict[Any, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def nox_sessions() -> set[str]:
-    return set(pycommands.nox_sessions(Runner(echo=False)))
+    return set(python_tools.nox_sessions(Runner(echo=False)))
 
 
 def invoke_tasks() -> set[str]:
@@ -141,7 +141,7 @@ def load_classifier_versions() -> list[str]:
 
 
 def test_release_workflow_builds_every_platform_of_the_build_session() -> None:
-    from ops import artifacts
+    from ops.build import artifacts
 
     release = load(project.ROOT / ".github" / "workflows" / "release.yml")
     platforms = release["jobs"]["build"]["strategy"]["matrix"]["platform"]

@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ops import deploy_local, project
+from ops.core import project
+from ops.deploy import local as deploy_local
 from tests._support.tools import free_port, require_tool
 
 pytestmark = pytest.mark.slow

@@ -6,8 +6,8 @@ import pytest
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from ops import audit
-from ops.runner import Runner
+from ops.core.runner import Runner
+from ops.release import audit
 from tests._support.tools import require_tool
 
 

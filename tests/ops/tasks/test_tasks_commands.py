@@ -13,7 +13,7 @@ from invoke.context import MockContext
 from invoke.exceptions import Exit
 from invoke.runners import Result
 
-from ops import project
+from ops.core import project
 from ops.tasks import build, db, test, workflow
 from ops.tasks.root import DEFAULT_CONFIG
 

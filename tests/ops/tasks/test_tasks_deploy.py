@@ -13,7 +13,9 @@ from invoke.context import MockContext
 from invoke.exceptions import Exit
 from invoke.runners import Result
 
-from ops import deploy, deploy_local, project, tools
+from ops.core import project, tools
+from ops.deploy import local as deploy_local
+from ops.deploy import targets as deploy
 from ops.tasks import deploy as deploy_tasks
 from ops.tasks.root import DEFAULT_CONFIG
 
@@ -98,7 +100,9 @@ def test_a_target_whose_module_or_function_is_missing_is_not_available(
     ghost = deploy.Target(
         "ghost", "nowhere", entry="ops.tasks.no_such_area:deploy_target", needs="issue 99 (ghosts)"
     )
-    absent_function = deploy.Target("half", "x", entry="ops.deploy:no_such_function", needs="y")
+    absent_function = deploy.Target(
+        "half", "x", entry="ops.deploy.targets:no_such_function", needs="y"
+    )
     monkeypatch.setattr(deploy, "TARGETS", {"ghost": ghost, "half": absent_function})
     assert absent_function.implementation() is None
     with pytest.raises(Exit, match=r"not available yet: needs issue 99 \(ghosts\)"):
@@ -178,11 +182,11 @@ def test_no_kube_context_is_reported_with_the_fix(
 
 
 def test_root_and_systemd_host_checks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr("ops.deploy.os.geteuid", lambda: 1000)
+    monkeypatch.setattr("ops.deploy.targets.os.geteuid", lambda: 1000)
     problem = deploy.Prerequisite("root").problem(context(tmp_path))
     assert problem is not None
     assert "needs root" in problem
-    monkeypatch.setattr("ops.deploy.os.geteuid", lambda: 0)
+    monkeypatch.setattr("ops.deploy.targets.os.geteuid", lambda: 0)
     assert deploy.Prerequisite("root").problem(context(tmp_path)) is None
     systemd = deploy.Prerequisite("systemd-host").problem(context(tmp_path))
     assert (systemd is None) == Path("/run/systemd/system").is_dir()

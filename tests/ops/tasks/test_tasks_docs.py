@@ -12,7 +12,8 @@ import pytest
 from invoke.collection import Collection
 
 import tasks
-from ops import deploy, project
+from ops.core import project
+from ops.deploy import targets as deploy
 
 # The Makefile's targets, as the issue lists them.
 MAKEFILE_TARGETS = [

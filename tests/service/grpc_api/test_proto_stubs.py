@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ops import proto
-from ops.project import ROOT
+from ops.build import proto
+from ops.core.project import ROOT
 
 
 def test_committed_stubs_match_a_fresh_generation() -> None:
@@ -21,7 +21,7 @@ def test_check_names_a_stale_stub(tmp_path: Path) -> None:
     stub.write_text(original + "# edited by hand\n", encoding="utf-8")
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "ops.proto", "--check"],
+            [sys.executable, "-m", "ops.build.proto", "--check"],
             cwd=ROOT,
             capture_output=True,
             text=True,

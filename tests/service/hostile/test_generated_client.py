@@ -1,7 +1,8 @@
 """A client generated from the real service's /openapi.json by openapi-python-client, as a new
 user would make one, drives create → decide (without and with a body) → feedback → report.
 
-The generator is a catalogued tool in its own venv (``invoke setup``, ``ops/tools.py``): it pins
+The generator is a catalogued tool in its own venv (``invoke setup``,
+``ops/core/tools.py``): it pins
 typer below the version the service's CLI uses, so it cannot share the test environment's lock."""
 
 from __future__ import annotations

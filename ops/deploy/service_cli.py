@@ -6,7 +6,7 @@ for each deployment target is built (``invoke db.*`` and ``invoke health-check``
   (``docker compose run --rm --no-deps -T migrate …``: the optimizer's image, settings and
   network; backup archives go through a bind mount of a host directory); ``health`` inside the
   running ``optimizer`` container (``docker compose exec -T optimizer …``). Which stack: the
-  ``llm_optimizer.compose`` config (project, env, standins; ``ops.compose_stack.Target``);
+  ``llm_optimizer.compose`` config (project, env, standins; ``ops.docker.compose.Target``);
 - ``kubernetes``: ``kubectl exec deploy/llm-optimizer -- llm-optimizer-service …`` in the
   release's namespace (archives stay in the pod's data dir; copy them out with ``kubectl cp``);
 - ``systemd``: on this host, ``systemd-run --pipe --wait`` as the unit's user with the unit's
@@ -23,7 +23,7 @@ from typing import Final
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from ops import project
+from ops.core import project
 
 TARGETS: Final = ("local", "compose", "kubernetes", "systemd")
 TARGET_HELP: Final = "where the service runs: local (invoke deploy), compose, kubernetes or systemd"
@@ -54,7 +54,7 @@ def check_target(target: str) -> str:
 
 
 def _local(c: Context, args: Sequence[str]) -> Invocation:
-    from ops import deploy_local
+    from ops.deploy import local as deploy_local
 
     cfg = deploy_local.LocalConfig.from_context(c)
     record = deploy_local.read_record(cfg)
@@ -77,7 +77,7 @@ def _local(c: Context, args: Sequence[str]) -> Invocation:
 def _compose(
     c: Context, args: Sequence[str], mounts: Mapping[Path, str], *, running: bool
 ) -> Invocation:
-    from ops import compose_stack  # the docker SDK: only when this target is used
+    from ops.docker import compose as compose_stack
 
     stack = compose_stack.Target.from_config(c.config.get("llm_optimizer", {}))
     if running:
@@ -89,7 +89,7 @@ def _compose(
 
 
 def _kubernetes(c: Context, args: Sequence[str]) -> Invocation:
-    from ops import helm, kube
+    from ops.k8s import helm, kube
 
     settings = dict(c.config.get("llm_optimizer", {}))
     context = str(settings.get("kube_context", "") or "")

@@ -24,8 +24,8 @@ from typing import Any
 
 from invoke.exceptions import Exit
 
-from ops import project, pycommands
-from ops.runner import Runner
+from ops.core import project, python_tools
+from ops.core.runner import Runner
 
 PERMISSIVE = re.compile(
     r"\b(MIT|BSD|0BSD|Apache|ISC|ISCL|PSF|Python Software Foundation|Unlicense|Zlib|HPND|"
@@ -88,7 +88,7 @@ def install_shipped(runner: Runner) -> None:
     """Install the service and CLI packages (locked versions) into ``audit_venv()``."""
     packages = [project.SERVICE_DIST, project.CLI_DIST]
     runner.run(
-        pycommands.uv(
+        python_tools.uv(
             "sync", "--locked", "--no-default-groups", *(f"--package={p}" for p in packages)
         ),
         env={"UV_PROJECT_ENVIRONMENT": str(audit_venv()), "VIRTUAL_ENV": str(audit_venv())},
@@ -99,7 +99,7 @@ def install_shipped(runner: Runner) -> None:
 def licences(runner: Runner) -> list[Finding]:
     """Run pip-licenses on the audit venv; print and return the classified findings."""
     python = audit_venv() / "bin" / "python"
-    argv = pycommands.uv_run(
+    argv = python_tools.uv_run(
         ["audit"], "pip-licenses", f"--python={python}", "--format=json", "--with-urls"
     )
     if runner.dry_run:
@@ -117,7 +117,7 @@ def requirements_file(runner: Runner) -> Path:
     """Export the shipped packages' locked, hashed requirements for pip-audit."""
     path = project.cache_dir() / "audit-requirements.txt"
     runner.run(
-        pycommands.uv(
+        python_tools.uv(
             "export",
             "--quiet",
             "--locked",
@@ -138,7 +138,7 @@ def vulnerabilities(runner: Runner) -> None:
     PyPI" and skipped), so the JSON report is checked: a skip is a failure, never a pass.
     """
     requirements = requirements_file(runner)
-    argv = pycommands.uv_run(
+    argv = python_tools.uv_run(
         ["audit"],
         "pip-audit",
         "--disable-pip",
@@ -206,7 +206,8 @@ def run(runner: Runner, *, offline: bool) -> None:
         raise Exit(
             "licence review failed for: "
             + "; ".join(f"{f.name} {f.version} ({f.licence or 'no licence'})" for f in failed)
-            + "\nreplace the dependency, or record a reviewed exception in ops/audit.py EXCEPTIONS",
+            + "\nreplace the dependency, or record a reviewed exception in "
+            "ops/release/audit.py EXCEPTIONS",
             code=1,
         )
     if offline:

@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Final
 
-ROOT: Final = Path(__file__).resolve().parent.parent
+ROOT: Final = Path(__file__).resolve().parents[2]
 
 PROJECT: Final = "llm-optimizer"
 SERVICE_DIST: Final = "llm-optimizer-service"

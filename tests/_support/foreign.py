@@ -18,9 +18,9 @@ from typing import Final
 
 from invoke.exceptions import Exit
 
-from ops import docker_engine
-from ops.project import cache_dir
-from ops.runner import Runner
+from ops.core.project import cache_dir
+from ops.core.runner import Runner
+from ops.docker import engine
 
 SUITE: Final = "bookworm"
 MIRROR: Final = "http://deb.debian.org/debian"
@@ -43,7 +43,7 @@ def ensure_binfmt(runner: Runner) -> None:
     if (BINFMT_DIR / "qemu-aarch64").is_file():
         return
     _require_root("registering qemu-aarch64 with binfmt_misc")
-    docker_engine.ensure_debian_tool(runner, "qemu-aarch64-static", "qemu-user-static")
+    engine.ensure_debian_tool(runner, "qemu-aarch64-static", "qemu-user-static")
     if not (BINFMT_DIR / "register").exists():
         runner.run(["mount", "-t", "binfmt_misc", "binfmt_misc", BINFMT_DIR])
     if runner.dry_run:
@@ -63,7 +63,7 @@ def python_rootfs(runner: Runner) -> Path:
     if (home / "complete").is_file():
         return rootfs
     _require_root("debootstrap")
-    docker_engine.ensure_debian_tool(runner, "debootstrap", "debootstrap")
+    engine.ensure_debian_tool(runner, "debootstrap", "debootstrap")
     home.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="rootfs-", dir=home))
     try:
@@ -88,7 +88,7 @@ def run_python(
     runner: Runner, rootfs: Path, program: Path, *args: str, timeout: float = 900
 ) -> str:
     """Copy ``program`` into the rootfs and run it with the rootfs's python3; return stdout."""
-    inside = "/tmp"  # noqa: S108 - the rootfs's own /tmp, seen from inside the chroot
+    inside = "/tmp"
     target = rootfs / "tmp" / program.name
     shutil.copyfile(program, target)
     try:

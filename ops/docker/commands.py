@@ -3,7 +3,7 @@
 Command lines (lists, never shell strings) are for what only the CLIs do: BuildKit builds
 (``DOCKER_BUILDKIT=1 docker build --network host``; the catalogue's ``docker`` is Debian's 20.10
 client with BuildKit built in), ``docker push``, ``docker import`` and everything Compose. They
-run through ``ops.runner.Runner`` so each is printed first and honours dry-run.
+run through ``ops.core.runner.Runner`` so each is printed first and honours dry-run.
 
 Running, inspecting, waiting on and removing containers goes through the Docker SDK
 (``docker`` on PyPI): typed answers instead of parsed CLI text.
@@ -22,8 +22,8 @@ import docker.errors
 from docker.models.containers import Container
 from invoke.exceptions import Exit
 
-from ops import docker_engine
-from ops.project import IMAGE_UID, ROOT
+from ops.core.project import IMAGE_UID, ROOT
+from ops.docker import engine as docker_engine
 
 BUILD_ENV: Mapping[str, str] = {"DOCKER_BUILDKIT": "1"}
 

@@ -18,8 +18,9 @@ from typing import Any
 import yaml
 from invoke.exceptions import Exit
 
-from ops import helm, project
-from ops.runner import Runner
+from ops.core import project
+from ops.core.runner import Runner
+from ops.k8s import helm
 
 MANIFEST_DIR = project.INFRA_DIR / "kubernetes"
 VALUES_FILE = MANIFEST_DIR / "values.yaml"

@@ -1,6 +1,6 @@
 """The one place that builds the Python toolchain's commands (uv, nox, ruff) for Invoke tasks.
 
-Commands are argv lists run through ``ops.runner.Runner``. ``nox`` runs from the interpreter
+Commands are argv lists run through ``ops.core.runner.Runner``. ``nox`` runs from the interpreter
 that runs Invoke (it is a dependency of the ops package), so it works wherever ``invoke`` does.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ops import project, tools
-from ops.runner import Runner
+from ops.core import project, tools
+from ops.core.runner import Runner
 
 
 def uv_executable() -> str:

@@ -13,7 +13,7 @@ effects), so ``--dry-run`` prints exactly what a real run does:
    pid file and a log file in the state dir;
 6. wait for ``/health/ready`` and print the URLs, the API key and the next commands.
 
-The state dir lives outside the repository (``ops.project.state_dir()`` unless
+The state dir lives outside the repository (``ops.core.project.state_dir()`` unless
 ``llm_optimizer.local.state_dir`` is set):
 
     venv/  data/  api-keys  service.pid  service.log  deploy.json
@@ -39,9 +39,9 @@ from typing import Any
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from ops import project, pycommands
-from ops.deploy import ENVIRONMENTS
-from ops.runner import Runner
+from ops.core import project, python_tools
+from ops.core.runner import Runner
+from ops.deploy.targets import ENVIRONMENTS
 
 PORT_SETTINGS: Mapping[str, str] = {
     "http_port": "LLM_OPTIMIZER_SERVER__HTTP_PORT",
@@ -323,7 +323,7 @@ def check_ports_free(cfg: LocalConfig) -> None:
 
 def build_info() -> dict[str, str]:
     """The code being deployed, for the service's /version: git sha (``-dirty`` when modified)."""
-    from ops import tools
+    from ops.core import tools
 
     if tools.which("git") is None:
         return {}
@@ -416,7 +416,7 @@ def plan(runner: Runner, cfg: LocalConfig, env: str) -> list[Step]:
     return [
         _command_step(
             runner,
-            pycommands.uv(
+            python_tools.uv(
                 "sync", "--locked", "--package", project.SERVICE_DIST, "--no-default-groups"
             ),
             env=install_env,
@@ -461,7 +461,7 @@ def _discard(_: object) -> None:
 
 def deploy(c: Context, *, env: str, dry_run: bool) -> None:
     """Deploy (or redeploy onto the current code) the service locally; see the module docstring."""
-    from ops.runner import runner_for
+    from ops.core.runner import runner_for
 
     runner = runner_for(c, dry_run=dry_run)
     cfg = LocalConfig.from_context(c)
@@ -544,7 +544,7 @@ def status(c: Context) -> int:
 def down(c: Context, *, dry_run: bool) -> None:
     """Stop the local deployment (idempotent)."""
     cfg = LocalConfig.from_context(c)
-    from ops.runner import runner_for
+    from ops.core.runner import runner_for
 
     if runner_for(c, dry_run=dry_run).dry_run:
         pid = read_pid(cfg)

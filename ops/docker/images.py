@@ -1,7 +1,7 @@
 """Build, tag and push the repository's images (used by the docker tasks, compose and tests).
 
-``build`` stages the host-built wheels (``ops.docker_context``), makes sure the base image
-exists (the registry-free stand-in when the real one can't be pulled, ``ops.base_image``) and
+``build`` stages the host-built wheels (``ops.docker.build_context``), makes sure the base image
+exists (the registry-free stand-in when the real one can't be pulled, ``ops.docker.base_image``) and
 runs one BuildKit build whose labels carry the repository version and the git revision.
 """
 
@@ -13,10 +13,10 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ops import base_image, docker_cmd, docker_context
-from ops.docker_context import IMAGES, ImageSpec
-from ops.project import ROOT, version
-from ops.runner import Runner
+from ops.core.project import ROOT, version
+from ops.core.runner import Runner
+from ops.docker import base_image, build_context, commands
+from ops.docker.build_context import IMAGES, ImageSpec
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def build(
     spec: ImageSpec,
     *,
     tags: list[str],
-    platform: str = docker_context.DEFAULT_PLATFORM,
+    platform: str = build_context.DEFAULT_PLATFORM,
     source_dir: Path | None = None,
     base: str | None = None,
     quiet: bool = False,
@@ -82,14 +82,14 @@ def build(
         args = build_args(runner)
     else:
         args = {**build_args(runner), "BASE_IMAGE": base}
-    docker_context.stage(runner, spec, platform=platform, source_dir=source_dir)
-    argv = docker_cmd.build_argv(
+    build_context.stage(runner, spec, platform=platform, source_dir=source_dir)
+    argv = commands.build_argv(
         spec.dockerfile, tags, build_args=args, platform=platform, context=ROOT
     )
     started = time.monotonic()
     result = runner.run(
         argv,
-        env=dict(docker_cmd.BUILD_ENV),
+        env=dict(commands.BUILD_ENV),
         capture=quiet,
         hint=f"the {spec.key} image did not build; the BuildKit log above says which step failed",
     )

@@ -1,6 +1,6 @@
 """A throwaway local Kubernetes cluster from catalogued, Go-built tools (``invoke cluster.*``).
 
-etcd, kube-apiserver, kube-controller-manager and kube-scheduler (``ops.tools``: built by
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler (``ops.core.tools``: built by
 ``invoke setup``) run on 127.0.0.1 on ports picked free at start; kwok turns Node objects into
 simulated nodes (pods become Running without containers). Everything lives in one state
 directory outside the repository: its own CA and certificates (openssl), the service-account
@@ -33,8 +33,8 @@ from typing import Any
 
 from invoke.exceptions import Exit
 
-from ops import project, tools
-from ops.runner import Runner
+from ops.core import project, tools
+from ops.core.runner import Runner
 
 HOST = "127.0.0.1"
 SERVICE_CIDR = "10.96.0.0/12"
@@ -322,7 +322,7 @@ def _commands(cluster: Cluster, ports: dict[str, int], stages: Path) -> dict[str
 
 def kwok_stages(cluster: Cluster) -> Path:
     """One config file with kwok's own stages, read from its pinned module in the Go cache."""
-    from ops.provision import go_dir  # provision imports rich; only cluster commands need it
+    from ops.core.provision import go_dir  # provision imports rich; only cluster commands need it
 
     build = tools.KWOK
     module = go_dir() / "mod" / f"{build.module}@{build.version}" / "kustomize" / "stage"

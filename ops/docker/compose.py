@@ -22,10 +22,11 @@ from typing import Any
 
 from invoke.exceptions import Exit
 
-from ops import docker_cmd, docker_images
-from ops.docker_context import IMAGES
-from ops.project import INFRA_DIR, PROJECT, SERVICE_IMAGE
-from ops.runner import Runner
+from ops.core.project import INFRA_DIR, PROJECT, SERVICE_IMAGE
+from ops.core.runner import Runner
+from ops.docker import commands
+from ops.docker import images as docker_images
+from ops.docker.build_context import IMAGES
 
 COMPOSE_DIR = INFRA_DIR / "docker"
 BASE_FILE = COMPOSE_DIR / "compose.yml"
@@ -73,7 +74,7 @@ class Target:
             project=str(compose.get("project", PROJECT)),
             env=env,
             standins=standins or bool(compose.get("standins", False)),
-            image=docker_cmd.image_ref(
+            image=commands.image_ref(
                 SERVICE_IMAGE,
                 docker_images.default_tag(str(config.get("image_tag", ""))),
                 str(config.get("registry", "")),
@@ -117,7 +118,7 @@ def argv(
     profiles: Iterable[str] = (),
 ) -> list[str]:
     """``docker compose`` for an environment's files."""
-    return docker_cmd.compose_argv(files(env, standins=standins), project, *args, profiles=profiles)
+    return commands.compose_argv(files(env, standins=standins), project, *args, profiles=profiles)
 
 
 def config_check(

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from ops import project
-from ops.runner import Runner
+from ops.core import project
+from ops.core.runner import Runner
 
 # pex's vendored pip is too old for today's wheel tags; use a release the index has.
 PEX_PIP_VERSION: Final = "25.2"

@@ -23,9 +23,9 @@ import docker
 import docker.errors
 from invoke.exceptions import Exit
 
-from ops import tools
-from ops.project import state_dir
-from ops.runner import Runner
+from ops.core import tools
+from ops.core.project import state_dir
+from ops.core.runner import Runner
 
 SOCKET = Path("/var/run/docker.sock")
 HOST = f"unix://{SOCKET}"

@@ -1,7 +1,7 @@
 """The one place helm command lines are built, plus the chart's facts (scenarios, rule copies).
 
-Builders return argv lists for ``ops.runner.Runner``; nothing here runs a cluster command by
-itself. The pinned helm is 4.x (``ops.tools``): its ``--rollback-on-failure`` is what helm 3
+Builders return argv lists for ``ops.core.runner.Runner``; nothing here runs a cluster command by
+itself. The pinned helm is 4.x (``ops.core.tools``): its ``--rollback-on-failure`` is what helm 3
 called ``--atomic`` (helm 4 still accepts ``--atomic`` but warns that it is deprecated), and
 ``--wait`` takes a strategy (``watcher`` waits for every object to be ready).
 """
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops import project
+from ops.core import project
 
 CHART_DIR = project.CHART_DIR
 SCENARIO_DIR = CHART_DIR / "ci"
@@ -62,13 +62,15 @@ SETTING_VALUES: Mapping[str, str] = {
 
 
 def settings_values(settings: Mapping[str, str]) -> Values:
-    """``--set`` pairs for service settings, e.g. an environment's (ops.deploy.ENVIRONMENTS)."""
+    """``--set`` pairs for service settings, e.g. an environment's
+    (ops.deploy.targets.ENVIRONMENTS)."""
     unknown = sorted(set(settings) - set(SETTING_VALUES))
     if unknown:
         from invoke.exceptions import Exit
 
         raise Exit(
-            f"the chart has no value for {', '.join(unknown)}; map it in ops.helm.SETTING_VALUES "
+            f"the chart has no value for {', '.join(unknown)}; map it in "
+            "ops.k8s.helm.SETTING_VALUES "
             "(and infra/helm/llm-optimizer/values.yaml)",
             code=1,
         )

@@ -24,9 +24,9 @@ from pathlib import Path
 import docker.errors
 from invoke.exceptions import Exit
 
-from ops import docker_engine
-from ops.project import INFRA_DIR, cache_dir
-from ops.runner import Runner
+from ops.core.project import INFRA_DIR, cache_dir
+from ops.core.runner import Runner
+from ops.docker import engine
 
 DOCKERFILES = (INFRA_DIR / "docker" / "Dockerfile.service", INFRA_DIR / "docker" / "Dockerfile.cli")
 RECIPE_LABEL = "org.llm-optimizer.base-recipe"
@@ -94,7 +94,7 @@ def tarball_path(recipe: Recipe) -> Path:
 
 def image_recipe_key(tag: str) -> str | None:
     """The recipe key label of the local image ``tag``, or None when there is no such image."""
-    api = docker_engine.client()
+    api = engine.client()
     try:
         image = api.images.get(tag)
     except docker.errors.ImageNotFound:
@@ -117,7 +117,7 @@ def build_rootfs(runner: Runner, recipe: Recipe, tarball: Path) -> None:
             "debootstrap needs root; run `sudo uv run invoke docker.base-image` (or as root in CI)",
             code=1,
         )
-    docker_engine.ensure_debian_tool(runner, "debootstrap", "debootstrap")
+    engine.ensure_debian_tool(runner, "debootstrap", "debootstrap")
     workdir = Path(tempfile.mkdtemp(prefix="base-rootfs-", dir=tarball.parent))
     rootfs = workdir / "rootfs"
     try:

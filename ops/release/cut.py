@@ -19,8 +19,10 @@ from pathlib import Path
 
 from invoke.exceptions import Exit
 
-from ops import artifacts, project, pycommands, versioning
-from ops.runner import Runner
+from ops.build import artifacts
+from ops.core import project, python_tools
+from ops.core.runner import Runner
+from ops.release import versioning
 
 RELEASE_BRANCH = "main"
 TAG_PREFIX = "v"
@@ -72,7 +74,7 @@ def check_preconditions(
         f"--version {version} is not the repository version {current}; run "
         f"`invoke release.bump --version {version}`, commit, then release",
     )
-    from ops import tools
+    from ops.core import tools
 
     for name in REQUIRED_TOOLS:
         found = tools.which(name)
@@ -93,7 +95,7 @@ def check_preconditions(
     checks.raise_if_failed()
     if run_tests:
         runner.run(
-            pycommands.nox(),
+            python_tools.nox(),
             cwd=root,
             hint="the tests are not green; fix them before releasing (or see `nox --list`)",
         )
@@ -102,7 +104,7 @@ def check_preconditions(
 def release_notes(runner: Runner, version: str, target: Path) -> Path:
     """RELEASE_NOTES.md from the unreleased news fragments (towncrier, draft: nothing consumed)."""
     notes = runner.output(
-        pycommands.uv_run(["release"], "towncrier", "build", "--draft", "--version", version),
+        python_tools.uv_run(["release"], "towncrier", "build", "--draft", "--version", version),
         cwd=project.ROOT,
     )
     target.write_text(f"# LLM Auto Optimizer {version}\n\n{notes}\n")
@@ -113,7 +115,7 @@ def sbom(runner: Runner, target: Path, workdir: Path) -> Path:
     """A CycloneDX SBOM (JSON) of every package's locked third-party dependencies."""
     requirements = workdir / "sbom-requirements.txt"
     locked = runner.output(
-        pycommands.uv(
+        python_tools.uv(
             "export",
             "--frozen",
             "--no-hashes",
@@ -127,7 +129,7 @@ def sbom(runner: Runner, target: Path, workdir: Path) -> Path:
     )
     requirements.write_text(locked + "\n")
     runner.run(
-        pycommands.uv_run(
+        python_tools.uv_run(
             ["release"],
             "cyclonedx-py",
             "requirements",
@@ -145,7 +147,7 @@ def sbom(runner: Runner, target: Path, workdir: Path) -> Path:
 
 def chart(runner: Runner, destination: Path, workdir: Path) -> Path:
     """The Helm chart .tgz (version and appVersion are the repository version)."""
-    from ops import helm
+    from ops.k8s import helm
 
     runner.run(helm.package(destination), env=helm.helm_home_env(workdir / "helm"))
     return destination / f"{project.CHART_NAME}-{project.version()}.tgz"
@@ -153,7 +155,8 @@ def chart(runner: Runner, destination: Path, workdir: Path) -> Path:
 
 def images(runner: Runner, destination: Path) -> list[Path]:
     """``docker save`` archives of every image, when an engine answers; [] otherwise."""
-    from ops import docker_engine, docker_images
+    from ops.docker import engine as docker_engine
+    from ops.docker import images as docker_images
 
     if not docker_engine.status().answering:
         print("no Docker engine answers: images are not part of this release build")
@@ -253,7 +256,7 @@ def publish(runner: Runner, version: str, settings: Mapping[str, str]) -> None:
         target = f"{registry}/{name}:{version}"
         runner.run(["docker", "tag", f"{name}:{version}", target])
         runner.run(["docker", "push", target])
-    from ops import helm
+    from ops.k8s import helm
 
     with tempfile.TemporaryDirectory() as home:
         env = helm.helm_home_env(Path(home))

@@ -2,7 +2,7 @@
 
 It builds argv as lists (never shell strings with pasted values), prints each command before
 running it, honours dry-run, and turns a missing tool into an error that names the tool and the
-exact command that installs it (from the catalogue in ``ops.tools``).
+exact command that installs it (from the catalogue in ``ops.core.tools``).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Runner:
 
     def resolve(self, argv: Sequence[str]) -> list[str]:
         """argv with argv[0] replaced by the tool's absolute path; raises ToolMissingError."""
-        from ops import tools  # local import: tools imports nothing heavy, but keeps cycles out
+        from ops.core import tools
 
         if not argv:
             raise ValueError("empty command")
@@ -81,7 +81,7 @@ class Runner:
         if self.dry_run:
             print(f"[dry-run] {shown}", file=sys.stderr, flush=True)
             return None
-        from ops import tools
+        from ops.core import tools
 
         resolved = self.resolve(args)
         if self.echo:
