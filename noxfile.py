@@ -28,7 +28,10 @@ PYTHON_VERSIONS = nox.project.python_versions(PYPROJECT)
 SERVICE_SOURCES = tuple(
     sorted(str(path) for pattern in ("*/src", "*/tests") for path in Path("services").glob(pattern))
 )
+SERVICE_PACKAGES = tuple(path for path in SERVICE_SOURCES if path.endswith("src"))
 TYPED_PATHS = ("ops", *SERVICE_SOURCES, "benchmarks", "tasks.py", "noxfile.py")
+# The code we ship and run (no tests): what the dead-code check reads.
+PRODUCTION_PATHS = ("ops", *SERVICE_PACKAGES, "benchmarks", "tasks.py", "noxfile.py")
 PYTEST_DEFAULTS = ("--durations=20",)  # the slowest tests end up in CI's timing summary
 
 
@@ -53,10 +56,20 @@ def sync(session: nox.Session, *groups: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Lint and check formatting with ruff."""
+    """Lint: ruff check and format check, dead code (vulture), import contracts (import-linter).
+
+    With file arguments only ruff runs, on those files; vulture and import-linter need the tree.
+    """
     sync(session, "lint")
     session.run("ruff", "check", *(session.posargs or ["."]))
     session.run("ruff", "format", "--check", *(session.posargs or ["."]))
+    if session.posargs:
+        return
+    # Settings and the reason for every ignored name: [tool.vulture] in pyproject.toml.
+    session.run("vulture", *PRODUCTION_PATHS)
+    # Contracts: [tool.importlinter] in pyproject.toml. The lint group installs ops but not the
+    # services, whose packages import-linter finds on PYTHONPATH (it reads, never imports them).
+    session.run("lint-imports", env={"PYTHONPATH": os.pathsep.join(SERVICE_PACKAGES)})
 
 
 @nox.session

@@ -9,6 +9,8 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
+from ops.deploy.service_cli import TARGET_HELP
+
 # What `invoke clean` removes: build outputs and tool caches, never .venv or state.
 CLEAN_PATHS = (
     "dist",
@@ -39,7 +41,7 @@ def install(c: Context, group: list[str] | None = None) -> None:
 
 @task
 def lint(c: Context) -> None:
-    """Lint and check formatting with ruff (the nox `lint` session)."""
+    """ruff check and format check, vulture, import contracts (the nox `lint` session)."""
     from ops.core import project, python_tools
     from ops.core.runner import runner_for
 
@@ -182,10 +184,7 @@ def info(c: Context) -> None:
         )
     print("deploy targets (invoke deploy --target T):")
     for target in deploy.TARGETS.values():
-        available = (
-            "available" if target.implementation() else f"not available yet: needs {target.needs}"
-        )
-        print(f"  {target.name:<11} {target.summary}; {available}")
+        print(f"  {target.name:<11} {target.summary}")
     print("environments (invoke deploy --env E):")
     for environment in deploy.ENVIRONMENTS.values():
         print(f"  {environment.name:<11} {environment.summary}")
@@ -199,7 +198,7 @@ def info(c: Context) -> None:
     name="health-check",
     help={
         "json": "print the health report as JSON",
-        "target": "where the service runs: local (invoke deploy), compose, kubernetes or systemd",
+        "target": TARGET_HELP,
         "dry_run": "print the command and run nothing",
     },
 )

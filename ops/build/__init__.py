@@ -1,0 +1,1 @@
+"""Building what we ship: packages, pex artefacts and the gRPC stubs."""

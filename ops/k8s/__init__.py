@@ -1,0 +1,1 @@
+"""Kubernetes: kubectl and helm command lines, the chart's facts, the throwaway local cluster."""

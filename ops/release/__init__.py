@@ -1,0 +1,1 @@
+"""Releases: the single version, cutting a release, the dependency and licence audit."""

@@ -1,0 +1,1 @@
+"""Scaffolding: a new service from ``templates/service`` (``invoke new-service``)."""
