@@ -10,19 +10,13 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich.markup import escape
 
 from llm_optimizer_service import __version__
 from llm_optimizer_service.backup.cli import backup_app
+from llm_optimizer_service.cli_support import err, fail, out, settings_or_fail
 from llm_optimizer_service.safety import Review, review
-from llm_optimizer_service.settings import (
-    Settings,
-    SettingsError,
-    load_settings,
-    masked_dump,
-    unknown_env_vars,
-)
+from llm_optimizer_service.settings import Settings, masked_dump, unknown_env_vars
 
 app = typer.Typer(
     name="llm-optimizer-service",
@@ -36,21 +30,6 @@ config_app = typer.Typer(help="Inspect and check the effective settings.", no_ar
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(backup_app, name="backup")
-out = Console()
-err = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        raise _fail(f"invalid settings: {exc}") from exc
-
 
 # --- serve ----------------------------------------------------------------------------------
 
@@ -61,7 +40,7 @@ def _checked(settings: Settings, refusal: str) -> Review:
     found = review(settings)
     refused = found.refused(settings.is_production)
     if refused:
-        raise _fail(f"{refusal}:\n  " + "\n  ".join(refused))
+        raise fail(f"{refusal}:\n  " + "\n  ".join(refused))
     if found.unsafe:
         lines = "\n".join(f"  - {problem}" for problem in found.unsafe)
         err.print(
@@ -83,11 +62,11 @@ def serve() -> None:
     from llm_optimizer_service.server import run, serve
     from llm_optimizer_service.storage import migrations
 
-    settings = _settings()
+    settings = settings_or_fail()
     _checked(settings, f"{'production' if settings.is_production else 'serve'} refuses to start")
     newer = migrations.newer_schema_problem(settings.database_url)
     if newer:
-        raise _fail(f"serve refuses to start: {newer}")
+        raise fail(f"serve refuses to start: {newer}")
     configure_logging(settings.log)
     raise typer.Exit(run(serve(settings), settings))
 
@@ -97,10 +76,6 @@ def serve() -> None:
 SqlOption = Annotated[bool, typer.Option("--sql", help="print the SQL instead of running it")]
 
 
-def _db_url() -> str:
-    return _settings().database_url
-
-
 def _migrate(action: str, *args: Any, **kwargs: Any) -> None:
     from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
@@ -108,16 +83,16 @@ def _migrate(action: str, *args: Any, **kwargs: Any) -> None:
     from llm_optimizer_service.logging_setup import configure_logging
     from llm_optimizer_service.storage import migrations
 
-    settings = _settings()
+    settings = settings_or_fail()
     configure_logging(settings.log)
     try:
         printed = getattr(migrations, action)(settings.database_url, *args, **kwargs)
     except migrations.UnknownRevisionError as exc:
-        raise _fail(f"db {action}: {exc}") from exc
+        raise fail(f"db {action}: {exc}") from exc
     except CommandError as exc:
-        raise _fail(f"db {action}: {exc}") from exc
+        raise fail(f"db {action}: {exc}") from exc
     except SQLAlchemyError as exc:
-        raise _fail(f"db {action}: database error: {exc}") from exc
+        raise fail(f"db {action}: database error: {exc}") from exc
     if printed:
         sys.stdout.write(printed)
 
@@ -175,7 +150,7 @@ def repair(
     from llm_optimizer_service import repair as repairs
     from llm_optimizer_service.storage.db import make_engine
 
-    settings = _settings()
+    settings = settings_or_fail()
     engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
     try:
         repaired: list[repairs.Repaired] = []
@@ -184,7 +159,7 @@ def repair(
         else:
             repaired, left = repairs.repair(engine)
     except SQLAlchemyError as exc:
-        raise _fail(f"db repair: database error: {exc}") from exc
+        raise fail(f"db repair: database error: {exc}") from exc
     finally:
         engine.dispose()
     for done in repaired:
@@ -210,19 +185,19 @@ def config_show(
     output: Annotated[str, typer.Option("-o", "--output", help="yaml or json")] = "yaml",
 ) -> None:
     """Print the effective settings, secrets masked."""
-    data = masked_dump(_settings())
+    data = masked_dump(settings_or_fail())
     if output == "json":
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     elif output == "yaml":
         sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
     else:
-        raise _fail(f"unknown output format {output!r}; use yaml or json", 2)
+        raise fail(f"unknown output format {output!r}; use yaml or json", 2)
 
 
 @config_app.command("validate")
 def config_validate() -> None:
     """Check the settings (and, in production, refuse defaults); non-zero naming the key."""
-    settings = _settings()
+    settings = settings_or_fail()
     for name in unknown_env_vars():
         err.print(f"[yellow]warning:[/] {name} is not a setting (a typo?); it is ignored")
     found = _checked(settings, "invalid settings")
@@ -257,7 +232,7 @@ def health(
     Exit 0 healthy, 1 unhealthy, 2 degraded."""
     from llm_optimizer_service.healthcheck import run_checks, run_live_check
 
-    settings = _settings()
+    settings = settings_or_fail()
     result = (run_live_check if live else run_checks)(settings, url, timeout)
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
@@ -281,7 +256,7 @@ def version(
     as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
 ) -> None:
     """Print the version, git sha and build date (the last two are baked in at image build)."""
-    settings = _settings()
+    settings = settings_or_fail()
     data = {"version": __version__, "git_sha": settings.git_sha, "build_date": settings.build_date}
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
@@ -323,7 +298,7 @@ def simulate(
             run_simulation(url, api_key, workload, requests, concurrency, seed, strategy)
         )
     except SimulationError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
         return

@@ -11,36 +11,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from llm_optimizer_service.backup.archive import BackupError
-from llm_optimizer_service.settings import Settings
+from llm_optimizer_service.cli_support import err, fail, out, settings_or_fail
 
 backup_app = typer.Typer(
     help="Back up and restore the database, the Redis keys and the masked config "
     "(docs/operations.md).",
     no_args_is_help=True,
 )
-out = Console()
-err = Console(stderr=True)
-
 DirOption = Annotated[
     Path | None,
     typer.Option("--dir", help="backup directory (default: <data_dir>/backups)"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _settings() -> Settings:
-    from llm_optimizer_service.cli import _settings as load
-
-    return load()
 
 
 @contextmanager
@@ -74,12 +58,12 @@ def create(
     and the masked config into one compressed archive, written atomically."""
     from llm_optimizer_service.backup import core
 
-    settings = _settings()
+    settings = settings_or_fail()
     try:
         with _progress("backup") as step:
             path, manifest = core.create(settings, output, directory, step)
     except BackupError as exc:
-        raise _fail(f"backup failed: {exc}") from exc
+        raise fail(f"backup failed: {exc}") from exc
     if as_json:
         sys.stdout.write(json.dumps({"path": str(path), **core.summary(manifest)}, indent=2) + "\n")
         return
@@ -106,7 +90,7 @@ def verify(
         with _progress("verify") as step:
             manifest, revision = core.verify(path, step)
     except BackupError as exc:
-        raise _fail(f"verify failed: {exc}") from exc
+        raise fail(f"verify failed: {exc}") from exc
     if as_json:
         data = {"path": str(path), "ok": True, **core.summary(manifest)}
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
@@ -138,7 +122,7 @@ def list_(
     newest archive is never deleted."""
     from llm_optimizer_service.backup import archive, core
 
-    base = directory or core.default_dir(_settings())
+    base = directory or core.default_dir(settings_or_fail())
     entries = archive.list_archives(base)
     doomed = archive.expired(entries, keep, keep_days, datetime.now(UTC))
     gone = {entry.path for entry in doomed}
@@ -203,7 +187,7 @@ def restore(
     nothing (PostgreSQL: one transaction; SQLite: fresh file and swap). Stop the service first."""
     from llm_optimizer_service.backup import core
 
-    settings = _settings()
+    settings = settings_or_fail()
     try:
         with _progress("restore") as step:
             result = core.restore(
@@ -216,7 +200,7 @@ def restore(
                 step=step,
             )
     except BackupError as exc:
-        raise _fail(f"restore failed: {exc}") from exc
+        raise fail(f"restore failed: {exc}") from exc
     data = {
         "path": str(path),
         "database": result.database_url_masked,
