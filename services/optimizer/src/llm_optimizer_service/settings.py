@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import tomllib
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -116,13 +115,6 @@ class ServerSettings(_Section):
     http: Literal["auto", "httptools", "h11"] = Field(
         default="auto",
         description="HTTP/1.1 parser: httptools when installed (auto), or h11 (pure Python)",
-    )
-    test_stall_seconds: float = Field(
-        default=0.0,
-        ge=0,
-        le=3600,
-        description="TEST ONLY: when > 0, SIGUSR2 blocks the event loop this long, to prove the "
-        "systemd watchdog restarts a stalled service (docs/systemd.md); 0 = off",
     )
 
 
@@ -388,15 +380,6 @@ def _leaf_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tu
     return paths
 
 
-def setting_keys() -> list[str]:
-    """Every leaf setting as a dotted key (``server.http_port``)."""
-    return [".".join(path) for path in _leaf_paths(Settings) if not _is_section(path)]
-
-
-def _is_section(path: tuple[str, ...]) -> bool:
-    return len(path) == 1 and _section_type(Settings.model_fields[path[0]]) is not None
-
-
 def env_var_names() -> set[str]:
     """Every environment variable the service reads (``LLM_OPTIMIZER_*``, incl. ``*_FILE``)."""
     names = {_env_name(path) for path in _leaf_paths(Settings)}
@@ -464,12 +447,6 @@ def load_settings(**overrides: Any) -> Settings:
                 "(the variable wins over the file)"
             )
         raise SettingsError("; ".join(lines)) from exc
-
-
-@cache
-def get_settings() -> Settings:
-    """Process-wide settings (cached)."""
-    return load_settings()
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:

@@ -9,10 +9,6 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 
-def is_sqlite(url: str) -> bool:
-    return make_url(url).get_backend_name() == "sqlite"
-
-
 def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engine:
     """An Engine for ``url``. SQLite gets WAL, a busy timeout and foreign keys; its directory is
     created. PostgreSQL gets a bounded pool with pre-ping (a restarted database is survived)."""
