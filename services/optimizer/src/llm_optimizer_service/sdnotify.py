@@ -13,9 +13,10 @@ Outside systemd (no ``NOTIFY_SOCKET``) every call is a cheap no-op, so the serve
 unconditionally. The protocol is one datagram of newline-separated ``KEY=VALUE`` lines on a
 Unix socket (``man sd_notify``); the standard library is all it needs.
 
-For the watchdog test there is one test-only hook, :func:`install_stall_trigger`: when a setting
-enables it, ``SIGUSR2`` blocks the event loop for a while, the way a CPU-bound bug or a
-blocking call would. It is off by default and never enabled by the shipped configuration.
+The service never stalls itself on purpose: the watchdog test provokes a stall from outside
+(tests/_support/stall_hook). :func:`install_stall_trigger` is not called by the service; only
+tests/infra/systemd/test_systemd_sdnotify.py still imports it from here (issue #20: it moves to
+the tests).
 """
 
 from __future__ import annotations
@@ -157,8 +158,7 @@ def install_stall_trigger(
     """TEST ONLY: make ``signum`` block ``loop`` for ``seconds``, to prove the watchdog works.
 
     The handler runs on the loop itself and sleeps synchronously, exactly like a blocking call in
-    a request handler would: no request is served and no watchdog ping is sent meanwhile. Only
-    call this when the setting that enables it is on (it is off by default).
+    a request handler would: no request is served and no watchdog ping is sent meanwhile.
     """
     if seconds <= 0:
         raise ValueError(f"stall seconds must be positive, got {seconds}")

@@ -38,7 +38,7 @@ from llm_optimizer_service.grpc_api import grpc_server
 from llm_optimizer_service.kafka_ingest import kafka_bridge
 from llm_optimizer_service.logging_setup import get_logger
 from llm_optimizer_service.runtime import LifecycleHooks, Runtime
-from llm_optimizer_service.sdnotify import SystemdNotifier, install_stall_trigger
+from llm_optimizer_service.sdnotify import SystemdNotifier
 from llm_optimizer_service.settings import Settings
 from llm_optimizer_service.storage import migrations
 from llm_optimizer_service.storage.db import make_engine
@@ -204,8 +204,6 @@ async def serve(settings: Settings) -> int:
     # Type=notify: `systemctl start` returns only now, when every listener is up.
     notifier.ready()
     notifier.start_watchdog()
-    if settings.server.test_stall_seconds:
-        install_stall_trigger(loop, settings.server.test_stall_seconds)
 
     done, _ = await asyncio.wait(
         {http_task, metrics_task, stop_task}, return_when=asyncio.FIRST_COMPLETED
