@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from llm_optimizer_service.cli import app
-from llm_optimizer_service.safety import is_weak, production_problems, review
+from llm_optimizer_service.safety import is_weak, review
 from llm_optimizer_service.settings import (
     SettingsError,
     env_var_names,
@@ -19,6 +19,8 @@ from llm_optimizer_service.settings import (
     masked_dump,
 )
 from typer.testing import CliRunner
+
+from tests._support.settings_review import production_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_VARIABLES = {
