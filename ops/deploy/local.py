@@ -29,9 +29,8 @@ import shlex
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,9 @@ from invoke.exceptions import Exit
 
 from ops.core import project, python_tools
 from ops.core.runner import Runner
-from ops.deploy.targets import ENVIRONMENTS
+from ops.deploy.base import Invocation, Target
+from ops.deploy.environments import ENVIRONMENTS, require
+from ops.deploy.prerequisites import Prerequisite
 
 PORT_SETTINGS: Mapping[str, str] = {
     "http_port": "LLM_OPTIMIZER_SERVER__HTTP_PORT",
@@ -463,6 +464,7 @@ def deploy(c: Context, *, env: str, dry_run: bool) -> None:
     """Deploy (or redeploy onto the current code) the service locally; see the module docstring."""
     from ops.core.runner import runner_for
 
+    require(env)
     runner = runner_for(c, dry_run=dry_run)
     cfg = LocalConfig.from_context(c)
     steps = plan(runner, cfg, env)
@@ -479,10 +481,10 @@ def deploy(c: Context, *, env: str, dry_run: bool) -> None:
 
 
 def _grpc_line(host: str, port: int) -> str:
-    """The gRPC address, or a note when this build of the service does not listen on it."""
+    """The gRPC address, or a note when nothing listens on it."""
     if port_in_use(host, port):
         return f"{host}:{port}"
-    return f"{host}:{port} (not listening: this build of the service has no gRPC server)"
+    return f"{host}:{port} (not listening; see the log)"
 
 
 def print_summary(cfg: LocalConfig, env: str, key: str, elapsed: float) -> None:
@@ -560,5 +562,34 @@ def down(c: Context, *, dry_run: bool) -> None:
         print("local deployment stopped; its ports are free")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use: uv run invoke deploy --target local")
+def service_command(
+    c: Context, args: Sequence[str], *, mounts: Mapping[Path, str], running: bool
+) -> Invocation:
+    """The deployment's venv, with its settings (data dir, ports, keys)."""
+    cfg = LocalConfig.from_context(c)
+    record = read_record(cfg)
+    if record.get("ports"):
+        cfg = LocalConfig(
+            cfg.state_dir,
+            str(record.get("host", cfg.host)),
+            record["ports"],
+            cfg.ready_timeout,
+            cfg.stop_timeout,
+        )
+    return Invocation(
+        [str(cfg.service_command), *args],
+        cfg.service_env(str(record.get("env", "dev"))),
+        cfg.state_dir,
+        cfg.service_command,
+    )
+
+
+TARGET = Target(
+    "local",
+    "this machine, embedded defaults (SQLite), a venv and a background process",
+    apply=deploy,
+    status=status,
+    down=down,
+    service_command=service_command,
+    prerequisites=(Prerequisite("tool", "uv"),),
+)

@@ -8,8 +8,7 @@
 
 Interpolation variables (host ports, ``OPTIMIZER_IMAGE``, ...) are passed in the environment of
 the ``docker compose`` process; none of them reaches the optimizer as a setting.
-``deploy`` is what ``invoke deploy --target compose`` runs
-(via ``ops.tasks.compose.deploy_target``).
+``invoke deploy --target compose`` is ``ops.deploy.compose``.
 """
 
 from __future__ import annotations
@@ -56,7 +55,7 @@ PROD_PLACEHOLDERS: Mapping[str, str] = {
 
 
 @dataclass(frozen=True)
-class Target:
+class Stack:
     """The stack the tasks drive, from the ``llm_optimizer`` config: ``compose.project``,
     ``compose.env`` and ``compose.standins``, and the service image (``registry``/``image_tag``)."""
 
@@ -66,7 +65,7 @@ class Target:
     image: str
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], *, standins: bool = False) -> Target:
+    def from_config(cls, config: Mapping[str, Any], *, standins: bool = False) -> Stack:
         compose = dict(config.get("compose", {}))
         env = str(compose.get("env", "dev"))
         files(env)  # an unknown environment fails here, naming the choices
@@ -215,15 +214,3 @@ def ps(runner: Runner, *, project: str = PROJECT, standins: bool = False) -> lis
         elif line:
             rows.append(json.loads(line))
     return rows
-
-
-def deploy(runner: Runner, target: Target, *, env: str) -> None:
-    """``invoke deploy --target compose``: build the image and bring the whole stack up, healthy."""
-    up(
-        runner,
-        env=env,
-        project=target.project,
-        image=target.image,
-        standins=target.standins,
-        wait=True,
-    )

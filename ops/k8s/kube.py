@@ -310,6 +310,25 @@ def secret_exists(runner: Runner, context: str, namespace: str, secret: str) -> 
     return code == 0
 
 
+def configured_context(settings: Mapping[str, Any], context: str = "") -> str:
+    """``context``, else ``llm_optimizer.kube_context``, else "" (kubectl's current context)."""
+    return context or str(settings.get("kube_context", "") or "")
+
+
+def configured_namespace(settings: Mapping[str, Any], namespace: str = "") -> str:
+    """``namespace``, else ``llm_optimizer.namespace``, else the chart's default namespace."""
+    return namespace or str(settings.get("namespace", "") or helm.DEFAULT_NAMESPACE)
+
+
+def rollout_status(
+    context: str, namespace: str, instance: str = helm.RELEASE, *, timeout: str = "5s"
+) -> list[str]:
+    """Has the service's Deployment rolled out (all replicas updated and ready)?"""
+    return kubectl(
+        context, namespace, "rollout", "status", f"deployment/{instance}", f"--timeout={timeout}"
+    )
+
+
 def status(context: str, namespace: str, instance: str = helm.RELEASE) -> list[str]:
     """Every object of the release (Helm or plain manifests: both carry the same labels)."""
     return kubectl(

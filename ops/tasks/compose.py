@@ -1,9 +1,9 @@
 """Invoke collection: compose — the Compose stacks in infra/docker (see docs/containers.md).
 
-``deploy_target(c, env=..., dry_run=...)`` is what ``invoke deploy --target compose`` calls.
-The project name is ``llm_optimizer.compose.project`` (default ``llm-optimizer``); with
+``invoke deploy --target compose`` is ``ops.deploy.compose``. The project name is
+``llm_optimizer.compose.project`` (default ``llm-optimizer``); with
 ``--standins`` (or ``llm_optimizer.compose.standins: true``) postgres and redis are the local
-stand-ins of compose.ci.yml, for machines that can't pull images (``ops.docker.compose.Target``).
+stand-ins of compose.ci.yml, for machines that can't pull images (``ops.docker.compose.Stack``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from invoke.context import Context
-from invoke.exceptions import Exit
 from invoke.tasks import task
 
 if TYPE_CHECKING:
@@ -22,10 +21,10 @@ STANDINS_HELP = "add compose.ci.yml: postgres/redis stand-ins built from Debian 
 DRY_RUN_HELP = "print every command and change nothing"
 
 
-def _target(c: Context, standins: bool = False) -> compose_stack.Target:
-    from ops.docker import compose as compose_stack
+def _target(c: Context, standins: bool = False) -> compose_stack.Stack:
+    from ops.deploy import compose
 
-    return compose_stack.Target.from_config(c.config.llm_optimizer, standins=standins)
+    return compose.stack(c, standins=standins)
 
 
 @task(
@@ -142,13 +141,3 @@ def config(c: Context, env: str = "all", standins: bool = False) -> None:
     for combination in compose_stack.combinations():
         compose_stack.config_check(runner, **combination)
     print("every compose file combination and profile validates")
-
-
-def deploy_target(c: Context, *, env: str, dry_run: bool) -> None:
-    """``invoke deploy --target compose``: build the image and bring the whole stack up, healthy."""
-    from ops.core.runner import runner_for
-    from ops.docker import compose as compose_stack
-
-    if env not in compose_stack.ENVIRONMENTS:
-        raise Exit(f"unknown environment {env!r}; choose dev or prod", code=1)
-    compose_stack.deploy(runner_for(c, dry_run=dry_run), _target(c), env=env)

@@ -1,6 +1,6 @@
 """Invoke collection: deploy — `invoke deploy [--target T] [--env E] [--dry-run]`, status, down.
 
-Targets and environments are data in ops/deploy/targets.py; the local target is ops/deploy/local.py.
+The targets are modules of ``ops.deploy`` (registry: ``ops/deploy/targets.py``).
 """
 
 from __future__ import annotations
@@ -9,9 +9,16 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-TARGET_HELP = "local (default), compose, kubernetes, helm or systemd (see docs/tasks.md)"
-ENV_HELP = "dev (default) or prod"
+from ops.deploy import targets
+from ops.deploy.environments import ENVIRONMENTS
+
+TARGET_HELP = f"{', '.join(targets.TARGETS)} (default: llm_optimizer.deploy.target, local)"
+ENV_HELP = f"{' or '.join(ENVIRONMENTS)} (default: llm_optimizer.deploy.env, dev)"
 DRY_RUN_HELP = "print the full plan, every command in order, and change nothing"
+
+
+def _target(c: Context, target: str) -> str:
+    return target or str(c.config.llm_optimizer.deploy.target)
 
 
 @task(
@@ -20,30 +27,19 @@ DRY_RUN_HELP = "print the full plan, every command in order, and change nothing"
 )
 def up(c: Context, target: str = "", env: str = "", dry_run: bool = False) -> None:
     """Deploy the service (default: locally on embedded defaults); running it again redeploys."""
-    from ops.deploy import targets
-
-    defaults = c.config.llm_optimizer.deploy
-    targets.run(
-        c,
-        target=target or str(defaults.target),
-        env=env or str(defaults.env),
-        dry_run=dry_run,
-    )
+    env = env or str(c.config.llm_optimizer.deploy.env)
+    targets.run(c, target=_target(c, target), env=env, dry_run=dry_run)
 
 
-@task
-def status(c: Context) -> None:
-    """Show whether the local deployment runs and is ready (exit 3 when it is not)."""
-    from ops.deploy import local as deploy_local
-
-    code = deploy_local.status(c)
+@task(help={"target": TARGET_HELP})
+def status(c: Context, target: str = "") -> None:
+    """Show whether the deployment runs and is ready (exit 3 when it is not)."""
+    code = targets.status(c, target=_target(c, target))
     if code != 0:
         raise Exit(code=code)
 
 
-@task(help={"dry_run": "say what would be stopped and stop nothing"})
-def down(c: Context, dry_run: bool = False) -> None:
-    """Stop the local deployment (SIGTERM via its pid file, then wait until its ports are free)."""
-    from ops.deploy import local as deploy_local
-
-    deploy_local.down(c, dry_run=dry_run)
+@task(help={"target": TARGET_HELP, "dry_run": "say what would be removed and remove nothing"})
+def down(c: Context, target: str = "", dry_run: bool = False) -> None:
+    """Remove the deployment; its data stays (local: SIGTERM, then wait for free ports)."""
+    targets.down(c, target=_target(c, target), dry_run=dry_run)

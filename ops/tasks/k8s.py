@@ -4,9 +4,8 @@
 (offline); ``apply``/``delete`` run them through kubectl in order (namespace, configuration,
 migrations Job waited for, workload); ``status``/``logs`` work for Helm releases too. Every task
 that talks to a cluster checks the kube context and namespace first and says clearly when no
-cluster is configured; ``--dry-run`` prints the full commands.
-
-``invoke deploy --target kubernetes`` calls ``deploy_target(c, env=..., dry_run=...)`` below.
+cluster is configured; ``--dry-run`` prints the full commands. The work is ``ops.deploy.kubernetes``
+(also ``invoke deploy --target kubernetes``) and ``ops.k8s.kube``.
 """
 
 from __future__ import annotations
@@ -17,7 +16,8 @@ from invoke.tasks import task
 
 from ops.core import project
 from ops.core.runner import Runner, runner_for
-from ops.k8s import helm, kube
+from ops.deploy import kubernetes
+from ops.k8s import kube
 
 DRY_RUN = "print the full commands (after checking the cluster) and change nothing"
 CONTEXT = "kube context (default: llm_optimizer.kube_context, else kubectl's current context)"
@@ -26,23 +26,11 @@ TIMEOUT = "how long to wait for the migrations Job and the rollout, e.g. 10m"
 
 
 def _context(c: Context, context: str) -> str:
-    return context or str(dict(c.config.get("llm_optimizer", {})).get("kube_context", "") or "")
+    return kube.configured_context(kubernetes.settings(c), context)
 
 
 def _namespace(c: Context, namespace: str) -> str:
-    configured = dict(c.config.get("llm_optimizer", {})).get("namespace", "")
-    return namespace or str(configured or helm.DEFAULT_NAMESPACE)
-
-
-def _manifest_namespace() -> str:
-    found = [o for o in kube.objects() if o.get("kind") == "Namespace"]
-    if not found:
-        raise Exit(
-            f"{kube.RENDERED_DIR.relative_to(project.ROOT)} has no manifests; "
-            "run: invoke k8s.render",
-            code=1,
-        )
-    return str(found[0]["metadata"]["name"])
+    return kube.configured_namespace(kubernetes.settings(c), namespace)
 
 
 @task(help={"check": "only compare with the committed files; exit 1 when they differ"})
@@ -67,38 +55,10 @@ def render(c: Context, check: bool = False) -> None:
         print(f"{where} is up to date")
 
 
-def _apply(c: Context, context: str, timeout: str, dry_run: bool, *, report: bool = True) -> None:
-    runner = runner_for(c, dry_run=dry_run)
-    namespace = _manifest_namespace()
-    pre = kube.preflight(runner, _context(c, context), namespace)
-    kube.require_cluster(pre, runner.dry_run)
-    missing = [
-        secret
-        for secret in kube.required_secrets()
-        if pre.problem or not kube.secret_exists(runner, pre.context, namespace, secret)
-    ]
-    if missing and not runner.dry_run:
-        raise Exit(
-            f"Secret(s) {', '.join(missing)} missing in namespace {namespace}; the manifests "
-            f"refer to them (infra/kubernetes/values.yaml). Create them first, e.g. kubectl "
-            f"create namespace {namespace}; kubectl --namespace {namespace} create secret "
-            f"generic {missing[0]} --from-file=api-keys=./api-keys "
-            "--from-literal=database-url=postgresql+psycopg://USER:PASSWORD@HOST:5432/DB "
-            "(see docs/kubernetes.md)",
-            code=1,
-        )
-    for secret in missing:
-        print(f"[dry-run] note: Secret {secret} is not in namespace {namespace}; create it first")
-    for argv in kube.apply_plan(pre.context, timeout=timeout):
-        runner.run(argv)
-    if runner.dry_run and report:
-        kube.report_dry_run(pre)
-
-
 @task(help={"context": CONTEXT, "timeout": TIMEOUT, "dry_run": DRY_RUN})
 def apply(c: Context, context: str = "", timeout: str = "10m", dry_run: bool = False) -> None:
     """kubectl apply the plain manifests in order; migrations complete before the workload."""
-    _apply(c, context, timeout, dry_run)
+    kubernetes.apply_manifests(c, context=context, timeout=timeout, dry_run=dry_run)
 
 
 @task(
@@ -112,13 +72,9 @@ def delete(
     c: Context, context: str = "", include_namespace: bool = False, dry_run: bool = False
 ) -> None:
     """kubectl delete the plain manifests' objects (the namespace stays unless asked)."""
-    runner = runner_for(c, dry_run=dry_run)
-    pre = kube.preflight(runner, _context(c, context), _manifest_namespace())
-    kube.require_cluster(pre, runner.dry_run)
-    for argv in kube.delete_plan(pre.context, include_namespace=include_namespace):
-        runner.run(argv)
-    if runner.dry_run:
-        kube.report_dry_run(pre)
+    kubernetes.delete_manifests(
+        c, context=context, include_namespace=include_namespace, dry_run=dry_run
+    )
 
 
 @task(help={"context": CONTEXT, "namespace": NAMESPACE, "dry_run": DRY_RUN})
@@ -156,26 +112,3 @@ def logs(
     runner.run(kube.logs(pre.context, pre.namespace, follow=follow, tail=tail))
     if runner.dry_run:
         kube.report_dry_run(pre)
-
-
-def deploy_target(c: Context, *, env: str, dry_run: bool) -> None:
-    """`invoke deploy --target kubernetes`: check the manifests are current, then apply them.
-
-    The plain manifests are one rendering, for production (infra/kubernetes/values.yaml);
-    a development deployment in a cluster is `invoke deploy --target helm --env dev`.
-    """
-    if env != "prod":
-        raise Exit(
-            "the plain manifests are the production rendering (infra/kubernetes/values.yaml); "
-            "use --env prod, or --target helm --env dev for a development deployment",
-            code=2,
-        )
-    drift = kube.manifest_drift(kube.render_manifests(Runner(ctx=c, dry_run=False, echo=False)))
-    if drift:
-        raise Exit(
-            "infra/kubernetes/manifests differs from the chart ("
-            + "; ".join(drift)
-            + "); run: invoke k8s.render",
-            code=1,
-        )
-    _apply(c, "", "10m", dry_run, report=False)  # `invoke deploy` reports what is missing

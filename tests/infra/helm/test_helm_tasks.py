@@ -12,6 +12,8 @@ from invoke.exceptions import Exit
 
 from ops.core import project
 from ops.core.runner import Runner
+from ops.deploy import helm as helm_target
+from ops.deploy import kubernetes
 from ops.k8s import helm, kube
 from ops.tasks import helm as helm_tasks
 from ops.tasks import k8s as k8s_tasks
@@ -109,7 +111,7 @@ def test_no_atomic_and_no_wait_are_honoured() -> None:
 def test_deploy_target_helm_dev_dry_run(
     no_kubeconfig: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    helm_tasks.deploy_target(Context(), env="dev", dry_run=True)
+    helm_target.TARGET.plan(Context(), env="dev")
     err = capsys.readouterr().err
     assert f"[dry-run] helm lint --strict {helm.CHART_DIR}" in err
     assert "--set config.environment=development" in err
@@ -119,7 +121,7 @@ def test_deploy_target_helm_dev_dry_run(
 def test_deploy_target_helm_prod_uses_the_production_values(
     no_kubeconfig: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    helm_tasks.deploy_target(Context(), env="prod", dry_run=True)
+    helm_target.TARGET.plan(Context(), env="prod")
     assert f"--values {kube.VALUES_FILE}" in capsys.readouterr().err
 
 
@@ -145,7 +147,7 @@ def test_k8s_apply_dry_run_orders_migrations_before_the_workload(
 
 def test_k8s_deploy_target_refuses_dev() -> None:
     with pytest.raises(Exit, match="production rendering") as raised:
-        k8s_tasks.deploy_target(Context(), env="dev", dry_run=True)
+        kubernetes.TARGET.plan(Context(), env="dev")
     assert raised.value.code == 2
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ops.core.runner import Runner
-from ops.tasks import systemd as systemd_tasks
+from ops.deploy import systemd as systemd_target
 from tests._support.docker import base_image, docker_engine  # noqa: F401 - fixtures
 from tests._support.tools import require_tool
 from tests.infra.systemd.systemd_vm import SystemdHost, booted, host_image
@@ -20,7 +20,7 @@ def wheel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The service's wheel and its locked dependencies (downloads cached across sessions)."""
     require_tool("uv")
     out = tmp_path_factory.mktemp("systemd-wheels") / "wheels"
-    return systemd_tasks.build_wheels(Runner(echo=False), out)
+    return systemd_target.build_wheels(Runner(echo=False), out)
 
 
 @pytest.fixture(scope="session")

@@ -21,12 +21,12 @@ from invoke.config import Config
 from invoke.context import Context
 
 from ops.deploy import service_cli
-from ops.tasks import systemd as systemd_tasks
+from ops.deploy import systemd as systemd_target
 from tests.infra.systemd.systemd_vm import SystemdHost
 
 pytestmark = [pytest.mark.systemd, pytest.mark.docker, pytest.mark.slow]
 
-UNIT = systemd_tasks.UNIT
+UNIT = systemd_target.UNIT
 RELEASE_DIR = (
     "/srv/release"  # where the test puts infra/systemd and the wheels, as an operator would
 )
@@ -65,7 +65,7 @@ def installed(systemd_host: SystemdHost, wheel_dir: Path) -> dict[str, object]:
     host = systemd_host
     before = snapshot(host)
     host.sh(f"mkdir -p {RELEASE_DIR}/wheels")
-    host.copy_in(systemd_tasks.SYSTEMD_DIR, RELEASE_DIR)
+    host.copy_in(systemd_target.SYSTEMD_DIR, RELEASE_DIR)
     host.copy_in(wheel_dir, f"{RELEASE_DIR}/wheels")
     started = time.monotonic()
     output = host.out(f"bash {RELEASE_DIR}/install.sh --wheel-dir {RELEASE_DIR}/wheels")

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from ops.tasks import systemd as systemd_tasks
+from ops.deploy import systemd as systemd_target
 from tests._support.tools import require_tool
 
-SCRIPTS = (systemd_tasks.INSTALL_SCRIPT, systemd_tasks.UNINSTALL_SCRIPT)
+SCRIPTS = (systemd_target.INSTALL_SCRIPT, systemd_target.UNINSTALL_SCRIPT)
 # Not the default (the VM test installs there): proves --prefix reaches the unit and the venv.
 PREFIX = "srv/llm-optimizer"
-UNIT_PATH = f"etc/systemd/system/{systemd_tasks.UNIT}"
+UNIT_PATH = f"etc/systemd/system/{systemd_target.UNIT}"
 ENV_PATH = "etc/llm-optimizer/llm-optimizer.env"
 
 
@@ -55,7 +55,7 @@ def staged(wheel_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     """One real install into a scratch root, shared by the tests below."""
     root = tmp_path_factory.mktemp("destdir")
     ok(
-        systemd_tasks.INSTALL_SCRIPT,
+        systemd_target.INSTALL_SCRIPT,
         "--destdir",
         root,
         "--wheel-dir",
@@ -118,17 +118,17 @@ def test_non_root_is_told_to_use_root_or_destdir(script: Path) -> None:
 
 
 def test_missing_wheels_name_the_command_that_builds_them(tmp_path: Path) -> None:
-    result = sh(systemd_tasks.INSTALL_SCRIPT, "--destdir", tmp_path, "--wheel-dir", tmp_path)
+    result = sh(systemd_target.INSTALL_SCRIPT, "--destdir", tmp_path, "--wheel-dir", tmp_path)
     assert result.returncode != 0
     assert "invoke systemd.wheels" in result.stderr
 
 
 def test_staged_install_layout(staged: Path) -> None:
     unit = (staged / UNIT_PATH).read_text()
-    shipped = systemd_tasks.SYSTEMD_DIR.joinpath(systemd_tasks.UNIT).read_text()
-    assert unit == shipped.replace(f"{systemd_tasks.DEFAULT_PREFIX}/", f"/{PREFIX}/")
+    shipped = systemd_target.SYSTEMD_DIR.joinpath(systemd_target.UNIT).read_text()
+    assert unit == shipped.replace(f"{systemd_target.DEFAULT_PREFIX}/", f"/{PREFIX}/")
     assert f"ExecStart=/{PREFIX}/venv/bin/llm-optimizer-service serve" in unit
-    wants = staged / "etc/systemd/system/multi-user.target.wants" / systemd_tasks.UNIT
+    wants = staged / "etc/systemd/system/multi-user.target.wants" / systemd_target.UNIT
     assert wants.is_symlink()
     assert os.readlink(wants) == f"/{UNIT_PATH}"
     assert "llm-optimizer:" in (staged / "etc/passwd").read_text()
@@ -136,7 +136,7 @@ def test_staged_install_layout(staged: Path) -> None:
     # Relocated: the staged venv's scripts point at where it will run, not at the staging root.
     assert command.read_text().splitlines()[0] == f"#!/{PREFIX}/venv/bin/python"
     assert (staged / ENV_PATH).read_text() == (
-        systemd_tasks.SYSTEMD_DIR / "llm-optimizer.env.example"
+        systemd_target.SYSTEMD_DIR / "llm-optimizer.env.example"
     ).read_text()
     assert oct((staged / ENV_PATH).stat().st_mode & 0o777) == "0o640"
     assert (staged / PREFIX / "share/llm-optimizer/uninstall.sh").is_file()
@@ -152,7 +152,7 @@ def test_staged_install_layout(staged: Path) -> None:
 def test_second_install_changes_nothing(staged: Path, wheel_dir: Path) -> None:
     first = tree(staged)
     output = ok(
-        systemd_tasks.INSTALL_SCRIPT,
+        systemd_target.INSTALL_SCRIPT,
         "--destdir",
         staged,
         "--wheel-dir",
@@ -173,7 +173,7 @@ def test_operator_config_is_never_overwritten(staged: Path, wheel_dir: Path) -> 
     try:
         env.write_text(original + "LLM_OPTIMIZER_LOG__LEVEL=DEBUG\n")
         output = ok(
-            systemd_tasks.INSTALL_SCRIPT,
+            systemd_target.INSTALL_SCRIPT,
             "--destdir",
             staged,
             "--wheel-dir",
@@ -197,23 +197,23 @@ def test_uninstall_keeps_data_and_edited_config_purge_removes_all(
     data = root / "var/lib/llm-optimizer"
     data.mkdir(parents=True)
     (data / "llm-optimizer.db").write_text("state")
-    ok(systemd_tasks.UNINSTALL_SCRIPT, "--destdir", root, "--prefix", f"/{PREFIX}")
+    ok(systemd_target.UNINSTALL_SCRIPT, "--destdir", root, "--prefix", f"/{PREFIX}")
     assert not (root / PREFIX).exists()
     assert not (root / UNIT_PATH).exists()
-    assert not (root / "etc/systemd/system/multi-user.target.wants" / systemd_tasks.UNIT).exists()
+    assert not (root / "etc/systemd/system/multi-user.target.wants" / systemd_target.UNIT).exists()
     assert not (root / "etc/llm-optimizer").exists()  # unchanged env file: removed with the rest
     assert (data / "llm-optimizer.db").read_text() == "state"
-    ok(systemd_tasks.UNINSTALL_SCRIPT, "--destdir", root, "--prefix", f"/{PREFIX}")  # idempotent
+    ok(systemd_target.UNINSTALL_SCRIPT, "--destdir", root, "--prefix", f"/{PREFIX}")  # idempotent
 
     # An edited env file survives a plain uninstall; --purge removes it, the data and the user.
     shutil.rmtree(root)
     shutil.copytree(staged, root, symlinks=True, ignore=skip_packages)
     data.mkdir(parents=True)
     (root / ENV_PATH).write_text("LLM_OPTIMIZER_LOG__LEVEL=DEBUG\n")
-    output = ok(systemd_tasks.UNINSTALL_SCRIPT, "--destdir", root, "--prefix", f"/{PREFIX}")
+    output = ok(systemd_target.UNINSTALL_SCRIPT, "--destdir", root, "--prefix", f"/{PREFIX}")
     assert "kept /etc/llm-optimizer" in output
     assert (root / ENV_PATH).is_file()
-    ok(systemd_tasks.UNINSTALL_SCRIPT, "--destdir", root, "--prefix", f"/{PREFIX}", "--purge")
+    ok(systemd_target.UNINSTALL_SCRIPT, "--destdir", root, "--prefix", f"/{PREFIX}", "--purge")
     assert not (root / "etc/llm-optimizer").exists()
     assert not data.exists()
     assert "llm-optimizer:" not in (root / "etc/passwd").read_text()
@@ -222,7 +222,7 @@ def test_uninstall_keeps_data_and_edited_config_purge_removes_all(
 def test_uninstall_refuses_a_prefix_it_did_not_install(tmp_path: Path) -> None:
     precious = tmp_path / "usr"
     (precious / "bin").mkdir(parents=True)
-    result = sh(systemd_tasks.UNINSTALL_SCRIPT, "--destdir", tmp_path, "--prefix", "/usr")
+    result = sh(systemd_target.UNINSTALL_SCRIPT, "--destdir", tmp_path, "--prefix", "/usr")
     assert result.returncode != 0
     assert "does not look like an llm-optimizer installation" in result.stderr
     assert (precious / "bin").is_dir()

@@ -17,6 +17,7 @@ from invoke.context import MockContext
 from invoke.exceptions import Exit
 from invoke.runners import Result
 
+from ops.deploy import systemd as target
 from ops.deploy import targets
 from ops.tasks import systemd
 from ops.tasks.root import DEFAULT_CONFIG
@@ -43,7 +44,7 @@ class Recorder(MockContext):
 
 @pytest.fixture
 def not_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(systemd.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(target.os, "geteuid", lambda: 1000)
 
 
 @pytest.mark.parametrize("name", ["install", "uninstall", "status", "logs"])
@@ -60,7 +61,7 @@ def test_install_runs_install_sh_with_the_given_wheels(tmp_path: Path) -> None:
     assert len(c.commands) == 1
     assert [Path(c.commands[0][0]).name, *c.commands[0][1:]] == [
         "bash",
-        str(systemd.INSTALL_SCRIPT),
+        str(target.INSTALL_SCRIPT),
         "--wheel-dir",
         str(tmp_path),
         "--prefix",
@@ -75,7 +76,7 @@ def test_install_dry_run_runs_nothing_even_without_root(
     c = Recorder()
     systemd.install(c, wheel_dir=str(tmp_path), dry_run=True)
     assert c.commands == []
-    assert f"[dry-run] bash {systemd.INSTALL_SCRIPT}" in capsys.readouterr().err
+    assert f"[dry-run] bash {target.INSTALL_SCRIPT}" in capsys.readouterr().err
 
 
 def test_uninstall_passes_purge_and_prefix() -> None:
@@ -83,18 +84,20 @@ def test_uninstall_passes_purge_and_prefix() -> None:
     systemd.uninstall(c, prefix="/srv/llm", purge=True)
     assert [Path(c.commands[0][0]).name, *c.commands[0][1:]] == [
         "bash",
-        str(systemd.UNINSTALL_SCRIPT),
+        str(target.UNINSTALL_SCRIPT),
         "--prefix",
         "/srv/llm",
         "--purge",
     ]
 
 
-def test_status_fails_unless_active() -> None:
+def test_status_fails_unless_active(capsys: pytest.CaptureFixture[str]) -> None:
     c = Recorder({r"systemctl is-active": Result(stdout="failed\n", exited=3)})
-    with pytest.raises(Exit, match=r"llm-optimizer\.service is failed") as error:
+    with pytest.raises(Exit) as error:
         systemd.status(c)
     assert error.value.code == 3
+    out = capsys.readouterr().out
+    assert "llm-optimizer.service is failed; see: uv run invoke systemd.logs" in out
     assert c.commands[0][1:] == ["status", "--no-pager", "--full", "llm-optimizer.service"]
 
 
@@ -119,17 +122,17 @@ def test_logs_builds_one_journalctl_command() -> None:
 
 
 def test_deploy_target_is_what_the_dispatcher_calls() -> None:
-    target = targets.TARGETS["systemd"]
-    assert target.implementation() is systemd.deploy_target
+    assert targets.TARGETS["systemd"] is target.TARGET
+    assert target.TARGET.apply is target.apply
 
 
 def test_deploy_dry_run_shows_the_plan(capsys: pytest.CaptureFixture[str]) -> None:
     c = Recorder(dry=True)
-    systemd.deploy_target(c, env="prod", dry_run=True)
+    target.TARGET.plan(c, env="prod")
     err = capsys.readouterr()
     shown = err.out + err.err
     assert "uv export" in shown  # the locked requirements, for the wheel directory
-    assert f"bash {systemd.INSTALL_SCRIPT}" in shown
+    assert f"bash {target.INSTALL_SCRIPT}" in shown
     assert "systemctl restart llm-optimizer.service" in shown
     assert c.commands == []  # nothing ran
 
@@ -137,5 +140,5 @@ def test_deploy_dry_run_shows_the_plan(capsys: pytest.CaptureFixture[str]) -> No
 def test_failed_start_shows_the_journal_and_names_the_fix(tmp_path: Path) -> None:
     c = Recorder({r"systemctl restart": Result(exited=1)})
     with pytest.raises(Exit, match="LLM_OPTIMIZER_AUTH__API_KEYS_FILE"):
-        systemd.start_and_check(systemd.Runner(ctx=c))
+        target.start_and_check(target.Runner(ctx=c))
     assert any(argv[0].endswith("journalctl") for argv in c.commands)

@@ -12,14 +12,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from invoke.context import Context
 from llm_optimizer_service.settings import ServerSettings, env_var_names
 
 from ops.core import project
-from ops.tasks import systemd as systemd_tasks
+from ops.deploy import systemd as systemd_target
 from tests._support.tools import require_tool
 
-UNIT_FILE = systemd_tasks.SYSTEMD_DIR / project.SYSTEMD_UNIT
-ENV_EXAMPLE = systemd_tasks.SYSTEMD_DIR / "llm-optimizer.env.example"
+UNIT_FILE = systemd_target.SYSTEMD_DIR / project.SYSTEMD_UNIT
+ENV_EXAMPLE = systemd_target.SYSTEMD_DIR / "llm-optimizer.env.example"
 MAX_EXPOSURE = 2.0
 
 
@@ -54,7 +55,8 @@ def verifiable_unit(tmp_path: Path) -> Path:
     command.write_text("#!/bin/sh\nexit 0\n")
     command.chmod(0o755)
     unit = tmp_path / project.SYSTEMD_UNIT
-    unit.write_text(UNIT_FILE.read_text().replace(f"{systemd_tasks.DEFAULT_PREFIX}/", f"{prefix}/"))
+    shipped = UNIT_FILE.read_text()
+    unit.write_text(shipped.replace(f"{systemd_target.DEFAULT_PREFIX}/", f"{prefix}/"))
     return unit
 
 
@@ -95,7 +97,7 @@ def test_service_type_user_and_commands() -> None:
     assert one("NotifyAccess") == "main"
     assert one("User") == "llm-optimizer"
     assert one("EnvironmentFile") == "-/etc/llm-optimizer/llm-optimizer.env"
-    command = f"{systemd_tasks.DEFAULT_PREFIX}/venv/bin/{project.SERVICE_COMMAND}"
+    command = f"{systemd_target.DEFAULT_PREFIX}/venv/bin/{project.SERVICE_COMMAND}"
     assert one("ExecStartPre") == f"{command} db upgrade"
     assert one("ExecStart") == f"{command} serve"
     assert one("Restart") == "on-failure"
@@ -175,3 +177,25 @@ def test_stand_in_vm_dockerfile_lints_clean() -> None:
         [str(hadolint), str(dockerfile)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_paths_and_user_have_one_source() -> None:
+    """install.sh, uninstall.sh and the unit use ops.deploy.systemd's paths and user, which the
+    tasks and `invoke db.* --target systemd` use too."""
+    for script in (systemd_target.INSTALL_SCRIPT, systemd_target.UNINSTALL_SCRIPT):
+        text = script.read_text()
+        for variable, expected in {
+            "SERVICE_USER": systemd_target.SERVICE_USER,
+            "DEFAULT_PREFIX": systemd_target.DEFAULT_PREFIX,
+            "CONFIG_DIR": str(systemd_target.CONFIG_DIR),
+            "DATA_DIR": str(systemd_target.DATA_DIR),
+            "ENV_FILE": systemd_target.ENV_FILE.name,
+        }.items():
+            assert f"readonly {variable}={expected}\n" in text, (script.name, variable)
+    assert values("EnvironmentFile") == [f"-{systemd_target.ENV_FILE}"]
+    assert f"LLM_OPTIMIZER_DATA_DIR={systemd_target.DATA_DIR}" in values("Environment")
+    assert values("ReadWritePaths") == [str(systemd_target.DATA_DIR)]
+    assert values("User") == [systemd_target.SERVICE_USER]
+    call = systemd_target.service_command(Context(), ["health"], mounts={}, running=True)
+    assert f"{systemd_target.DEFAULT_PREFIX}/venv/bin/{project.SERVICE_COMMAND}" in call.argv
+    assert f"--property=EnvironmentFile=-{systemd_target.ENV_FILE}" in call.argv

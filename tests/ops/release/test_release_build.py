@@ -17,13 +17,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.ops.release.conftest import clean_env, clone_repository, git
 
 from ops.build import artifacts
 from ops.core import project
 from ops.core.runner import Runner
 from ops.docker import engine
 from tests._support.tools import free_port, require_tool
+from tests.ops.release.conftest import clean_env, clone_repository, git
 
 VERSION = project.version()
 SERVICE_PEX = f"{project.SERVICE_DIST}-{VERSION}-linux-x86_64.pex"

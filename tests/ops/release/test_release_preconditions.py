@@ -11,11 +11,11 @@ import pytest
 from invoke.context import MockContext
 from invoke.exceptions import Exit
 from invoke.runners import Result
-from tests.ops.release.conftest import clean_env, git
 
 from ops.core import project, tools
 from ops.core.runner import CommandFailedError, Runner
 from ops.release import cut as release
+from tests.ops.release.conftest import clean_env, git
 
 VERSION = project.version()
 

@@ -1,7 +1,8 @@
-"""`invoke deploy`: targets as data, prerequisites, dry-run plans and their errors (MockContext)."""
+"""`invoke deploy`: the registry, prerequisites, dry-run plans and their errors (MockContext)."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from invoke.runners import Result
 from ops.core import project, tools
 from ops.deploy import local as deploy_local
 from ops.deploy import targets as deploy
+from ops.deploy.base import Invocation, Target
+from ops.deploy.prerequisites import Prerequisite
 from ops.tasks import deploy as deploy_tasks
 from ops.tasks.root import DEFAULT_CONFIG
 
@@ -69,7 +72,7 @@ def test_invoke_dry_flag_also_makes_deploy_a_dry_run(
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"target": "moon"}, "unknown deploy target 'moon'; choose one of: local, compose"),
+        ({"target": "moon"}, "unknown --target 'moon'; choose one of: local, compose"),
         ({"env": "staging"}, "unknown environment 'staging'; choose one of: dev, prod"),
     ],
 )
@@ -82,49 +85,54 @@ def test_bad_target_or_env_names_the_choices(
     assert raised.value.code == 1
 
 
-def test_every_target_is_either_implemented_or_says_what_it_needs(tmp_path: Path) -> None:
-    """No silent pass: a target without its implementation fails with 'not available yet'."""
-    for target in deploy.TARGETS.values():
-        if target.implementation() is not None:
-            continue
-        with pytest.raises(Exit) as raised:
-            deploy.run(context(tmp_path), target=target.name, env="dev", dry_run=True)
-        assert f"deploy --target {target.name} is not available yet: needs" in str(
-            raised.value.message
-        )
+def test_every_target_is_a_module_of_ops_deploy_with_the_one_interface() -> None:
+    """Direct imports, no strings: each target module exports TARGET, and the registry holds
+    exactly those, under their own names, in the order the docs list them."""
+    assert list(deploy.TARGETS) == ["local", "compose", "kubernetes", "helm", "systemd"]
+    for name, target in deploy.TARGETS.items():
+        module = importlib.import_module(f"ops.deploy.{name}")
+        assert module.TARGET is target
+        assert target.name == name
+        for function in (target.apply, target.status, target.down, target.service_command):
+            assert function.__module__ == module.__name__, (name, function)
 
 
-def test_a_target_whose_module_or_function_is_missing_is_not_available(
+def test_status_and_down_go_to_the_named_target(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ghost = deploy.Target(
-        "ghost", "nowhere", entry="ops.tasks.no_such_area:deploy_target", needs="issue 99 (ghosts)"
-    )
-    absent_function = deploy.Target(
-        "half", "x", entry="ops.deploy.targets:no_such_function", needs="y"
-    )
-    monkeypatch.setattr(deploy, "TARGETS", {"ghost": ghost, "half": absent_function})
-    assert absent_function.implementation() is None
-    with pytest.raises(Exit, match=r"not available yet: needs issue 99 \(ghosts\)"):
-        deploy.run(context(tmp_path), target="ghost", env="dev", dry_run=False)
+    calls = _recording_target(monkeypatch)
+    assert deploy.status(context(tmp_path), target="fake") == 3
+    deploy.down(context(tmp_path), target="fake", dry_run=True)
+    assert calls == [{"status": True}, {"down": True, "dry_run": True}]
+    with pytest.raises(Exit, match="unknown --target 'moon'"):
+        deploy.status(context(tmp_path), target="moon")
 
 
 def _recording_target(
-    monkeypatch: pytest.MonkeyPatch, *prerequisites: deploy.Prerequisite
+    monkeypatch: pytest.MonkeyPatch, *prerequisites: Prerequisite
 ) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
 
-    def implementation(c: Any, *, env: str, dry_run: bool) -> None:
+    def apply(c: Any, *, env: str, dry_run: bool) -> None:
         calls.append({"env": env, "dry_run": dry_run})
 
-    module = type(sys)("fake_target_module")
-    module.deploy_target = implementation  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "fake_target_module", module)
-    target = deploy.Target(
+    def status(c: Any) -> int:
+        calls.append({"status": True})
+        return 3
+
+    def down(c: Any, *, dry_run: bool) -> None:
+        calls.append({"down": True, "dry_run": dry_run})
+
+    def service_command(c: Any, args: Any, *, mounts: Any, running: bool) -> Invocation:
+        return Invocation(list(args))
+
+    target = Target(
         "fake",
         "test",
-        entry="fake_target_module:deploy_target",
-        needs="-",
+        apply=apply,
+        status=status,
+        down=down,
+        service_command=service_command,
         prerequisites=prerequisites,
     )
     monkeypatch.setattr(deploy, "TARGETS", {"fake": target})
@@ -134,7 +142,7 @@ def _recording_target(
 def test_a_missing_tool_stops_the_deploy_before_anything_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = _recording_target(monkeypatch, deploy.Prerequisite("tool", "no-such-tool-xyz"))
+    calls = _recording_target(monkeypatch, Prerequisite("tool", "no-such-tool-xyz"))
     with pytest.raises(Exit) as raised:
         deploy.run(context(tmp_path), target="fake", env="dev", dry_run=False)
     assert "deploy --target fake cannot start" in str(raised.value.message)
@@ -145,7 +153,7 @@ def test_a_missing_tool_stops_the_deploy_before_anything_runs(
 def test_dry_run_with_a_missing_prerequisite_shows_the_plan_then_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    calls = _recording_target(monkeypatch, deploy.Prerequisite("tool", "no-such-tool-xyz"))
+    calls = _recording_target(monkeypatch, Prerequisite("tool", "no-such-tool-xyz"))
     with pytest.raises(Exit, match="dry run of --target fake shown above, but it could not run"):
         deploy.run(context(tmp_path), target="fake", env="prod", dry_run=True)
     assert calls == [{"env": "prod", "dry_run": True}]
@@ -161,12 +169,12 @@ def test_an_engine_that_does_not_answer_is_reported_with_the_fix(
         stderr="Cannot connect to the Docker daemon at unix:///var/run/docker.sock", exited=1
     )
     c = context(tmp_path, run={re.compile(r".* info --format"): failed})
-    problem = deploy.Prerequisite("docker-engine").problem(c)
+    problem = Prerequisite("docker-engine").problem(c)
     assert problem is not None
     assert "the Docker engine does not answer (Cannot connect to the Docker daemon" in problem
     assert "uv run invoke docker.engine --start" in problem
     ok = context(tmp_path, run={re.compile(r".* info --format"): Result(stdout="20.10.24\n")})
-    assert deploy.Prerequisite("docker-engine").problem(ok) is None
+    assert Prerequisite("docker-engine").problem(ok) is None
 
 
 def test_no_kube_context_is_reported_with_the_fix(
@@ -175,20 +183,20 @@ def test_no_kube_context_is_reported_with_the_fix(
     monkeypatch.setattr(tools, "which", lambda name: Path(sys.executable))
     none_set = Result(stderr="error: current-context is not set", exited=1)
     c = context(tmp_path, run={re.compile(r".* config current-context"): none_set})
-    problem = deploy.Prerequisite("kube-context").problem(c)
+    problem = Prerequisite("kube-context").problem(c)
     assert problem is not None
     assert "no Kubernetes context is set" in problem
     assert "kubectl config use-context NAME" in problem
 
 
 def test_root_and_systemd_host_checks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr("ops.deploy.targets.os.geteuid", lambda: 1000)
-    problem = deploy.Prerequisite("root").problem(context(tmp_path))
+    monkeypatch.setattr("ops.deploy.prerequisites.os.geteuid", lambda: 1000)
+    problem = Prerequisite("root").problem(context(tmp_path))
     assert problem is not None
     assert "needs root" in problem
-    monkeypatch.setattr("ops.deploy.targets.os.geteuid", lambda: 0)
-    assert deploy.Prerequisite("root").problem(context(tmp_path)) is None
-    systemd = deploy.Prerequisite("systemd-host").problem(context(tmp_path))
+    monkeypatch.setattr("ops.deploy.prerequisites.os.geteuid", lambda: 0)
+    assert Prerequisite("root").problem(context(tmp_path)) is None
+    systemd = Prerequisite("systemd-host").problem(context(tmp_path))
     assert (systemd is None) == Path("/run/systemd/system").is_dir()
 
 

@@ -1,1 +1,1 @@
-"""Generated gRPC stubs (ops/proto.py)."""
+"""Generated gRPC stubs (ops/build/proto.py)."""

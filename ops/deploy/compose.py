@@ -1,0 +1,100 @@
+"""``invoke deploy --target compose``: the Compose stack in infra/docker on this Docker engine.
+
+Which stack: the ``llm_optimizer.compose`` config (project, env, standins) and the service image
+(``registry``/``image_tag``), read by ``ops.docker.compose.Stack``. ``apply`` builds the service
+image and brings the whole stack up, waiting until every service is running and healthy;
+``down`` removes containers and network and keeps the volumes (the data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from invoke.context import Context
+
+from ops.core import project
+from ops.core.runner import Runner, runner_for
+from ops.deploy.base import Invocation, Target
+from ops.deploy.environments import require
+from ops.deploy.prerequisites import Prerequisite
+
+if TYPE_CHECKING:  # the Docker SDK loads on use, so `invoke --list` stays fast
+    from ops.docker import compose as compose_stack
+
+
+def stack(c: Context, *, standins: bool = False) -> compose_stack.Stack:
+    """The stack the ``llm_optimizer`` config names (``--standins`` adds compose.ci.yml)."""
+    from ops.docker import compose as compose_stack
+
+    return compose_stack.Stack.from_config(c.config.get("llm_optimizer", {}), standins=standins)
+
+
+def apply(c: Context, *, env: str, dry_run: bool) -> None:
+    """Build the image and bring the whole stack up for ``env``, healthy."""
+    from ops.docker import compose as compose_stack
+
+    require(env, compose_stack.ENVIRONMENTS)
+    target = stack(c)
+    compose_stack.up(
+        runner_for(c, dry_run=dry_run),
+        env=env,
+        project=target.project,
+        image=target.image,
+        standins=target.standins,
+        wait=True,
+    )
+
+
+def status(c: Context) -> int:
+    """The stack's containers; 0 when every one runs and none is unhealthy, else 3."""
+    from ops.docker import compose as compose_stack
+
+    name = stack(c).project
+    rows = compose_stack.ps(Runner(ctx=c, echo=False), project=name)
+    if not rows:
+        print(f"compose: no containers in project {name}; run: invoke deploy --target compose")
+        return 3
+    bad = 0
+    for row in rows:
+        state, health = str(row.get("State", "")), str(row.get("Health") or "")
+        bad += state != "running" or health not in ("", "healthy")
+        print(f"{row.get('Service', ''):20} {state:10} {health or '-':10} {row.get('Name')}")
+    return 3 if bad else 0
+
+
+def down(c: Context, *, dry_run: bool) -> None:
+    """Stop and remove the stack's containers and network; the volumes (data) stay."""
+    from ops.docker import compose as compose_stack
+
+    target = stack(c)
+    compose_stack.down(
+        runner_for(c, dry_run=dry_run), project=target.project, standins=target.standins
+    )
+
+
+def service_command(
+    c: Context, args: Sequence[str], *, mounts: Mapping[Path, str], running: bool
+) -> Invocation:
+    """In the running ``optimizer`` container (``exec``), or a throwaway one of the stack
+    (``run --rm --no-deps migrate``: the optimizer's image, settings and network) with the
+    given bind mounts."""
+    target = stack(c)
+    if running:
+        argv = target.argv("exec", "-T", "optimizer", project.SERVICE_COMMAND, *args)
+    else:
+        volumes = [f"--volume={host}:{inside}" for host, inside in mounts.items()]
+        argv = target.argv("run", "--rm", "--no-deps", "-T", *volumes, "migrate", *args)
+    return Invocation(argv, {"OPTIMIZER_IMAGE": target.image})
+
+
+TARGET = Target(
+    "compose",
+    "Docker Compose stack (infra/docker)",
+    apply=apply,
+    status=status,
+    down=down,
+    service_command=service_command,
+    prerequisites=(Prerequisite("tool", "docker"), Prerequisite("docker-engine")),
+)
