@@ -2,8 +2,8 @@
 
 No registry is reachable here, so ``FROM python:3.11-slim-bookworm`` cannot be pulled. Instead we
 build a Debian bookworm minbase root filesystem with python3, python3-venv, ca-certificates and
-tini (see TOOLCHAIN.md) and import it under the tag the Dockerfiles' ``ARG BASE_IMAGE`` defaults
-to, so the real Dockerfiles build unchanged.
+tini and import it under the tag the Dockerfiles' ``ARG BASE_IMAGE`` defaults to, so the real
+Dockerfiles build unchanged (docs/containers.md lists the differences from the official image).
 
 Cached twice, both keyed on the recipe (``Recipe.key``): the rootfs tarball lives in
 ``cache_dir()/base-image/<key>.tar`` and the imported image carries the key as a label. A second

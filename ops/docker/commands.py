@@ -44,8 +44,9 @@ def build_argv(
     progress: str = "plain",
     target: str | None = None,
 ) -> list[str]:
-    """``docker build`` for BuildKit (run it with ``BUILD_ENV``). ``--network host``: the
-    bridge network of RUN steps can't reach the mirror on these machines (TOOLCHAIN.md)."""
+    """``docker build`` for BuildKit (run it with ``BUILD_ENV``). ``--network host``: on the
+    project's build machines the package mirror answers on the host's network only, not on the
+    bridge network RUN steps get by default."""
     argv = ["docker", "build", "--network", "host", "--progress", progress]
     argv += ["--file", str(dockerfile)]
     if platform:

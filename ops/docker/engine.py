@@ -1,4 +1,4 @@
-"""Is a Docker engine answering? Start ``dockerd`` where none runs (see TOOLCHAIN.md).
+"""Is a Docker engine answering? Start ``dockerd`` where none runs (docs/containers.md).
 
 There is no systemd on these machines, so ``ensure_running`` starts the daemon itself, detached,
 with its log in ``state_dir()/dockerd.log``, and polls the engine until it answers. It is

@@ -155,7 +155,8 @@ def for_is_what_holds_alerts(runner: Runner) -> list[str]:
 
 
 def lint_alerts() -> list[str]:
-    """Every alert follows STYLE.md: for, severity, summary, description, runbook_url."""
+    """Every alert follows docs/monitoring.md ("Alerts"): for, severity, summary, description,
+    runbook_url."""
     problems: list[str] = []
     seen: set[str] = set()
     for alert in mon.alerts():
