@@ -11,8 +11,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from invoke.exceptions import Exit
-
 from ops.core import project, tools
 from ops.core.runner import Runner
 
@@ -62,17 +60,6 @@ def nox_sessions(runner: Runner) -> dict[str, str]:
         sessions[name.strip()] = description.strip()
         sessions.setdefault(name.split("(", 1)[0].strip(), description.strip())
     return sessions
-
-
-def require_nox_session(runner: Runner, name: str, needs: str) -> None:
-    """Fail with "not available yet" when noxfile.py has no session called ``name``."""
-    sessions = nox_sessions(runner)
-    if name not in sessions:
-        raise Exit(
-            f"not available yet: needs the nox session '{name}' ({needs}); "
-            f"noxfile.py defines: {', '.join(sorted(sessions))}",
-            code=1,
-        )
 
 
 def service_packages() -> list[Path]:

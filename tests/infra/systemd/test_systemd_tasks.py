@@ -6,40 +6,16 @@ systemd, in test_systemd_e2e.py.
 
 from __future__ import annotations
 
-import re
-import shlex
 from pathlib import Path
-from typing import Any
 
 import pytest
-from invoke.config import Config
-from invoke.context import MockContext
 from invoke.exceptions import Exit
 from invoke.runners import Result
 
 from ops.deploy import systemd as target
 from ops.deploy import targets
 from ops.tasks import systemd
-from ops.tasks.root import DEFAULT_CONFIG
-
-
-class Recorder(MockContext):
-    """Answers every command (by regex, else exit 0) and records the argv it got."""
-
-    def __init__(self, answers: dict[str, Result] | None = None, dry: bool = False) -> None:
-        config = Config(overrides={"run": {"dry": dry}})
-        config.load_collection(DEFAULT_CONFIG)
-        super().__init__(config=config, run=Result(), repeat=True)
-        self._set(answers=answers or {}, commands=[])
-        self.answers: dict[str, Result]
-        self.commands: list[list[str]]
-
-    def run(self, command: str, *args: Any, **kwargs: Any) -> Result:
-        self.commands.append(shlex.split(command))
-        for pattern, result in self.answers.items():
-            if re.search(pattern, command):
-                return result
-        return Result(command=command)
+from tests._support.invoke_context import Recorder
 
 
 @pytest.fixture
@@ -127,7 +103,7 @@ def test_deploy_target_is_what_the_dispatcher_calls() -> None:
 
 
 def test_deploy_dry_run_shows_the_plan(capsys: pytest.CaptureFixture[str]) -> None:
-    c = Recorder(dry=True)
+    c = Recorder(run={"dry": True})
     target.TARGET.plan(c, env="prod")
     err = capsys.readouterr()
     shown = err.out + err.err

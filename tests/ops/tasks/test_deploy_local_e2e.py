@@ -140,11 +140,7 @@ def test_deploy_serves_a_decide_feedback_round_trip(local: LocalDeploy) -> None:
     assert "the local deployment is healthy" in health.stdout
 
     backup = local.invoke("db.backup")
-    if "not available yet" in backup.stderr:  # until the service CLI has `backup` (issue 10)
-        assert backup.returncode == 1
-        assert "needs that command in the service CLI (issue 10" in backup.stderr
-    else:
-        assert backup.returncode == 0, backup.stdout + backup.stderr
+    assert backup.returncode == 0, backup.stdout + backup.stderr
 
 
 def test_second_deploy_is_idempotent_and_restarts_onto_the_code(local: LocalDeploy) -> None:

@@ -3,42 +3,15 @@
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
-from invoke.config import Config
-from invoke.context import MockContext
 from invoke.exceptions import Exit
-from invoke.runners import Result
 
 from ops.core import project
 from ops.tasks import build, db, test, workflow
-from ops.tasks.root import DEFAULT_CONFIG
-
-
-class Recorder(MockContext):
-    """A MockContext that answers every command with ``answer`` and records the argv it got."""
-
-    def __init__(
-        self, answers: dict[str, Result] | None = None, **overrides: dict[str, Any]
-    ) -> None:
-        config = Config(overrides=overrides)
-        config.load_collection(DEFAULT_CONFIG)
-        super().__init__(config=config, run=Result(), repeat=True)
-        # Context proxies attribute writes to its config; _set makes real attributes.
-        self._set(answers=answers or {}, commands=[])
-        self.answers: dict[str, Result]
-        self.commands: list[list[str]]
-
-    def run(self, command: str, *args: Any, **kwargs: Any) -> Result:
-        argv = shlex.split(command)
-        self.commands.append(argv)
-        for pattern, result in self.answers.items():
-            if re.search(pattern, command):
-                return result
-        return Result(command=command)
+from tests._support.invoke_context import Recorder
 
 
 def nox_args(argv: list[str]) -> list[str]:
@@ -107,18 +80,8 @@ def test_watch_reruns_pytest_through_watchfiles() -> None:
     assert {"ops", "services", "tests"} <= set(argv[9:])
 
 
-def _nox_listing(*names: str) -> Result:
-    """`nox --list --no-color`: default sessions start with "*", the others with "-"."""
-    lines = ["Sessions defined in noxfile.py:", ""]
-    lines += [f"{'-' if n == 'bench' else '*'} {n} -> the {n} session" for n in names]
-    return Result(stdout="\n".join(lines) + "\n")
-
-
-def test_bench_says_not_available_while_the_noxfile_has_no_bench_session() -> None:
-    c = Recorder(answers={"--list --no-color": _nox_listing("lint", "tests")})
-    with pytest.raises(Exit, match="not available yet: needs the nox session 'bench'"):
-        test.bench(c)
-    c = Recorder(answers={"--list --no-color": _nox_listing("lint", "bench")})
+def test_bench_runs_the_nox_bench_session_with_the_scenario() -> None:
+    c = Recorder()
     test.bench(c, scenario="decide")
     assert nox_args(c.commands[-1]) == ["--sessions", "bench", "--", "decide"]
 
