@@ -17,16 +17,10 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.runners import Result
 
+from ops.core import tools
+from ops.core.tools import ToolMissingError
 
-class ToolMissingError(Exit):
-    """A required external tool is not installed; the message says how to install it."""
-
-    def __init__(self, tool: str, install_hint: str) -> None:
-        self.tool = tool
-        self.install_hint = install_hint
-        super().__init__(
-            f"required tool '{tool}' was not found; install it with: {install_hint}", 127
-        )
+__all__ = ["CommandFailedError", "Runner", "ToolMissingError", "runner_for"]
 
 
 class CommandFailedError(Exit):
@@ -52,8 +46,6 @@ class Runner:
 
     def resolve(self, argv: Sequence[str]) -> list[str]:
         """argv with argv[0] replaced by the tool's absolute path; raises ToolMissingError."""
-        from ops.core import tools
-
         if not argv:
             raise ValueError("empty command")
         return [str(tools.require(argv[0])), *argv[1:]]
@@ -81,8 +73,6 @@ class Runner:
         if self.dry_run:
             print(f"[dry-run] {shown}", file=sys.stderr, flush=True)
             return None
-        from ops.core import tools
-
         resolved = self.resolve(args)
         if self.echo:
             print(f"+ {shown}", file=sys.stderr, flush=True)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from invoke.exceptions import Exit
+
 from ops.core.project import cache_dir
 
 
@@ -350,10 +352,19 @@ def which(name: str) -> Path | None:
     return None
 
 
+class ToolMissingError(Exit):
+    """A required external tool is not installed; the message says how to install it."""
+
+    def __init__(self, tool: str, install_hint: str) -> None:
+        self.tool = tool
+        self.install_hint = install_hint
+        super().__init__(
+            f"required tool '{tool}' was not found; install it with: {install_hint}", 127
+        )
+
+
 def require(name: str) -> Path:
     """Absolute path of a tool, or ToolMissingError naming how to install it."""
-    from ops.core.runner import ToolMissingError
-
     found = which(name)
     if found is not None:
         return found
