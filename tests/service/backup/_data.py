@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from llm_optimizer_service.backup.redis_state import KEY_PREFIX
+from llm_optimizer_service.redis_keys import PREFIX
 from llm_optimizer_service.storage import migrations
 from llm_optimizer_service.storage.db import make_engine
 from llm_optimizer_service.storage.models import Base
@@ -101,9 +101,9 @@ def seed_redis(url: str) -> None:
     import redis
 
     with redis.Redis.from_url(url) as client:
-        client.set(f"{KEY_PREFIX}idempotency:abc", "1", ex=3600)
-        client.hset(f"{KEY_PREFIX}ratelimit:key1", mapping={"tokens": "7", "at": "123"})
-        client.rpush(f"{KEY_PREFIX}queue", "a", "b", "c")
+        client.set(f"{PREFIX}idempotency:abc", "1", ex=3600)
+        client.hset(f"{PREFIX}ratelimit:key1", mapping={"tokens": "7", "at": "123"})
+        client.rpush(f"{PREFIX}queue", "a", "b", "c")
         client.set("someone-else:key", "not ours")
 
 
@@ -112,5 +112,5 @@ def redis_snapshot(url: str) -> dict[bytes, tuple[bytes, bool]]:
     import redis
 
     with redis.Redis.from_url(url) as client:
-        keys = sorted(client.scan_iter(match=f"{KEY_PREFIX}*"))
+        keys = sorted(client.scan_iter(match=f"{PREFIX}*"))
         return {key: (client.dump(key), client.pttl(key) > 0) for key in keys}

@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from llm_optimizer_service.api import create_app
 from llm_optimizer_service.cli import app
+from llm_optimizer_service.redis_keys import PREFIX
 from llm_optimizer_service.settings import load_settings
 from llm_optimizer_service.storage import migrations
 from typer.testing import CliRunner, Result
@@ -103,7 +104,7 @@ def test_round_trip(cli: Cli, db_url: str, redis: RedisServer, tmp_path: Path) -
     dump = "database.pgdump" if db_url.startswith("postgresql") else "database.sqlite"
     assert names == sorted(["manifest.json", dump, "redis.jsonl", "config.json"])
     assert manifest["schema_revision"] == migrations.head_revision()
-    assert manifest["redis"] == {"configured": True, "keys": 3, "prefix": "llm-optimizer:"}
+    assert manifest["redis"] == {"configured": True, "keys": 3, "prefix": PREFIX}
     assert set(manifest["parts"]) == {dump, "redis.jsonl", "config.json"}
     assert config["redis"]["url"] == "***"
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from llm_optimizer_service.grpc_api._generated import optimizer_pb2 as pb
 from llm_optimizer_service.grpc_api._generated import optimizer_pb2_grpc as pb_grpc
+from llm_optimizer_service.redis_keys import RATE_LIMIT_PREFIX
 
 from tests._support.redis_server import redis_server
 from tests._support.service import start_service
@@ -60,7 +61,7 @@ def test_quota_per_key_429_with_retry_after_and_fail_open(tmp_path: Path) -> Non
             # Health probes are never limited.
             assert httpx.get(f"{svc.http_url}/health/ready").status_code == 200
             # The counter lives in Redis (shared by every replica), keyed by the key's id.
-            keys = redis.client().keys("llm-optimizer:ratelimit:*")
+            keys = redis.client().keys(f"{RATE_LIMIT_PREFIX}*")
             assert len(keys) == 2
             # Redis down: requests are let through (fail open), nothing fails because of it.
             redis.stop()

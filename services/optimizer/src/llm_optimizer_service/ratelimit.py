@@ -1,10 +1,10 @@
 """Per-API-key request quotas shared by every replica, counted in Redis.
 
-A fixed one-minute window per key: ``INCR llm-optimizer:ratelimit:<key id>:<minute>`` (with an
-expiry) in one round trip. Over the quota, the REST API answers 429 with ``Retry-After`` (seconds
-to the next window) and the gRPC API RESOURCE_EXHAUSTED with a ``retry-after`` trailer; both count
-against the same quota (a gRPC stream counts once, when it opens). Used only when ``redis.url`` is
-set and ``redis.rate_limit_per_minute`` > 0.
+A fixed one-minute window per key: ``INCR <RATE_LIMIT_PREFIX><key id>:<minute>`` (the prefix is
+in redis_keys.py), with an expiry, in one round trip. Over the quota, the REST API answers 429
+with ``Retry-After`` (seconds to the next window) and the gRPC API RESOURCE_EXHAUSTED with a
+``retry-after`` trailer; both count against the same quota (a gRPC stream counts once, when it
+opens). Used only when ``redis.url`` is set and ``redis.rate_limit_per_minute`` > 0.
 
 Redis is never a reason for a request to fail: when it does not answer within the timeout the
 request is let through (fail open) and a warning is logged at most once per window; ``/health``
@@ -21,10 +21,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from llm_optimizer_service.logging_setup import get_logger
+from llm_optimizer_service.redis_keys import RATE_LIMIT_PREFIX
 
 log = get_logger(__name__)
 
-KEY_PREFIX: Final = "llm-optimizer:ratelimit:"
 WINDOW_S: Final = 60
 TIMEOUT_S: Final = 0.25
 
@@ -50,7 +50,7 @@ class RateLimiter:
         """None when ``key_id`` is within its quota (or Redis is down), else seconds to wait."""
         now = time.time() if now is None else now
         window = int(now // WINDOW_S)
-        key = f"{KEY_PREFIX}{key_id}:{window}"
+        key = f"{RATE_LIMIT_PREFIX}{key_id}:{window}"
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.incr(key)

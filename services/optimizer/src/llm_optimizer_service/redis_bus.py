@@ -2,9 +2,9 @@
 
 Every replica reloads all policies from the database each ``optimizer.cycle_interval`` (1 s by
 default), which bounds how stale a replica can be. A policy change made on one replica (create,
-patch, delete, promote, rollback) is also announced on the channel ``llm-optimizer:policies``;
-every other replica reloads that workload at once, so the change is usually seen in
-milliseconds instead of up to one interval.
+patch, delete, promote, rollback) is also announced on the pub/sub channel ``POLICY_CHANNEL``
+(redis_keys.py); every other replica reloads that workload at once, so the change is usually
+seen in milliseconds instead of up to one interval.
 
 Redis is an accelerator here, never a dependency of a request: publishing happens in the
 background and a failure is only logged; the subscriber reconnects with backoff. While Redis is
@@ -23,10 +23,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from llm_optimizer_service.logging_setup import get_logger
+from llm_optimizer_service.redis_keys import POLICY_CHANNEL
 
 log = get_logger(__name__)
 
-CHANNEL = "llm-optimizer:policies"
 TIMEOUT = 1.0
 MAX_BACKOFF = 5.0
 
@@ -69,7 +69,7 @@ class PolicyBus:
     async def _publish(self, names: list[str]) -> None:
         message = json.dumps({"origin": self.origin, "workloads": names})
         try:
-            await self._client.publish(CHANNEL, message)
+            await self._client.publish(POLICY_CHANNEL, message)
         except (RedisError, OSError) as exc:
             log.warning("could not announce a policy change on Redis", error=str(exc))
 
@@ -78,9 +78,9 @@ class PolicyBus:
         while True:
             try:
                 async with self._client.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(POLICY_CHANNEL)
                     if not self.connected:
-                        log.info("subscribed to policy changes on Redis", channel=CHANNEL)
+                        log.info("subscribed to policy changes on Redis", channel=POLICY_CHANNEL)
                     self.connected, backoff = True, 0.1
                     while True:
                         message = await pubsub.get_message(

@@ -24,6 +24,7 @@ from llm_optimizer_service.backup.archive import (
     sha256_file,
     write_archive,
 )
+from llm_optimizer_service.redis_keys import PREFIX
 from llm_optimizer_service.settings import Settings, masked_dump
 from llm_optimizer_service.storage import migrations
 from llm_optimizer_service.storage.db import make_engine
@@ -238,7 +239,7 @@ def restore(
             use_redis = redis_url is not None and not skip_redis
             if use_redis and not force and redis_state.existing_keys(redis_url or "") > 0:
                 raise BackupError(
-                    f"Redis already holds {redis_state.KEY_PREFIX}* keys; restore with --force "
+                    f"Redis already holds {PREFIX}* keys; restore with --force "
                     "to replace them (or --skip-redis). Nothing was changed"
                 )
             if dialect == "postgresql":

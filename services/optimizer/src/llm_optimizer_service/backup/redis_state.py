@@ -1,7 +1,9 @@
 """The Redis part: the keys the service owns, exported with DUMP/PTTL and restored with RESTORE.
 
-The service keeps its Redis keys under :data:`KEY_PREFIX` (today it stores nothing in Redis yet:
-the part is then empty but well-formed; issue 4 adds idempotency keys, rate limits and pub/sub).
+The service keeps its Redis keys under :data:`~llm_optimizer_service.redis_keys.PREFIX`: today
+the rate-limit counters (``redis.rate_limit_per_minute`` > 0), which expire within two minutes;
+policy changes go over pub/sub, which stores nothing. The part is empty but well-formed when no
+Redis is configured or nothing is under the prefix.
 One JSON object per line: ``{"key": b64, "ttl_ms": int (-1 = none), "value": b64}``. Restore
 replaces the prefix's keys in one MULTI/EXEC transaction.
 """
@@ -14,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from llm_optimizer_service.backup.archive import BackupError
+from llm_optimizer_service.redis_keys import PREFIX
 
 PART = "redis.jsonl"
-KEY_PREFIX = "llm-optimizer:"
 
 
 def _client(url: str) -> Any:
@@ -26,14 +28,14 @@ def _client(url: str) -> Any:
 
 
 def _keys(client: Any) -> list[bytes]:
-    return sorted(client.scan_iter(match=f"{KEY_PREFIX}*", count=1000))
+    return sorted(client.scan_iter(match=f"{PREFIX}*", count=1000))
 
 
 def export(url: str | None, destination: Path) -> dict[str, Any]:
     """Write the part; returns what the manifest records about it."""
     if url is None:
         destination.write_bytes(b"")
-        return {"configured": False, "keys": 0, "prefix": KEY_PREFIX}
+        return {"configured": False, "keys": 0, "prefix": PREFIX}
     import redis
 
     client = _client(url)
@@ -56,7 +58,7 @@ def export(url: str | None, destination: Path) -> dict[str, Any]:
         raise BackupError(f"reading Redis failed: {exc}; is redis.url right and Redis up?") from exc
     finally:
         client.close()
-    return {"configured": True, "keys": count, "prefix": KEY_PREFIX}
+    return {"configured": True, "keys": count, "prefix": PREFIX}
 
 
 def read_part(path: Path) -> list[tuple[bytes, int, bytes]]:
