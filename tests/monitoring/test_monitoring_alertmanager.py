@@ -15,6 +15,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from ops import monitoring as mon
+from ops.core import project
 from ops.core.runner import Runner
 from ops.monitoring import checks, stack
 from ops.tasks import monitoring as tasks
@@ -96,8 +97,8 @@ def test_service_down_inhibits_that_services_latency_and_error_alerts(
     )
     base = f"http://{address}"
     stack.wait_http(server, f"{base}/-/ready")
-    down = {"alertname": "ServiceDown", "job": "llm-optimizer", "instance": "a:9090",
-            "severity": "critical"}  # fmt: skip
+    down = {"alertname": "ServiceDown", "job": "llm-optimizer",
+            "instance": f"a:{project.METRICS_PORT}", "severity": "critical"}  # fmt: skip
     _post_alerts(base, [
         {"labels": down},
         {"labels": {"alertname": "HTTPHighLatency", "job": "llm-optimizer", "severity": "warning"}},

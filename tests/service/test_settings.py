@@ -20,6 +20,7 @@ from llm_optimizer_service.settings import (
 )
 from typer.testing import CliRunner
 
+from ops.core import project
 from tests._support.settings_review import production_problems
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,9 +57,9 @@ def test_defaults_run_on_a_laptop(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert settings.environment == "development"
     assert settings.database_url == f"sqlite:///{tmp_path / 'llm-optimizer.db'}"
     assert (settings.server.http_port, settings.server.grpc_port, settings.server.metrics_port) == (
-        8080,
-        50051,
-        9090,
+        project.HTTP_PORT,
+        project.GRPC_PORT,
+        project.METRICS_PORT,
     )
     assert settings.auto_migrate
     assert production_problems(settings) == []
@@ -328,7 +329,7 @@ def test_config_cli(tmp_path: Path) -> None:
     assert "hunter2-secret" not in shown.output
     assert yaml.safe_load(shown.stdout)["redis"]["url"] == "***"
     as_json = runner.invoke(app, ["config", "show", "-o", "json"], env=env)
-    assert json.loads(as_json.stdout)["server"]["http_port"] == 8080
+    assert json.loads(as_json.stdout)["server"]["http_port"] == project.HTTP_PORT
     assert runner.invoke(app, ["config", "validate"], env=env).exit_code == 0
     typo = runner.invoke(app, ["config", "validate"], env={**env, "LLM_OPTIMIZER_ENVIROMENT": "x"})
     assert typo.exit_code == 0

@@ -16,7 +16,12 @@ from llm_optimizer_service import __version__
 from llm_optimizer_service.backup.cli import backup_app
 from llm_optimizer_service.cli_support import err, fail, out, settings_or_fail
 from llm_optimizer_service.safety import Review, review
-from llm_optimizer_service.settings import Settings, masked_dump, unknown_env_vars
+from llm_optimizer_service.settings import (
+    DEFAULT_HTTP_PORT,
+    Settings,
+    masked_dump,
+    unknown_env_vars,
+)
 
 app = typer.Typer(
     name="llm-optimizer-service",
@@ -273,7 +278,9 @@ def version(
 
 @app.command()
 def simulate(
-    url: Annotated[str, typer.Option(help="base URL of the service")] = "http://127.0.0.1:8080",
+    url: Annotated[
+        str, typer.Option(help="base URL of the service")
+    ] = f"http://127.0.0.1:{DEFAULT_HTTP_PORT}",
     api_key: Annotated[
         str | None,
         typer.Option(

@@ -27,6 +27,11 @@ ENV_PREFIX = "LLM_OPTIMIZER_"
 ENV_NESTED_DELIMITER = "__"
 CONFIG_FILE_ENV = f"{ENV_PREFIX}CONFIG"
 FILE_SUFFIX = "_FILE"
+# The default ports of the deployment contract (docs/configuration.md). The tooling holds the same
+# facts in ops.core.project; tests/cli/test_default_ports.py checks that both agree.
+DEFAULT_HTTP_PORT = 8080
+DEFAULT_GRPC_PORT = 50051
+DEFAULT_METRICS_PORT = 9090
 
 
 def _default_data_dir() -> Path:
@@ -83,12 +88,14 @@ class ServerSettings(_Section):
     """Listeners and lifecycle."""
 
     host: str = Field(default="127.0.0.1", description="bind address for the HTTP and gRPC APIs")
-    http_port: int = Field(default=8080, ge=0, le=65535, description="REST API port")
-    grpc_port: int = Field(default=50051, ge=0, le=65535, description="gRPC API port")
+    http_port: int = Field(default=DEFAULT_HTTP_PORT, ge=0, le=65535, description="REST API port")
+    grpc_port: int = Field(default=DEFAULT_GRPC_PORT, ge=0, le=65535, description="gRPC API port")
     metrics_host: str | None = Field(
         default=None, description="bind address for /metrics; unset = host"
     )
-    metrics_port: int = Field(default=9090, ge=0, le=65535, description="Prometheus /metrics port")
+    metrics_port: int = Field(
+        default=DEFAULT_METRICS_PORT, ge=0, le=65535, description="Prometheus /metrics port"
+    )
     grace_period: float = Field(
         default=25.0,
         gt=0,
@@ -353,7 +360,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SettingsError(
             f"{where}: the top level is a {type(data).__name__}, not a mapping of settings "
-            "(e.g. `server:` then `  http_port: 8080`); fix the file"
+            f"(e.g. `server:` then `  http_port: {DEFAULT_HTTP_PORT}`); fix the file"
         )
     unknown = sorted(str(key) for key in set(data) - set(Settings.model_fields))
     if unknown:
