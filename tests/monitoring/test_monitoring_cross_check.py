@@ -11,45 +11,19 @@ from ops.monitoring import checks
 from tests._support.service import RunningService
 from tests.monitoring.traffic import scrape
 
-# Contract metrics the service does not export yet, with the reason. The gRPC API (and with it
-# grpc_server_*) belongs to the data-path issue and was not built when this was written. Only
-# these may be missing; test_not_yet_exported_is_still_missing fails once one appears, so the
-# entry is removed then.
-NOT_YET_EXPORTED: dict[str, str] = {}
-
-# Label values rules match that the service never sets yet, with the reason. Strict like
-# NOT_YET_EXPORTED: an entry that starts occurring fails the test below. (The service sets
-# canary_deployment_status{status="failed"} now, which FailedCanaryDeployment waits for.)
-NOT_YET_SET: dict[tuple[str, str, str], str] = {}
-
 
 def test_every_metric_of_rules_and_panels_is_exported_or_an_exporter_metric(
     active_service: RunningService,
 ) -> None:
     problems = checks.cross_check(scrape(active_service.metrics_url))
-    missing = {problem.split(" ", 1)[0] for problem in problems}
-    assert missing <= set(NOT_YET_EXPORTED), "\n".join(problems)
+    assert not problems, "\n".join(problems)
 
 
 def test_every_label_value_rules_match_occurs_in_the_service_metrics(
     active_service: RunningService,
 ) -> None:
     problems = checks.cross_check_label_values(scrape(active_service.metrics_url))
-    unexpected = [
-        p for p in problems
-        if not any(p.startswith(f'{m}{{{label}="{v}"}}') for m, label, v in NOT_YET_SET)
-    ]  # fmt: skip
-    assert not unexpected, "\n".join(unexpected)
-
-
-def test_not_yet_set_label_values_are_still_missing(active_service: RunningService) -> None:
-    now_set = sorted(
-        set(NOT_YET_SET) & mon.exposition_label_values(scrape(active_service.metrics_url))
-    )
-    assert not now_set, (
-        f"{now_set} occur now: remove them from NOT_YET_SET in "
-        "tests/monitoring/test_monitoring_cross_check.py"
-    )
+    assert not problems, "\n".join(problems)
 
 
 def test_the_cross_check_names_a_metric_nobody_exports() -> None:
@@ -77,20 +51,9 @@ def test_the_service_exports_the_contract_metrics_with_their_labels(
             assert any(name.startswith(metric.name) for name in names), metric.name
             continue
         for name in metric.sample_names():
-            if name in NOT_YET_EXPORTED:
-                continue
             assert name in names, f"{name} is not exported"
             expected = set(metric.labels) | ({"le"} if name.endswith("_bucket") else set())
             assert labels[name] == expected, name
-
-
-def test_not_yet_exported_is_still_missing(active_service: RunningService) -> None:
-    names = mon.exposition_names(scrape(active_service.metrics_url))
-    now_exported = sorted(set(NOT_YET_EXPORTED) & names)
-    assert not now_exported, (
-        f"{now_exported} are exported now: remove them from NOT_YET_EXPORTED in "
-        "tests/monitoring/test_monitoring_cross_check.py"
-    )
 
 
 def test_every_allow_listed_exporter_metric_is_used() -> None:
