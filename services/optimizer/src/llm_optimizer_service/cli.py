@@ -62,7 +62,7 @@ def _checked(settings: Settings, refusal: str) -> Review:
 
 @app.command()
 def serve() -> None:
-    """Run the REST API and the metrics endpoint until SIGTERM (then drain and exit 0)."""
+    """Run the REST and gRPC APIs and the metrics endpoint until SIGTERM (then drain, exit 0)."""
     from llm_optimizer_service.logging_setup import configure_logging
     from llm_optimizer_service.server import run, serve
     from llm_optimizer_service.storage import migrations

@@ -1,4 +1,4 @@
-"""``llm-optimizer-service serve``: the REST API and the metrics endpoint in one process.
+"""``llm-optimizer-service serve``: the REST and gRPC APIs and the metrics endpoint in one process.
 
 Shutdown (SIGTERM or SIGINT): readiness and liveness answer 503 at once; for
 ``server.shutdown_delay`` seconds new requests are still served (so load balancers notice the
@@ -6,12 +6,12 @@ Shutdown (SIGTERM or SIGINT): readiness and liveness answer 503 at once; for
 written, and the process exits 0 — all within ``server.grace_period`` seconds, after which
 whatever is still running is cut off (the exit code is still 0: the shutdown was asked for).
 
-Extension points, for the parts of the service other issues add:
+Extension points:
 - :class:`~llm_optimizer_service.runtime.LifecycleHooks` (``on_ready``, ``on_stopping``,
   ``on_heartbeat`` from the event loop): systemd's sd_notify is wired here (READY=1,
   STOPPING=1, WATCHDOG=1 via :mod:`llm_optimizer_service.sdnotify`);
-- :data:`EXTRA_SERVERS`: factories of further servers (the gRPC API) started and stopped with
-  the HTTP one.
+- :data:`EXTRA_SERVERS`: factories of further servers (the gRPC API; the Kafka bridge, inert
+  without ``kafka.brokers``) started and stopped with the HTTP one.
 """
 
 from __future__ import annotations
