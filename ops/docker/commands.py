@@ -12,7 +12,6 @@ Running, inspecting, waiting on and removing containers goes through the Docker 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,66 +168,6 @@ def image_size(ref: str, base_ref: str) -> ImageSize:
     total = int(image_attrs(ref)["Size"])
     base = int(image_attrs(base_ref)["Size"])
     return ImageSize(ref, total, base)
-
-
-def layers(ref: str) -> list[str]:
-    """The image's layer digests, bottom first."""
-    return [str(layer) for layer in image_attrs(ref)["RootFS"]["Layers"]]
-
-
-def run_detached(ref: str, **kwargs: Any) -> Container:
-    """Start a container from ``ref`` (SDK ``containers.run(detach=True)``)."""
-    api = docker_engine.client()
-    return api.containers.run(ref, detach=True, **kwargs)
-
-
-def run_once(ref: str, command: Sequence[str] | None = None, **kwargs: Any) -> tuple[int, str]:
-    """Run a container to completion; return (exit code, stdout+stderr). The container and its
-    anonymous volumes (the service image declares one) are removed afterwards."""
-    api = docker_engine.client()
-    container = api.containers.run(
-        ref, list(command) if command is not None else None, detach=True, **kwargs
-    )
-    try:
-        code = int(container.wait(timeout=300)["StatusCode"])
-        return code, container.logs().decode(errors="replace")
-    finally:
-        remove(container)
-        api.close()
-
-
-def health_status(container: Container) -> str:
-    """The container's health (``starting``/``healthy``/``unhealthy``), or its state."""
-    container.reload()
-    state = container.attrs["State"]
-    health = state.get("Health")
-    if state.get("Status") != "running":
-        return str(state.get("Status"))
-    return str(health["Status"]) if health else "running"
-
-
-def wait_healthy(container: Container, timeout: float = 60.0) -> float:
-    """Wait for the HEALTHCHECK to report healthy; return the seconds it took."""
-    started = time.monotonic()
-    status = ""
-    while time.monotonic() - started < timeout:
-        status = health_status(container)
-        if status == "healthy":
-            return time.monotonic() - started
-        if status in ("exited", "dead", "unhealthy"):
-            break
-        time.sleep(0.5)
-    logs = container.logs(tail=40).decode(errors="replace")
-    raise Exit(f"container {container.name} is {status}, not healthy; its log ends:\n{logs}", 1)
-
-
-def published_port(container: Container, port: int, proto: str = "tcp") -> int:
-    """The host port published for the container's ``port``."""
-    container.reload()
-    bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{port}/{proto}") or []
-    if not bindings:
-        raise Exit(f"container {container.name} publishes no host port for {port}/{proto}", 1)
-    return int(bindings[0]["HostPort"])
 
 
 def remove(container: Container) -> None:

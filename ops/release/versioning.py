@@ -73,16 +73,6 @@ def next_version(current: str, part: str) -> str:
     return f"{major}.{minor}.{patch + 1}"
 
 
-def occurrences(root: Path = project.ROOT) -> list[tuple[Path, str]]:
-    """Every (file, version) pair found in the carriers."""
-    found = []
-    for carrier in CARRIERS:
-        for path in carrier.files(root):
-            for match in re.finditer(carrier.pattern, path.read_text()):
-                found.append((path, match.group("v")))
-    return found
-
-
 def _replace_version(match: re.Match[str], new: str) -> str:
     whole, offset = match.group(0), match.start(0)
     return whole[: match.start("v") - offset] + new + whole[match.end("v") - offset :]

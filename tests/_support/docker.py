@@ -10,17 +10,23 @@ Use them from any test package by importing them into its ``conftest.py``::
   debootstrap once and cached across sessions (``invoke docker.base-image``).
 - ``service_image`` / ``cli_image``: our images, built once per session (BuildKit cache makes a
   re-run cheap) and tagged ``:pytest``; each value is the ``BuildResult`` (ref, seconds, log).
+- ``run_once``, ``run_detached``, ``wait_healthy``, ``published_port``, ``layers``: containers
+  from those images, for the tests only.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
+from docker.models.containers import Container
 
 from ops.core.runner import Runner
 from ops.docker import base_image as base
-from ops.docker import engine
+from ops.docker import commands, engine
 from ops.docker import images as docker_images
 from ops.docker.build_context import IMAGES
 from ops.docker.images import BuildResult
@@ -72,3 +78,66 @@ def service_image(base_image: str) -> BuildResult:
 def cli_image(base_image: str) -> BuildResult:
     """The CLI image, built once per session as ``llm-optimizer-cli:pytest``."""
     return _build("cli")
+
+
+# --- containers from our images (the tests' own helpers over the Docker SDK) --------------------
+
+
+def layers(ref: str) -> list[str]:
+    """The image's layer digests, bottom first."""
+    return [str(layer) for layer in commands.image_attrs(ref)["RootFS"]["Layers"]]
+
+
+def run_detached(ref: str, **kwargs: Any) -> Container:
+    """Start a container from ``ref`` (SDK ``containers.run(detach=True)``)."""
+    api = engine.client()
+    return api.containers.run(ref, detach=True, **kwargs)
+
+
+def run_once(ref: str, command: Sequence[str] | None = None, **kwargs: Any) -> tuple[int, str]:
+    """Run a container to completion; return (exit code, stdout+stderr). The container and its
+    anonymous volumes (the service image declares one) are removed afterwards."""
+    api = engine.client()
+    container = api.containers.run(
+        ref, list(command) if command is not None else None, detach=True, **kwargs
+    )
+    try:
+        code = int(container.wait(timeout=300)["StatusCode"])
+        return code, container.logs().decode(errors="replace")
+    finally:
+        commands.remove(container)
+        api.close()
+
+
+def health_status(container: Container) -> str:
+    """The container's health (``starting``/``healthy``/``unhealthy``), or its state."""
+    container.reload()
+    state = container.attrs["State"]
+    health = state.get("Health")
+    if state.get("Status") != "running":
+        return str(state.get("Status"))
+    return str(health["Status"]) if health else "running"
+
+
+def wait_healthy(container: Container, timeout: float = 60.0) -> float:
+    """Wait for the HEALTHCHECK to report healthy; return the seconds it took."""
+    started = time.monotonic()
+    status = ""
+    while time.monotonic() - started < timeout:
+        status = health_status(container)
+        if status == "healthy":
+            return time.monotonic() - started
+        if status in ("exited", "dead", "unhealthy"):
+            break
+        time.sleep(0.5)
+    logs = container.logs(tail=40).decode(errors="replace")
+    pytest.fail(f"container {container.name} is {status}, not healthy; its log ends:\n{logs}")
+
+
+def published_port(container: Container, port: int, proto: str = "tcp") -> int:
+    """The host port published for the container's ``port``."""
+    container.reload()
+    bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{port}/{proto}") or []
+    if not bindings:
+        pytest.fail(f"container {container.name} publishes no host port for {port}/{proto}")
+    return int(bindings[0]["HostPort"])

@@ -24,13 +24,14 @@ from invoke.context import Context
 
 from ops.core import project
 from ops.core.runner import Runner
-from ops.docker import base_image, commands
+from ops.docker import base_image, build_context, commands
 from ops.docker import compose as compose_stack
 from ops.docker import engine as docker_engine
 from ops.docker import images as docker_images
 from ops.docker.build_context import IMAGES
 from ops.docker.images import BuildResult
 from ops.tasks import docker as docker_tasks
+from tests._support import docker as containers
 from tests._support.docker import TEST_TAG
 from tests._support.tools import free_port, require_tool
 
@@ -87,7 +88,7 @@ def test_cli_image_adds_at_most_15_mb_above_the_base(cli_image: BuildResult) -> 
 
 
 def test_runtime_stage_has_no_compilers_pip_or_build_headers(service_image: BuildResult) -> None:
-    _code, output = commands.run_once(
+    _code, output = containers.run_once(
         service_image.refs[0],
         [
             "for t in gcc cc c++ make ld pip pip3; do command -v $t; done; "
@@ -110,7 +111,7 @@ def test_service_image_has_the_postgresql_client_of_the_deployed_server(
     """`backup create|restore` on PostgreSQL runs pg_dump, pg_restore and psql inside the image
     (compose and kubernetes targets); pg_dump refuses a server newer than itself, so their major
     version must be the one of the PostgreSQL that compose and the chart deploy."""
-    code, output = commands.run_once(
+    code, output = containers.run_once(
         service_image.refs[0],
         [
             "from llm_optimizer_service.backup.database import pg_tool; import subprocess; "
@@ -135,7 +136,7 @@ def test_service_image_has_the_postgresql_client_of_the_deployed_server(
 
 @pytest.fixture
 def hardened_service(service_image: BuildResult) -> Iterator[Container]:
-    container = commands.run_detached(
+    container = containers.run_detached(
         service_image.refs[0],
         name=f"llmo-hardened-{uuid.uuid4().hex[:8]}",
         ports={f"{project.HTTP_PORT}/tcp": ("127.0.0.1", None)},
@@ -150,11 +151,11 @@ def hardened_service(service_image: BuildResult) -> Iterator[Container]:
 def test_service_runs_hardened_becomes_healthy_and_serves_a_round_trip(
     hardened_service: Container,
 ) -> None:
-    seconds = commands.wait_healthy(hardened_service, timeout=120)
+    seconds = containers.wait_healthy(hardened_service, timeout=120)
     print(
         f"\nhealthy after {seconds:.1f} s (read-only, tmpfs /tmp, cap-drop ALL, no-new-privileges)"
     )
-    base = f"http://127.0.0.1:{commands.published_port(hardened_service, project.HTTP_PORT)}"
+    base = f"http://127.0.0.1:{containers.published_port(hardened_service, project.HTTP_PORT)}"
     with httpx.Client(base_url=base, timeout=10) as http:
         created = http.post(
             "/api/v1/workloads",
@@ -206,14 +207,14 @@ def test_healthcheck_follows_the_configured_port(service_image: BuildResult) -> 
     port moved (LLM_OPTIMIZER_SERVER__HTTP_PORT) the container still becomes healthy, and the
     check's own log shows it asked that port."""
     moved = 18181
-    container = commands.run_detached(
+    container = containers.run_detached(
         service_image.refs[0],
         name=f"llmo-port-{uuid.uuid4().hex[:8]}",
         environment={"LLM_OPTIMIZER_SERVER__HTTP_PORT": str(moved)},
         **commands.HARDENED,
     )
     try:
-        commands.wait_healthy(container, timeout=120)
+        containers.wait_healthy(container, timeout=120)
         container.reload()
         log = container.attrs["State"]["Health"]["Log"]
         assert log[-1]["ExitCode"] == 0, log
@@ -229,7 +230,7 @@ def test_no_host_only_ca_certificate_in_the_image(service_image: BuildResult) ->
     if not host_bundle.is_file():
         pytest.skip("no host CA bundle to compare with")
     pem = re.compile(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL)
-    code, image_pems = commands.run_once(
+    code, image_pems = containers.run_once(
         service_image.refs[0],
         ["find / -xdev -type f \\( -name '*.pem' -o -name '*.crt' \\) -exec cat {} +"],
         entrypoint=["sh", "-c"],
@@ -237,7 +238,7 @@ def test_no_host_only_ca_certificate_in_the_image(service_image: BuildResult) ->
     )
     assert code == 0, image_pems[-2000:]
     image_certs = {"".join(c.split()) for c in pem.findall(image_pems)}
-    _code, debian = commands.run_once(
+    _code, debian = containers.run_once(
         base_image.default_tag(), ["cat", "/etc/ssl/certs/ca-certificates.crt"]
     )
     debian_certs = {"".join(c.split()) for c in pem.findall(debian)}
@@ -271,7 +272,7 @@ def test_code_only_change_rebuilds_without_reinstalling_dependencies(
         assert re.search(rf"^#{install_step.group(1)} CACHED$", rebuilt.log, re.M), (
             "the dependency install step ran again:\n" + rebuilt.log[-3000:]
         )
-        before, after = commands.layers(service_image.refs[0]), commands.layers(ref)
+        before, after = containers.layers(service_image.refs[0]), containers.layers(ref)
         assert len(before) == len(after)
         changed = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
         assert len(changed) == 1, f"only the app layer changes; changed: {changed}"
@@ -282,11 +283,11 @@ def test_code_only_change_rebuilds_without_reinstalling_dependencies(
         api = docker_engine.client()
         api.images.remove(ref, force=True)
         # Leave the staged app wheel as the real tree builds it, for later builds.
-        docker_images.docker_context.build_app_wheel(Runner(echo=False), spec)
+        build_context.build_app_wheel(Runner(echo=False), spec)
 
 
 def test_cli_image_has_the_client_package_and_not_the_server(cli_image: BuildResult) -> None:
-    code, output = commands.run_once(
+    code, output = containers.run_once(
         cli_image.refs[0],
         [
             "import importlib.metadata as m, importlib.util as u; "
@@ -300,10 +301,10 @@ def test_cli_image_has_the_client_package_and_not_the_server(cli_image: BuildRes
 
 
 def test_cli_image_runs_the_client_hardened(cli_image: BuildResult) -> None:
-    code, output = commands.run_once(cli_image.refs[0], ["version"], **commands.HARDENED)
+    code, output = containers.run_once(cli_image.refs[0], ["version"], **commands.HARDENED)
     assert code == 0, output
     assert project.version() in output
-    code, output = commands.run_once(
+    code, output = containers.run_once(
         cli_image.refs[0],
         ["--api-url", "http://127.0.0.1:9", "health"],
         **commands.HARDENED,

@@ -33,6 +33,7 @@ from ops.deploy import service_cli
 from ops.docker import commands
 from ops.docker.images import BuildResult
 from ops.k8s import helm
+from tests._support import docker as containers
 from tests._support.docker import (  # noqa: F401 - pytest finds fixtures by name
     base_image,
     docker_engine,
@@ -142,16 +143,16 @@ def pod_container(
     )
     image = service_image.refs[0]
     job, job_kwargs = _container_kwargs(objects, root, "Job", "migrations")
-    code, output = commands.run_once(image, job["command"][2:], entrypoint=job["command"][:2],
+    code, output = containers.run_once(image, job["command"][2:], entrypoint=job["command"][:2],
                                        **job_kwargs)  # fmt: skip
     assert code == 0, output
     server, kwargs = _container_kwargs(objects, root, "Deployment", project.CHART_NAME)
     kwargs["environment"]["LLM_OPTIMIZER_SERVER__HOST"] = "127.0.0.1"  # never 0.0.0.0 here
-    container = commands.run_detached(
+    container = containers.run_detached(
         image, command=server.get("args"), name=f"llmo-pod-{uuid.uuid4().hex[:8]}", **kwargs
     )
     try:
-        commands.wait_healthy(container, timeout=120)
+        containers.wait_healthy(container, timeout=120)
         yield PodContainer(container, f"http://127.0.0.1:{http}")
     finally:
         commands.remove(container)

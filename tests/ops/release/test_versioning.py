@@ -18,6 +18,16 @@ from ops.release import versioning
 ALLOWED = ("CHANGELOG.md", *versioning.DERIVED)
 
 
+def occurrences(root: Path = project.ROOT) -> list[tuple[Path, str]]:
+    """Every (file, version) pair found in the carriers."""
+    found = []
+    for carrier in versioning.CARRIERS:
+        for path in carrier.files(root):
+            for match in re.finditer(carrier.pattern, path.read_text()):
+                found.append((path, match.group("v")))
+    return found
+
+
 def tracked_text_files() -> list[Path]:
     listing = subprocess.run(
         ["git", "ls-files", "-z"], cwd=project.ROOT, capture_output=True, check=True
@@ -27,7 +37,7 @@ def tracked_text_files() -> list[Path]:
 
 
 def test_every_carrier_holds_the_repository_version() -> None:
-    found = versioning.occurrences()
+    found = occurrences()
     carriers = {path.relative_to(project.ROOT).as_posix() for path, _ in found}
     assert {
         "pyproject.toml",
@@ -42,7 +52,7 @@ def test_every_carrier_holds_the_repository_version() -> None:
 def test_no_other_tracked_file_carries_the_version() -> None:
     version = project.version()
     pattern = re.compile(rf"(?<![\w.]){re.escape(version)}(?![\w.])")
-    carriers = {path for path, _ in versioning.occurrences()}
+    carriers = {path for path, _ in occurrences()}
     offenders = []
     for path in tracked_text_files():
         relative = path.relative_to(project.ROOT).as_posix()
@@ -71,14 +81,14 @@ def test_non_semver_is_refused_with_the_fix(bad: str) -> None:
 
 
 def test_plan_bump_rewrites_every_carrier_in_a_copy(tmp_path: Path) -> None:
-    for path, _ in versioning.occurrences():
+    for path, _ in occurrences():
         target = tmp_path / path.relative_to(project.ROOT)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
     changes = versioning.plan_bump("7.8.9", tmp_path)
     for path, text in changes.items():
         path.write_text(text)
-    after = versioning.occurrences(tmp_path)
+    after = occurrences(tmp_path)
     assert after
     assert {v for _, v in after} == {"7.8.9"}
-    assert len(after) == len(versioning.occurrences())
+    assert len(after) == len(occurrences())
