@@ -190,7 +190,9 @@ def test_dry_run_leaves_the_disk_untouched(
         snapshot(cache, depth=2),
         [p.exists() for p in SYSTEM_PATHS],
     )
-    for label, old, new in zip(("repository", "tools cache", "system paths"), before, after, strict=True):
+    for label, old, new in zip(
+        ("repository", "tools cache", "system paths"), before, after, strict=True
+    ):
         if isinstance(old, dict):
             assert isinstance(new, dict)
             changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
