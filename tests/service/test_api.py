@@ -8,26 +8,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests._support.api import ARM_FIELDS, REPORT_FIELDS
 from tests.service.conftest import Keys
-from tests.service.engine.test_report import REPORT_FIELDS as ENGINE_REPORT_FIELDS
 
 ARMS = [
     {"name": "big", "model": "gpt-big", "provider": "openai", "params": {"temperature": 0.1}},
     {"name": "small", "model": "gpt-small", "prompt_variant": "short"},
 ]
-# The engine's report, plus what the service adds: notes on quarantined stored state.
-REPORT_FIELDS = ENGINE_REPORT_FIELDS | {"notes"}
-ARM_FIELDS = {
-    "name",
-    "decisions",
-    "feedback",
-    "mean_quality",
-    "mean_cost_usd",
-    "mean_latency_ms",
-    "mean_reward",
-    "ci95",
-    "probability_best",
-}
 
 
 def create(client: TestClient, name: str = "chat", **extra: Any) -> dict[str, Any]:

@@ -4,11 +4,13 @@ estimates can be checked — and every refusal."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+
+from tests._support.api import create_workload, round_trips
 
 ARMS = [{"name": "good", "model": "m-good"}, {"name": "poor", "model": "m-poor"}]
 QUALITY = {"good": 0.9, "poor": 0.3}
@@ -19,23 +21,15 @@ def logged(make_client: Callable[..., TestClient]) -> TestClient:
     """A workload with 120 logged decisions (epsilon-greedy with epsilon 1: each arm with
     probability 1/2) whose feedback gives each arm its quality exactly."""
     client = make_client()
-    body = {
-        "name": "ope",
-        "arms": ARMS,
-        "strategy": "epsilon_greedy",
-        "strategy_params": {"epsilon": 1.0},
-    }
-    assert client.post("/api/v1/workloads", json=body).status_code == 201
-    for _ in range(120):
-        decision = client.post("/api/v1/workloads/ope/decide").json()
-        feedback = {
-            "decision_id": decision["decision_id"],
-            "quality": QUALITY[decision["arm"]],
-            "cost_usd": 0.0,
-            "latency_ms": 50.0,
-        }
-        assert client.post("/api/v1/feedback", json=feedback).status_code == 202
+    create_workload(
+        client, "ope", ARMS, strategy="epsilon_greedy", strategy_params={"epsilon": 1.0}
+    )
+    round_trips(client, "ope", 120, _exact_quality)
     return client
+
+
+def _exact_quality(_index: int, decision: Mapping[str, Any]) -> Mapping[str, float]:
+    return {"quality": QUALITY[decision["arm"]], "cost_usd": 0.0, "latency_ms": 50.0}
 
 
 def _evaluate(client: TestClient, candidate: dict[str, Any], **extra: Any) -> Any:

@@ -16,9 +16,9 @@ import httpx
 from llm_optimizer_service.cli import app
 from typer.testing import CliRunner
 
+from tests._support.api import ARMS, create_workload, round_trips
 from tests._support.service import RunningService
 
-ARMS = [{"name": "a", "model": "m-a"}, {"name": "b", "model": "m-b"}]
 OWNED_METRICS = (
     "http_requests_total",
     "http_request_duration_seconds",
@@ -39,20 +39,8 @@ OWNED_METRICS = (
 
 def traffic(service: RunningService, workload: str = "w", rounds: int = 5) -> None:
     with service.client() as client:
-        created = client.post("/api/v1/workloads", json={"name": workload, "arms": ARMS})
-        assert created.status_code == 201, created.text
-        for _ in range(rounds):
-            decision = client.post(f"/api/v1/workloads/{workload}/decide").json()
-            ack = client.post(
-                "/api/v1/feedback",
-                json={
-                    "decision_id": decision["decision_id"],
-                    "quality": 0.8,
-                    "cost_usd": 0.002,
-                    "latency_ms": 120,
-                },
-            )
-            assert ack.status_code == 202, ack.text
+        create_workload(client, workload)
+        round_trips(client, workload, rounds)
         assert (
             client.post(
                 f"/api/v1/workloads/{workload}/promote", json={"arm": "a", "canary_percent": 10}

@@ -10,6 +10,7 @@ import math
 import sqlite3
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +20,19 @@ from fastapi.testclient import TestClient
 from llm_optimizer_service.api import create_app
 from llm_optimizer_service.settings import load_settings
 
+from tests._support.api import create_workload, round_trips
 from tests._support.service import RunningService, service_command, service_env, start_service
 
-ARMS = [{"name": "a", "model": "m-a"}, {"name": "b", "model": "m-b"}]
+
+def _arm_a_is_better(index: int, decision: Mapping[str, Any]) -> Mapping[str, float]:
+    quality = 0.9 if decision["arm"] == "a" else 0.3
+    return {"quality": quality, "cost_usd": 0.001 * index, "latency_ms": 100.0 + index}
 
 
 def _round_trips(service: RunningService, workload: str, count: int) -> None:
     with service.client() as client:
-        created = client.post("/api/v1/workloads", json={"name": workload, "arms": ARMS})
-        assert created.status_code == 201, created.text
-        for index in range(count):
-            decision = client.post(f"/api/v1/workloads/{workload}/decide").json()
-            feedback = {
-                "decision_id": decision["decision_id"],
-                "quality": 0.9 if decision["arm"] == "a" else 0.3,
-                "cost_usd": 0.001 * index,
-                "latency_ms": 100.0 + index,
-            }
-            assert client.post("/api/v1/feedback", json=feedback).status_code == 202
+        create_workload(client, workload)
+        round_trips(client, workload, count, _arm_a_is_better)
 
 
 def _report(service: RunningService, workload: str) -> dict[str, Any]:

@@ -17,20 +17,9 @@ from llm_optimizer_service.engine import (
 )
 from scipy import stats as scipy_stats
 
-from .helpers import spec, summary
+from tests._support.api import ARM_FIELDS, ENGINE_REPORT_FIELDS
 
-REPORT_FIELDS = {"workload", "strategy", "best_arm", "arms", "pareto_front", "drift", "ab_test"}
-ARM_FIELDS = {
-    "name",
-    "decisions",
-    "feedback",
-    "mean_quality",
-    "mean_cost_usd",
-    "mean_latency_ms",
-    "mean_reward",
-    "ci95",
-    "probability_best",
-}
+from .helpers import spec, summary
 
 
 @pytest.fixture
@@ -48,7 +37,7 @@ def feed(values: list[tuple[float, float, float]]) -> ArmStats:
 def test_fields_are_exactly_the_contracts(rng: np.random.Generator) -> None:
     stats = {"a0": summary(50, 0.6), "a1": summary(50, 0.9), "a2": summary(50, 0.7)}
     report = build_report(Policy(spec(), stats), rng)
-    assert set(report) == REPORT_FIELDS
+    assert set(report) == ENGINE_REPORT_FIELDS
     assert set(report["drift"]) == {"score", "detected", "arm", "since"}
     assert report["workload"] == "test"
     assert report["strategy"] == "thompson"

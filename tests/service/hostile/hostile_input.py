@@ -22,6 +22,7 @@ import httpx
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from tests._support.api import create_workload, decide
 from tests._support.service import RunningService, launch
 
 EXAMPLES = 200  # per property: the issue's floor
@@ -207,20 +208,13 @@ def _text(value: Any) -> str:
 # -- what must survive ----------------------------------------------------------------------------
 
 
-def create_workload(client: httpx.Client, name: str) -> None:
-    created = client.post("/api/v1/workloads", json={"name": name, "arms": ARMS})
-    assert created.status_code == 201, created.text
-
-
 def give_feedback(client: httpx.Client, workload: str, count: int) -> None:
     """``count`` decisions on ``workload``, each with accepted feedback (one batch)."""
     items = []
     for index in range(count):
-        decision = client.post(f"/api/v1/workloads/{workload}/decide")
-        assert decision.status_code == 200, decision.text
         items.append(
             {
-                "decision_id": decision.json()["decision_id"],
+                "decision_id": decide(client, workload)["decision_id"],
                 "quality": 0.5 + 0.05 * (index % 10),
                 "cost_usd": 0.001 * (index % 3),
                 "latency_ms": 100 + index,
@@ -240,7 +234,7 @@ def seeded_service(
     try:
         with running.client() as client:
             for name in [*bystanders, *others]:
-                create_workload(client, name)
+                create_workload(client, name, ARMS)
             for name in bystanders:
                 give_feedback(client, name, 12)
         yield running

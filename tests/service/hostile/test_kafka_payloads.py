@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests._support.api import create_workload
 from tests._support.kafka_broker import KafkaBroker
 from tests._support.service import RunningService
 from tests.service.data_path.test_kafka import (
@@ -27,9 +28,9 @@ from tests.service.data_path.test_kafka import (
     wait_counted,
 )
 from tests.service.hostile.hostile_input import (
+    ARMS,
     bad_feedback_messages,
     bounded,
-    create_workload,
     encode,
     give_feedback,
     reports,
@@ -63,7 +64,7 @@ def test_hostile_messages_are_dead_lettered_and_never_counted(
 ) -> None:
     with service.client() as client:
         for name in BYSTANDERS:
-            create_workload(client, name)
+            create_workload(client, name, ARMS)
             give_feedback(client, name, 12)
         before = reports(client, BYSTANDERS)
     real = decisions(service, 3)

@@ -15,6 +15,7 @@ import pytest
 from llm_optimizer_service.grpc_api._generated import optimizer_pb2 as pb
 from llm_optimizer_service.grpc_api._generated import optimizer_pb2_grpc as pb_grpc
 
+from tests._support.api import create_workload
 from tests._support.kafka_broker import KafkaBroker
 from tests._support.service import RunningService, launch
 from tests.service.data_path.test_kafka import (
@@ -24,8 +25,8 @@ from tests.service.data_path.test_kafka import (
     wait_counted,
 )
 from tests.service.hostile.hostile_input import (
+    ARMS,
     bad_feedback_messages,
-    create_workload,
     give_feedback,
     reports,
     unknown_decision_message,
@@ -127,7 +128,7 @@ def test_restart_after_bad_input(kind: str, tmp_path: Path, request: pytest.Fixt
     try:
         with service.client() as client:
             for name in WORKLOADS:
-                create_workload(client, name)
+                create_workload(client, name, ARMS)
             for name in WORKLOADS[1:]:
                 give_feedback(client, name, 10)
         ids = decisions(service, 3)
