@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ops.core import project, tools
-from ops.core.runner import Runner
 
 
 def uv_executable() -> str:
@@ -42,24 +41,6 @@ def nox(sessions: Sequence[str] = (), posargs: Sequence[str] = ()) -> list[str]:
     if posargs:
         argv += ["--", *posargs]
     return argv
-
-
-def nox_sessions(runner: Runner) -> dict[str, str]:
-    """Every session noxfile.py defines (default or not): name -> description.
-
-    Parametrized sessions appear under their base name too (``build`` for ``build(...)``).
-    ``nox --list --json`` lists only the selected (default) sessions, so the text listing is
-    read: ``* name -> description`` (default) and ``- name -> description`` (not default).
-    """
-    listing = runner.output([*nox(), "--list", "--no-color"], cwd=project.ROOT)
-    sessions: dict[str, str] = {}
-    for line in listing.splitlines():
-        if not line.startswith(("* ", "- ")):
-            continue
-        name, _, description = line[2:].partition(" -> ")
-        sessions[name.strip()] = description.strip()
-        sessions.setdefault(name.split("(", 1)[0].strip(), description.strip())
-    return sessions
 
 
 def service_packages() -> list[Path]:

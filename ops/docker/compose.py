@@ -36,7 +36,6 @@ ENVIRONMENTS: Mapping[str, tuple[Path, ...]] = {
     "prod": (BASE_FILE, PROD_FILE),
 }
 PROFILES: tuple[str, ...] = ("tools",)
-OPTIMIZER_SERVICES = ("optimizer", "migrate")  # the services that run our image
 WAIT_TIMEOUT_S = 180
 
 

@@ -43,8 +43,6 @@ CARRIERS: tuple[Carrier, ...] = (
     Carrier("infra/helm/*/Chart.yaml", r"(?m)^version: (?P<v>\S+)$"),
     Carrier("infra/helm/*/Chart.yaml", r'(?m)^appVersion: "?(?P<v>[^"\s]+)"?$'),
 )
-# Files derived from the carriers by their own tools; ``bump`` regenerates them.
-DERIVED = ("uv.lock", "infra/kubernetes/")
 
 
 def validate(version: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 import uuid
 from pathlib import Path
 
@@ -14,11 +15,16 @@ import yaml
 from ops.core import project
 from tests._support.service import RunningService
 
+# The client's command, as its package declares it ([project.scripts]).
+CLI_COMMAND = next(
+    iter(tomllib.loads((project.CLI_DIR / "pyproject.toml").read_text())["project"]["scripts"])
+)
+
 
 def cli(
     svc: RunningService | None, *args: str, key: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    script = Path(sys.executable).parent / project.CLI_COMMAND
+    script = Path(sys.executable).parent / CLI_COMMAND
     env = {"PATH": str(Path(sys.executable).parent), "NO_COLOR": "1", "COLUMNS": "200"}
     if svc is not None:
         env["LLM_OPTIMIZER_API_URL"] = svc.http_url

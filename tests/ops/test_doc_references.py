@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import nox
 import pytest
 
 from ops.core import project
+from tests._support.entrypoints import invoke_tasks, nox_sessions
 
 ROOT = project.ROOT
 
@@ -148,13 +148,10 @@ def defined_tests() -> set[str]:
 
 
 @cache
-def invoke_tasks() -> dict[str, set[str]]:
+def task_flags() -> dict[str, set[str]]:
     """Every task name (dotted, with aliases and collection defaults) and its flags."""
-    from tasks import ns
-
     flags: dict[str, set[str]] = {}
-    for name, aliases in ns.task_names.items():
-        task = ns[name]
+    for name, task in invoke_tasks().items():
         names = {"--help", "-h"}
         for argument in task.get_arguments():
             for flag in argument.names:
@@ -162,22 +159,13 @@ def invoke_tasks() -> dict[str, set[str]]:
                 names.add(f"--{dashed}" if len(dashed) > 1 else f"-{dashed}")
                 if argument.kind is bool:
                     names.add(f"--no-{dashed}")
-        for each in (name, *aliases):
-            flags[each] = names
+        flags[name] = names
     return flags
 
 
 @cache
 def collections() -> set[str]:
     return {name.rsplit(".", 1)[0] for name in invoke_tasks() if "." in name}
-
-
-@cache
-def nox_sessions() -> set[str]:
-    import noxfile  # registers its sessions
-
-    del noxfile
-    return set(nox.registry.get())
 
 
 # --- the texts ----------------------------------------------------------------------------
@@ -342,7 +330,7 @@ def check_invoke(source: str, spans: list[str], text: str) -> Iterator[Problem]:
             task = task[:-2]
         if re.fullmatch(r"[A-Z_]+", task):
             continue
-        tasks = invoke_tasks()
+        tasks = task_flags()
         if task not in tasks:
             if task.rstrip(".") not in collections():
                 yield Problem(source, f"invoke {task}", "is no task of the collection (tasks.py)")

@@ -23,6 +23,7 @@ import pytest
 from ops.core import project
 from ops.deploy import systemd
 from ops.deploy.targets import TARGETS
+from tests._support.entrypoints import invoke_tasks
 
 # Task -> extra arguments it needs (its --dry-run is added).
 COMMANDS: dict[str, tuple[str, ...]] = {
@@ -75,19 +76,12 @@ SYSTEM_PATHS = (
 
 
 def dry_run_tasks() -> set[str]:
-    from tasks import ns
-
-    found = set()
-
-    def walk(collection: object, prefix: str) -> None:
-        for name, task in collection.tasks.items():  # type: ignore[attr-defined]
-            if "dry_run" in {a.name for a in task.get_arguments()}:
-                found.add(prefix + name)
-        for name, sub in collection.collections.items():  # type: ignore[attr-defined]
-            walk(sub, f"{prefix}{name}.")
-
-    walk(ns, "")
-    return found
+    tasks = invoke_tasks(aliases=False)
+    return {
+        name
+        for name, task in tasks.items()
+        if "dry_run" in {argument.name for argument in task.get_arguments()}
+    }
 
 
 def test_every_dry_run_task_is_covered() -> None:

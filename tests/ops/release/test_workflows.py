@@ -12,11 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
-from invoke.collection import Collection
 
-import tasks
-from ops.core import project, python_tools, tools
-from ops.core.runner import Runner
+from ops.core import project, tools
+from tests._support.entrypoints import invoke_tasks, nox_sessions
 from tests._support.tools import require_tool
 
 WORKFLOWS = sorted((project.ROOT / ".github" / "workflows").glob("*.yml"))
@@ -33,24 +31,6 @@ def load(path: Path) -> dict[Any, Any]:
 
 def steps(workflow: dict[Any, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(job, step) for job, spec in workflow["jobs"].items() for step in spec["steps"]]
-
-
-def nox_sessions() -> set[str]:
-    return set(python_tools.nox_sessions(Runner(echo=False)))
-
-
-def invoke_tasks() -> set[str]:
-    names: set[str] = set()
-
-    def walk(collection: Collection, prefix: str) -> None:
-        names.update(prefix + name for name in collection.tasks)
-        if collection.default:
-            names.add(prefix.rstrip("."))
-        for sub_name, sub in collection.collections.items():
-            walk(sub, f"{prefix}{sub_name}.")
-
-    walk(tasks.ns, "")
-    return names
 
 
 def test_both_workflows_exist() -> None:
@@ -108,7 +88,7 @@ def test_least_privilege_and_concurrency(path: Path) -> None:
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_project_code_runs_only_through_nox_sessions_or_invoke_tasks(path: Path) -> None:
-    sessions, task_names = nox_sessions(), invoke_tasks()
+    sessions, task_names = nox_sessions(), set(invoke_tasks())
     for job, step in steps(load(path)):
         script = step.get("run", "")
         if not script:
