@@ -80,6 +80,22 @@ def collections() -> list[Collection]:
     return result
 
 
+@task(help={"check": "only compare; exit 1 when docs/architecture.md is stale"})
+def architecture(c: Context, check: bool = False) -> None:
+    """Write the generated layout of ops/ (packages, modules, import diagram) into
+    docs/architecture.md."""
+    from invoke.exceptions import Exit
+
+    from ops.core import architecture as layout
+
+    if check:
+        if layout.current() != layout.render():
+            raise Exit("docs/architecture.md is stale; run: uv run invoke architecture", code=1)
+        print("docs/architecture.md is up to date")
+        return
+    print("wrote docs/architecture.md" if layout.write() else "docs/architecture.md is up to date")
+
+
 @task
 def version(c: Context) -> None:
     """Print the repository's single version."""

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 
 import nox.registry
+from invoke.parser import Argument
 from invoke.tasks import Task
 
 
@@ -29,3 +31,11 @@ def nox_sessions() -> set[str]:
 
     del noxfile
     return set(nox.registry.get())
+
+
+def arguments(task: Task) -> list[Argument]:
+    """The task's arguments. Invoke's ``get_arguments`` pops each help text off the task as it
+    goes, so it runs on a copy: the real task keeps its help for the tests that check it."""
+    clone = copy.copy(task)
+    clone.help = dict(task.help)
+    return clone.get_arguments()

@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from ops.core import project
-from tests._support.entrypoints import invoke_tasks, nox_sessions
+from tests._support.entrypoints import arguments, invoke_tasks, nox_sessions
 
 ROOT = project.ROOT
 
@@ -153,7 +153,7 @@ def task_flags() -> dict[str, set[str]]:
     flags: dict[str, set[str]] = {}
     for name, task in invoke_tasks().items():
         names = {"--help", "-h"}
-        for argument in task.get_arguments():
+        for argument in arguments(task):
             for flag in argument.names:
                 dashed = flag.replace("_", "-")
                 names.add(f"--{dashed}" if len(dashed) > 1 else f"-{dashed}")

@@ -23,7 +23,7 @@ import pytest
 from ops.core import project
 from ops.deploy import systemd
 from ops.deploy.targets import TARGETS
-from tests._support.entrypoints import invoke_tasks
+from tests._support.entrypoints import arguments, invoke_tasks
 
 # Task -> extra arguments it needs (its --dry-run is added).
 COMMANDS: dict[str, tuple[str, ...]] = {
@@ -80,7 +80,7 @@ def dry_run_tasks() -> set[str]:
     return {
         name
         for name, task in tasks.items()
-        if "dry_run" in {argument.name for argument in task.get_arguments()}
+        if "dry_run" in {argument.name for argument in arguments(task)}
     }
 
 

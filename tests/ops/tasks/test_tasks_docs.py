@@ -14,6 +14,7 @@ from invoke.collection import Collection
 import tasks
 from ops.core import project
 from ops.deploy import targets as deploy
+from tests._support.entrypoints import arguments
 
 # The Makefile's targets, as the issue lists them.
 MAKEFILE_TARGETS = [
@@ -119,7 +120,7 @@ def test_every_task_has_a_docstring_and_help_for_every_parameter() -> None:
     for name in tasks.ns.task_names:
         task = tasks.ns[name]
         assert (task.__doc__ or "").strip(), f"{name} has no docstring"
-        params = [a for a in task.get_arguments()]
+        params = arguments(task)
         undocumented = [a.name for a in params if not a.help]
         assert not undocumented, f"{name}: no help for {undocumented}"
 
