@@ -19,7 +19,10 @@ from llm_optimizer_service.backup import core
 from llm_optimizer_service.settings import load_settings
 from llm_optimizer_service.storage import migrations
 
-from .common import Options, Target, postgres, table
+from ops.core import tools
+from tests._support.postgres import postgres_server
+
+from .common import Options, Target, table
 
 ROWS = 1_000_000
 QUICK_ROWS = 50_000
@@ -57,12 +60,11 @@ def _counts(url: str) -> dict[str, int]:
 
 def run(options: Options) -> list[Target]:
     rows = QUICK_ROWS if options.quick else ROWS
-    with postgres(fsync=True) as server, tempfile.TemporaryDirectory() as work:
-        base = server.rsplit("/", 1)[0]
-        with psycopg.connect(_psycopg(server), autocommit=True) as conn:
+    with postgres_server(tools.require, fsync=True) as pg, tempfile.TemporaryDirectory() as work:
+        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
             for name in ("bench_source", "bench_target"):
                 conn.execute(f"CREATE DATABASE {name}")
-        source, target = f"{base}/bench_source", f"{base}/bench_target"
+        source, target = pg.url("bench_source"), pg.url("bench_target")
         migrations.upgrade(source)
         migrations.upgrade(target)
         started = time.perf_counter()

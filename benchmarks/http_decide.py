@@ -42,7 +42,9 @@ import numpy as np
 from llm_optimizer_service.grpc_api._generated import optimizer_pb2 as pb
 from llm_optimizer_service.grpc_api._generated import optimizer_pb2_grpc as pb_grpc
 
-from .common import Options, Target, free_port, table
+from tests._support.ports import free_port
+
+from .common import Options, Target, table
 
 T = TypeVar("T")
 CONNECTIONS = 32

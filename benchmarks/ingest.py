@@ -33,8 +33,10 @@ from typing import Any
 import httpx
 
 from ops.core import tools
+from tests._support.ports import free_port
+from tests._support.postgres import postgres_server
 
-from .common import Options, Target, free_port, postgres, table
+from .common import Options, Target, table
 from .http_decide import _load, _request
 
 CONCURRENCY = 16
@@ -273,8 +275,11 @@ def _replicas(options: Options, url: str, tmp: Path) -> tuple[float, float]:
 
 
 def run(options: Options) -> list[Target]:
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as raw, postgres() as url:
-        tmp = Path(raw)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-ingest-") as raw,
+        postgres_server(tools.require) as pg,
+    ):
+        tmp, url = Path(raw), pg.url()
         with _broker() as brokers:
             (tmp / "ingest").mkdir()
             rates = _ingestion(options, url, brokers, tmp / "ingest")

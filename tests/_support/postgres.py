@@ -1,9 +1,11 @@
-"""A throwaway PostgreSQL server for tests: initdb into a temp dir, pg_ctl start on a free
-127.0.0.1 port (socket dir inside the temp dir), stopped on exit.
+"""A throwaway PostgreSQL server for tests and benchmarks: initdb into a temp dir, pg_ctl start
+on a free 127.0.0.1 port (socket dir inside the temp dir), stopped on exit.
 
 PostgreSQL refuses to run as root, so as root (CI) the server runs as the ``postgres`` system
 user via ``runuser``; elsewhere as the current user. Binaries come from the tool catalogue
-(``pg_ctl``/``initdb`` from Debian's postgresql-15, found in /usr/lib/postgresql/15/bin).
+(``pg_ctl``/``initdb`` from Debian's postgresql-15, found in /usr/lib/postgresql/15/bin) through
+the caller's ``find_tool``: tests pass ``tests._support.tools.require_tool`` (skip when absent),
+the benchmarks ``ops.core.tools.require`` (they run without pytest, so nothing here imports it).
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
-from tests._support.tools import free_port, require_tool
+from tests._support.ports import free_port
 
 
 @dataclass(frozen=True)
@@ -33,13 +35,13 @@ class PostgresServer:
     log_path: Path | None = None
     options: str = ""
     command_prefix: tuple[str, ...] = ()
+    pg_ctl: Path | None = None
 
     def _pg_ctl(self, *args: str) -> None:
-        if self.data_dir is None:
+        if self.data_dir is None or self.pg_ctl is None:
             raise RuntimeError("this server was not started by postgres_server()")
-        pg_ctl = str(require_tool("pg_ctl"))
         subprocess.run(
-            [*self.command_prefix, pg_ctl, "-D", str(self.data_dir), *args],
+            [*self.command_prefix, str(self.pg_ctl), "-D", str(self.data_dir), *args],
             check=True,
             capture_output=True,
         )
@@ -82,10 +84,13 @@ def _as_user() -> tuple[list[str], str, int | None]:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    """Start a PostgreSQL server for the duration of the block."""
-    initdb = require_tool("initdb")
-    pg_ctl = require_tool("pg_ctl")
+def postgres_server(
+    find_tool: Callable[[str], Path], *, fsync: bool = False
+) -> Iterator[PostgresServer]:
+    """Start a PostgreSQL server for the duration of the block. ``fsync=False`` (the default)
+    for speed where the disk is not what is measured or tested."""
+    initdb = find_tool("initdb")
+    pg_ctl = find_tool("pg_ctl")
     prefix, user, uid = _as_user()
     base = Path(tempfile.mkdtemp(prefix="llm-optimizer-pg-"))
     data, sockets, log = base / "data", base / "sock", base / "postgres.log"
@@ -99,14 +104,16 @@ def postgres_server() -> Iterator[PostgresServer]:
         check=True,
         capture_output=True,
     )
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {sockets} -c fsync=off"
+    options = (
+        f"-p {port} -c listen_addresses=127.0.0.1 -k {sockets} -c fsync={'on' if fsync else 'off'}"
+    )
     subprocess.run(
         [*prefix, str(pg_ctl), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"],
         check=True,
         capture_output=True,
     )
     try:
-        yield PostgresServer("127.0.0.1", port, user, data, log, options, tuple(prefix))
+        yield PostgresServer("127.0.0.1", port, user, data, log, options, tuple(prefix), pg_ctl)
     finally:
         subprocess.run(
             [*prefix, str(pg_ctl), "-D", str(data), "-m", "immediate", "-w", "stop"],

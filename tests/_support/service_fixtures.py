@@ -11,6 +11,7 @@ import pytest
 
 from tests._support.postgres import PostgresServer, postgres_server
 from tests._support.service import RunningService, launch
+from tests._support.tools import require_tool
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def running_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL server for the session (see tests/_support/postgres.py)."""
-    with postgres_server() as server:
+    with postgres_server(require_tool) as server:
         yield server
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from ops.core import tools
+from tests._support.ports import free_port
+
+__all__ = ["free_port", "require_tool", "stop_process", "tools_env"]
 
 
 def require_tool(name: str) -> Path:
@@ -25,13 +27,6 @@ def require_tool(name: str) -> Path:
 def tools_env(**extra: str) -> dict[str, str]:
     """os.environ with the catalogued tools first on PATH (so checkov finds helm, for one)."""
     return {**os.environ, "PATH": tools.search_path(), **extra}
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:

@@ -12,13 +12,14 @@ from fastapi.testclient import TestClient
 from llm_optimizer_service.api import create_app
 
 from tests._support.postgres import PostgresServer, postgres_server
+from tests._support.tools import require_tool
 from tests.service.conftest import Keys, make_settings
 
 
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A server of its own: this test stops it."""
-    with postgres_server() as server:
+    with postgres_server(require_tool) as server:
         yield server
 
 

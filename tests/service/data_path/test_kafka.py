@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from tests._support.kafka_broker import KafkaBroker, kafka_broker
 from tests._support.postgres import postgres_server
 from tests._support.service import RunningService, launch
+from tests._support.tools import require_tool
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 KEY = b"chat"  # one key, one partition: messages are consumed in order
@@ -173,7 +174,7 @@ def test_database_outage_parks_feedback_on_kafka(tmp_path_factory: pytest.TempPa
     """The database down, the broker up: feedback is acknowledged once the broker has it (not
     503), and counted exactly once when the database is back, without a restart. (Its own
     broker: the module's service, on another database, must not join this consumer group.)"""
-    with postgres_server() as postgres, kafka_broker() as broker:
+    with postgres_server(require_tool) as postgres, kafka_broker() as broker:
         env = {
             "LLM_OPTIMIZER_DATABASE__URL": postgres.create_database(),
             "LLM_OPTIMIZER_KAFKA__BROKERS": broker.bootstrap,

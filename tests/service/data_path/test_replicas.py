@@ -30,6 +30,7 @@ from llm_optimizer_service.specs import to_engine
 from tests._support.postgres import PostgresServer, postgres_server
 from tests._support.redis_server import RedisServer, redis_server
 from tests._support.service import START_TIMEOUT, RunningService, launch, wait_ready
+from tests._support.tools import require_tool
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -66,7 +67,7 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with postgres_server() as postgres, redis_server() as redis:
+    with postgres_server(require_tool) as postgres, redis_server() as redis:
         tmp = tmp_path_factory.mktemp("replicas")
         made = Cluster(postgres, redis, postgres.create_database(), tmp)
         try:
