@@ -46,9 +46,6 @@ RUNBOOK_BASE_URL: Final = "https://github.com/llm-auto-optimizer/llm-auto-optimi
 
 SEVERITIES: Final = ("critical", "warning", "info")
 
-# Placeholder URL in the committed alertmanager.yml, replaced at deploy time.
-WEBHOOK_PLACEHOLDER: Final = "http://webhook.invalid/"
-
 
 @dataclass(frozen=True)
 class Rule:
@@ -294,47 +291,6 @@ def exposition_names(text: str) -> set[str]:
         if match:
             names.add(match.group(0))
     return names
-
-
-@dataclass(frozen=True)
-class ContractMetric:
-    """One metric of the contract's Metrics section."""
-
-    name: str  # the name, or a prefix such as ``process_`` for ``process_*``
-    labels: tuple[str, ...]
-    histogram: bool
-
-    @property
-    def is_prefix(self) -> bool:
-        """True for the ``process_*``/``python_*`` families."""
-        return self.name.endswith("_")
-
-    def sample_names(self) -> tuple[str, ...]:
-        """The sample names a scrape shows for it (a histogram's _bucket, _sum and _count)."""
-        if self.histogram:
-            return tuple(f"{self.name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
-        return (self.name,)
-
-
-def contract_metrics(
-    contract: Path = project.ROOT / "docs" / "contract.md",
-) -> list[ContractMetric]:
-    """The metrics the product contract names (docs/contract.md, section "Metrics")."""
-    text = contract.read_text(encoding="utf-8")
-    match = re.search(r"^## Metrics.*?$(.*?)^## ", text, flags=re.MULTILINE | re.DOTALL)
-    if match is None:
-        raise ValueError(f"{contract} has no '## Metrics' section")
-    metrics = []
-    for line in match.group(1).splitlines():
-        tokens = list(re.finditer(r"`([a-z_:]+)(\*)?(?:\{([a-z_,]*)\})?`", line))
-        for index, token in enumerate(tokens):
-            end = tokens[index + 1].start() if index + 1 < len(tokens) else len(line)
-            histogram = "(histogram" in line[token.end() : end]
-            labels = tuple(filter(None, (token.group(3) or "").split(",")))
-            metrics.append(ContractMetric(token.group(1), labels, histogram))
-    if not metrics:
-        raise ValueError(f"no metric names found in the Metrics section of {contract}")
-    return metrics
 
 
 def referenced_label_values() -> dict[tuple[str, str, str], set[str]]:

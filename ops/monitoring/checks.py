@@ -71,18 +71,6 @@ def amtool_check_config(runner: Runner, path: Path = mon.ALERTMANAGER_CONFIG) ->
     return [f"amtool check-config {path.name} failed:\n{output}"] if code else []
 
 
-def amtool_routes(runner: Runner, labels: dict[str, str]) -> str:
-    """The receiver Alertmanager's routing tree picks for an alert with these labels."""
-    argv = ["amtool", "config", "routes", "test", f"--config.file={mon.ALERTMANAGER_CONFIG}"]
-    argv += [f"{key}={value}" for key, value in labels.items()]
-    result = runner.run(argv, check=False, capture=True)
-    if result is None:  # dry run
-        return ""
-    if result.exited:
-        raise RuntimeError(f"amtool config routes test failed:\n{result.stdout}{result.stderr}")
-    return str(result.stdout).strip().splitlines()[-1].strip()
-
-
 def panel_queries_parse(runner: Runner) -> list[str]:
     """Every panel query parses as PromQL, checked by promtool in a temporary rules file.
 

@@ -1,4 +1,4 @@
-"""A local monitoring stack from Debian's binaries: Prometheus, Alertmanager and the exporters.
+"""A local monitoring stack from Debian's binaries: Prometheus and Alertmanager.
 
 ``invoke monitoring.up`` and the live tests both build their Prometheus config from the committed
 Compose variant (same jobs, same rules), only with local targets, and start the servers here.
@@ -29,10 +29,6 @@ from ops.core import tools
 
 PROMETHEUS: Final = "prometheus"
 ALERTMANAGER: Final = "prometheus-alertmanager"  # Debian's name for alertmanager
-POSTGRES_EXPORTER: Final = "prometheus-postgres-exporter"
-REDIS_EXPORTER: Final = "prometheus-redis-exporter"
-NODE_EXPORTER: Final = "prometheus-node-exporter"
-POSTGRES_QUERIES: Final = mon.MONITORING_DIR / "postgres-exporter" / "queries.yaml"
 
 
 @dataclass
@@ -193,26 +189,6 @@ def alertmanager_argv(config: Path, data_dir: Path, listen: str) -> list[str]:
     ]
 
 
-def postgres_exporter(listen: str, dsn: str) -> tuple[list[str], dict[str, str]]:
-    """postgres_exporter's command line and environment (the DSN never goes on the command line)."""
-    argv = [
-        POSTGRES_EXPORTER,
-        f"--web.listen-address={listen}",
-        f"--extend.query-path={POSTGRES_QUERIES}",
-    ]
-    return argv, {"DATA_SOURCE_NAME": dsn}
-
-
-def redis_exporter_argv(listen: str, redis_url: str) -> list[str]:
-    """redis_exporter's command line."""
-    return [REDIS_EXPORTER, f"-web.listen-address={listen}", f"-redis.addr={redis_url}"]
-
-
-def node_exporter_argv(listen: str) -> list[str]:
-    """node_exporter's command line."""
-    return [NODE_EXPORTER, f"--web.listen-address={listen}"]
-
-
 # --- the HTTP APIs ------------------------------------------------------------------------------
 
 
@@ -225,12 +201,3 @@ def query(prometheus: str, promql: str) -> list[dict[str, Any]]:
         raise RuntimeError(f"query {promql!r} failed: {body}")
     result: list[dict[str, Any]] = body["data"]["result"]
     return result
-
-
-def alertmanager_alerts(alertmanager: str, **filters: str) -> list[dict[str, Any]]:
-    """Alerts Alertmanager holds (API v2), optionally filtered by label equality."""
-    params = httpx.QueryParams([("filter", f'{key}="{value}"') for key, value in filters.items()])
-    response = httpx.get(f"{alertmanager}/api/v2/alerts", params=params, timeout=5.0)
-    response.raise_for_status()
-    alerts: list[dict[str, Any]] = response.json()
-    return alerts

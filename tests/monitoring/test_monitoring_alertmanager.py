@@ -19,6 +19,7 @@ from ops.core import project
 from ops.core.runner import Runner
 from ops.monitoring import checks, stack
 from ops.tasks import monitoring as tasks
+from tests._support import monitoring as support
 from tests._support.tools import free_port, require_tool
 
 
@@ -38,7 +39,7 @@ def test_amtool_accepts_the_committed_config(runner: Runner, amtool: Path) -> No
 def test_routes_go_by_severity(
     runner: Runner, amtool: Path, labels: dict[str, str], receiver: str
 ) -> None:
-    assert checks.amtool_routes(runner, labels) == receiver
+    assert support.amtool_routes(runner, labels) == receiver
 
 
 def test_every_alert_severity_has_its_own_route() -> None:
@@ -50,7 +51,7 @@ def test_every_alert_severity_has_its_own_route() -> None:
 def test_the_webhook_url_is_set_at_deploy_time(
     tmp_path: Path, runner: Runner, amtool: Path
 ) -> None:
-    assert mon.WEBHOOK_PLACEHOLDER in mon.ALERTMANAGER_CONFIG.read_text()
+    assert support.WEBHOOK_PLACEHOLDER in mon.ALERTMANAGER_CONFIG.read_text()
     rendered = tmp_path / "alertmanager.yml"
     rendered.write_text(checks.render_alertmanager_config("https://hooks.example.com/am"))
     assert checks.amtool_check_config(runner, rendered) == []
@@ -110,7 +111,7 @@ def test_service_down_inhibits_that_services_latency_and_error_alerts(
     while True:
         states = {
             (a["labels"]["alertname"], a["labels"]["job"]): a["status"]
-            for a in stack.alertmanager_alerts(base)
+            for a in support.alertmanager_alerts(base)
         }
         if len(states) == 4 and all(s["state"] != "unprocessed" for s in states.values()):
             break

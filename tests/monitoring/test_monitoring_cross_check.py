@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ops import monitoring as mon
 from ops.monitoring import checks
+from tests._support import monitoring as support
 from tests._support.service import RunningService
 from tests.monitoring.traffic import scrape
 
@@ -46,7 +47,7 @@ def test_the_service_exports_the_contract_metrics_with_their_labels(
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels.setdefault(sample.name, set()).update(sample.labels)
-    for metric in mon.contract_metrics():
+    for metric in support.contract_metrics():
         if metric.is_prefix:
             assert any(name.startswith(metric.name) for name in names), metric.name
             continue

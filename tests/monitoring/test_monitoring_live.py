@@ -20,6 +20,7 @@ import pytest
 from ops import monitoring as mon
 from ops.core.runner import Runner
 from ops.monitoring import checks, stack
+from tests._support import monitoring as support
 from tests._support.postgres import PostgresServer
 from tests._support.service import START_TIMEOUT, RunningService, wait_ready
 from tests._support.tools import free_port, require_tool
@@ -58,11 +59,11 @@ def _exporters(
     """Start the three exporters; job name -> host:port."""
     addresses = {job: f"127.0.0.1:{free_port()}" for job in ("postgres", "redis", "node")}
     dsn = f"postgresql://{postgres.user}@{postgres.host}:{postgres.port}/postgres?sslmode=disable"
-    argv, env = stack.postgres_exporter(addresses["postgres"], dsn)
+    argv, env = support.postgres_exporter(addresses["postgres"], dsn)
     servers = [
         start_server("postgres-exporter", argv, env),
-        start_server("redis-exporter", stack.redis_exporter_argv(addresses["redis"], redis_url)),
-        start_server("node-exporter", stack.node_exporter_argv(addresses["node"])),
+        start_server("redis-exporter", support.redis_exporter_argv(addresses["redis"], redis_url)),
+        start_server("node-exporter", support.node_exporter_argv(addresses["node"])),
     ]
     for server, address in zip(servers, addresses.values(), strict=True):
         stack.wait_http(server, f"http://{address}/metrics")
@@ -79,8 +80,8 @@ def test_prometheus_scrapes_everything_and_service_down_reaches_alertmanager(
     redis_url: str,
     start_server: Callable[..., stack.Server],
 ) -> None:
-    for tool in (stack.PROMETHEUS, stack.ALERTMANAGER, stack.POSTGRES_EXPORTER,
-                 stack.REDIS_EXPORTER, stack.NODE_EXPORTER, "promtool"):  # fmt: skip
+    for tool in (stack.PROMETHEUS, stack.ALERTMANAGER, support.POSTGRES_EXPORTER,
+                 support.REDIS_EXPORTER, support.NODE_EXPORTER, "promtool"):  # fmt: skip
         require_tool(tool)
     # The service boots (migrations on PostgreSQL) while the monitoring stack starts.
     service = service_factory(
@@ -137,7 +138,7 @@ def test_prometheus_scrapes_everything_and_service_down_reaches_alertmanager(
     assert stack.query(prom, "redis_up == 1")
 
     # Queries return data for every contract metric the service exports.
-    for metric in mon.contract_metrics():
+    for metric in support.contract_metrics():
         selector = (
             f'{{__name__=~"{metric.name}.+", job="{mon.SERVICE_JOB}"}}'
             if metric.is_prefix
@@ -163,7 +164,7 @@ def test_prometheus_scrapes_everything_and_service_down_reaches_alertmanager(
     )
     alerts = _eventually(
         "ServiceDown in Alertmanager",
-        lambda: stack.alertmanager_alerts(am, alertname="ServiceDown"),
+        lambda: support.alertmanager_alerts(am, alertname="ServiceDown"),
     )
     (alert,) = alerts
     assert alert["labels"] == {"alertname": "ServiceDown", "job": mon.SERVICE_JOB,
