@@ -24,6 +24,7 @@ SERVICE_IMAGE: Final = "llm-optimizer-service"
 CLI_IMAGE: Final = "llm-optimizer-cli"
 CHART_NAME: Final = "llm-optimizer"
 SYSTEMD_UNIT: Final = "llm-optimizer.service"
+# The prefix of every environment variable of the service, the client and these tools.
 ENV_PREFIX: Final = "LLM_OPTIMIZER_"
 # The service and CLI images' own user (Dockerfile `USER`); Kubernetes pods override it with the
 # chart's securityContext (docs/kubernetes.md).
@@ -38,6 +39,13 @@ CLI_DIR: Final = ROOT / "services" / "cli"
 INFRA_DIR: Final = ROOT / "infra"
 CHART_DIR: Final = INFRA_DIR / "helm" / CHART_NAME
 MONITORING_DIR: Final = ROOT / "monitoring"
+
+
+def env(*path: str) -> str:
+    """The environment variable of a service setting (or another of our variables), by its
+    path: ``env("log", "level")`` is ``LLM_OPTIMIZER_LOG__LEVEL``, the service's own rule (nested
+    settings joined by a double underscore; a test compares with the service's settings)."""
+    return ENV_PREFIX + "__".join(part.upper() for part in path)
 
 
 @cache

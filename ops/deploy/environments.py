@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from invoke.exceptions import Exit
 
+from ops.core import project
+
 
 @dataclass(frozen=True)
 class Environment:
@@ -25,18 +27,18 @@ DEV = Environment(
     "dev",
     "development: readable logs; development conveniences on",
     {
-        "LLM_OPTIMIZER_ENVIRONMENT": "development",
-        "LLM_OPTIMIZER_LOG__LEVEL": "INFO",
-        "LLM_OPTIMIZER_LOG__JSON": "false",
+        project.env("environment"): "development",
+        project.env("log", "level"): "INFO",
+        project.env("log", "json"): "false",
     },
 )
 PROD = Environment(
     "prod",
     "production: JSON logs; the service refuses to start without API keys or with default secrets",
     {
-        "LLM_OPTIMIZER_ENVIRONMENT": "production",
-        "LLM_OPTIMIZER_LOG__LEVEL": "INFO",
-        "LLM_OPTIMIZER_LOG__JSON": "true",
+        project.env("environment"): "production",
+        project.env("log", "level"): "INFO",
+        project.env("log", "json"): "true",
     },
 )
 ENVIRONMENTS: Mapping[str, Environment] = {env.name: env for env in (DEV, PROD)}

@@ -45,9 +45,9 @@ from ops.deploy.environments import ENVIRONMENTS, require
 from ops.deploy.prerequisites import Prerequisite
 
 PORT_SETTINGS: Mapping[str, str] = {
-    "http_port": "LLM_OPTIMIZER_SERVER__HTTP_PORT",
-    "grpc_port": "LLM_OPTIMIZER_SERVER__GRPC_PORT",
-    "metrics_port": "LLM_OPTIMIZER_SERVER__METRICS_PORT",
+    "http_port": project.env("server", "http_port"),
+    "grpc_port": project.env("server", "grpc_port"),
+    "metrics_port": project.env("server", "metrics_port"),
 }
 
 
@@ -117,9 +117,9 @@ class LocalConfig:
         """The settings the service gets (contract names), for ``env`` (dev|prod)."""
         values = {
             **ENVIRONMENTS[env].service_settings,
-            "LLM_OPTIMIZER_DATA_DIR": str(self.data_dir),
-            "LLM_OPTIMIZER_SERVER__HOST": self.host,
-            "LLM_OPTIMIZER_AUTH__API_KEYS_FILE": str(self.keys_file),
+            project.env("data_dir"): str(self.data_dir),
+            project.env("server", "host"): self.host,
+            project.env("auth", "api_keys_file"): str(self.keys_file),
         }
         values.update({PORT_SETTINGS[name]: str(port) for name, port in self.ports.items()})
         return values
@@ -338,8 +338,8 @@ def build_info() -> dict[str, str]:
     if result is None or not result.ok or not result.stdout.strip():
         return {}
     return {
-        "LLM_OPTIMIZER_GIT_SHA": result.stdout.strip(),
-        "LLM_OPTIMIZER_BUILD_DATE": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        project.env("git_sha"): result.stdout.strip(),
+        project.env("build_date"): time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 
@@ -499,7 +499,7 @@ def print_summary(cfg: LocalConfig, env: str, key: str, elapsed: float) -> None:
         f"  API key      {key}   (generated once for this machine; file {cfg.keys_file})\n"
         f"  logs         {cfg.log_file}\n"
         f"next:\n"
-        f"  export LLM_OPTIMIZER_API_URL={api} LLM_OPTIMIZER_API_KEY={key}\n"
+        f"  export {project.env('api_url')}={api} {project.env('api_key')}={key}\n"
         f"  curl -H 'Authorization: Bearer {key}' {api}/api/v1/workloads\n"
         f"  uv run invoke deploy.status     # is it up?\n"
         f"  uv run invoke deploy.down       # stop it\n"

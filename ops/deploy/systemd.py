@@ -175,7 +175,7 @@ def start_and_check(runner: Runner) -> None:
     runner.run(journalctl("--lines", "30"), check=False)
     raise Exit(
         f"{UNIT} failed to start; the journal above says why. In production it needs API keys: "
-        f"set LLM_OPTIMIZER_AUTH__API_KEYS_FILE in {ENV_FILE} (see docs/systemd.md), then "
+        f"set {project.env('auth', 'api_keys_file')} in {ENV_FILE} (see docs/systemd.md), then "
         "run: uv run invoke systemd.status",
         code=1,
     )
@@ -220,8 +220,8 @@ def service_command(
     properties = [
         f"--property=User={SERVICE_USER}",
         f"--property=Group={SERVICE_USER}",
-        "--property=Environment=LLM_OPTIMIZER_ENVIRONMENT=production",
-        f"--property=Environment=LLM_OPTIMIZER_DATA_DIR={DATA_DIR}",
+        f"--property=Environment={project.env('environment')}=production",
+        f"--property=Environment={project.env('data_dir')}={DATA_DIR}",
         f"--property=EnvironmentFile=-{ENV_FILE}",
     ]
     return Invocation(

@@ -52,12 +52,12 @@ class Values:
 
 # Service settings (contract names) -> the chart value that sets each one.
 SETTING_VALUES: Mapping[str, str] = {
-    "LLM_OPTIMIZER_ENVIRONMENT": "config.environment",
-    "LLM_OPTIMIZER_LOG__LEVEL": "config.logLevel",
-    "LLM_OPTIMIZER_LOG__JSON": "config.logJson",
-    "LLM_OPTIMIZER_KAFKA__BROKERS": "config.kafkaBrokers",
-    "LLM_OPTIMIZER_OTEL__ENDPOINT": "config.otelEndpoint",
-    "LLM_OPTIMIZER_SERVER__SHUTDOWN_DELAY": "config.shutdownDelaySeconds",
+    project.env("environment"): "config.environment",
+    project.env("log", "level"): "config.logLevel",
+    project.env("log", "json"): "config.logJson",
+    project.env("kafka", "brokers"): "config.kafkaBrokers",
+    project.env("otel", "endpoint"): "config.otelEndpoint",
+    project.env("server", "shutdown_delay"): "config.shutdownDelaySeconds",
 }
 
 

@@ -30,9 +30,9 @@ TAG_PREFIX = "v"
 REQUIRED_TOOLS = ("git", "helm")
 # Environment variables release.publish reads (never arguments).
 PUBLISH_ENV = {
-    "registry": "LLM_OPTIMIZER_REGISTRY",
-    "registry_user": "LLM_OPTIMIZER_REGISTRY_USER",
-    "registry_password": "LLM_OPTIMIZER_REGISTRY_PASSWORD",
+    "registry": project.env("registry"),
+    "registry_user": project.env("registry_user"),
+    "registry_password": project.env("registry_password"),
     "github_token": "GITHUB_TOKEN",
     "github_repository": "GITHUB_REPOSITORY",
 }
