@@ -53,9 +53,7 @@ def bench(c: Context, scenario: str = "") -> None:
     from ops.core import project, python_tools
     from ops.core.runner import runner_for
 
-    runner_for(c).run(
-        python_tools.nox(["bench"], [scenario] if scenario else []), cwd=project.ROOT
-    )
+    runner_for(c).run(python_tools.nox(["bench"], [scenario] if scenario else []), cwd=project.ROOT)
 
 
 @task(

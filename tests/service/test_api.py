@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from llm_optimizer_service.storage.models import PolicyAudit
+from sqlalchemy import select
 
 from tests._support.api import ARM_FIELDS, REPORT_FIELDS
 from tests.service.conftest import Keys
@@ -193,15 +195,21 @@ def test_promote_canary_rollback_audit(client: TestClient, keys: Keys) -> None:
     assert rolled["promoted_arm"] is None
     assert_error(client.post("/api/v1/workloads/chat/rollback"), 409)
 
+    # The audit trail is the policy_audit table (docs/service.md), read here as an operator would.
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    audit = runtime.repository.audit("chat")
-    assert [(e.action, e.arm, e.previous_arm) for e in audit] == [
+    with runtime.repository.engine.connect() as connection:
+        audit = connection.execute(
+            select(PolicyAudit.action, PolicyAudit.arm, PolicyAudit.previous_arm, PolicyAudit.actor)
+            .where(PolicyAudit.workload == "chat")
+            .order_by(PolicyAudit.id)
+        ).all()
+    assert [(action, arm, previous) for action, arm, previous, _ in audit] == [
         ("promote", "small", None),
         ("promote", "big", "small"),
         ("rollback", "small", "big"),
         ("rollback", None, "small"),
     ]
-    assert all(e.actor.startswith("key-") and keys.admin not in e.actor for e in audit)
+    assert all(actor.startswith("key-") and keys.admin not in actor for *_, actor in audit)
 
 
 def test_request_limits_and_request_id(client: TestClient) -> None:

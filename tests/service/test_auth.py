@@ -9,7 +9,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
-from llm_optimizer_service.auth import ApiKeyError, KeyRing, Scope, parse_keys_file
+from llm_optimizer_service.auth import ApiKeyError, KeyRing, Scope, read_keys_file
 from llm_optimizer_service.cli import app
 from llm_optimizer_service.settings import AuthSettings
 from pydantic import SecretStr
@@ -53,8 +53,10 @@ def test_keys_are_held_as_digests_only(tmp_path: Path) -> None:
 
 
 def test_bad_keys_files(tmp_path: Path) -> None:
+    bad_scope = tmp_path / "keys"
+    bad_scope.write_text("k1 root\n")
     with pytest.raises(ApiKeyError, match="unknown scope 'root'"):
-        parse_keys_file("k1 root\n", "keys")
+        read_keys_file(bad_scope)
     with pytest.raises(ApiKeyError, match="cannot read"):
         KeyRing.from_settings(AuthSettings(api_keys_file=tmp_path / "missing"))
 

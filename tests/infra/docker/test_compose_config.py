@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 import yaml
-from llm_optimizer_service.safety import production_problems
 from llm_optimizer_service.settings import load_settings
 
 from ops.core.project import PROJECT
 from ops.core.runner import CommandFailedError, Runner
 from ops.docker import compose as compose_stack
+from tests._support.settings_review import production_problems
 from tests._support.tools import require_tool
 
 OPTIMIZER_SERVICES = ("optimizer", "migrate")  # the services that run our image

@@ -4,9 +4,10 @@ The VM is a container from the stand-in base image plus systemd, booted with sys
 (see conftest.py). The tests run in file order against one VM: install, start (Type=notify),
 stop, kill -9, watchdog, uninstall, purge. Each prints its timings.
 
-Two settings are changed for speed only, in a drop-in the test writes (the shipped unit stays
-as it is): ``WatchdogSec=10`` instead of 30 (so a stall is caught in seconds) and the test-only
-stall trigger ``LLM_OPTIMIZER_SERVER__TEST_STALL_SECONDS`` (docs/systemd.md).
+A drop-in the test writes changes two things (the shipped unit stays as it is):
+``WatchdogSec=10`` instead of 30, so a stall is caught in seconds, and the environment that
+loads the test-only stall hook (``tests/_support/stall.py``: ``SIGUSR2`` then blocks the event
+loop; the service itself has no such knob).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from invoke.context import Context
 
 from ops.deploy import service_cli
 from ops.deploy import systemd as systemd_target
+from tests._support.stall import STALL_HOOK_DIR, stall_env
 from tests.infra.systemd.systemd_vm import SystemdHost
 
 pytestmark = [pytest.mark.systemd, pytest.mark.docker, pytest.mark.slow]
@@ -32,10 +34,10 @@ RELEASE_DIR = (
 )
 API_KEY = "e2e-test-key-not-a-secret-0123456789abcdef"  # production: >= 32 characters
 WATCHDOG_SEC = 10
+STALL_HOOK = f"{RELEASE_DIR}/stall_hook"
 TEST_DROPIN = f"""[Service]
 WatchdogSec={WATCHDOG_SEC}
-Environment=LLM_OPTIMIZER_SERVER__TEST_STALL_SECONDS=120
-"""
+""" + "".join(f"Environment={key}={value}\n" for key, value in stall_env(120, STALL_HOOK).items())
 # Paths outside the data dir that may legitimately differ after a purge: the journal, the
 # passwd/group backups and lock useradd/userdel and systemd-sysusers leave, our release copy.
 IGNORED_AFTER_PURGE = (
@@ -66,6 +68,9 @@ def installed(systemd_host: SystemdHost, wheel_dir: Path) -> dict[str, object]:
     before = snapshot(host)
     host.sh(f"mkdir -p {RELEASE_DIR}/wheels")
     host.copy_in(systemd_target.SYSTEMD_DIR, RELEASE_DIR)
+    host.sh(f"mkdir -p {STALL_HOOK}")
+    host.copy_in(STALL_HOOK_DIR, STALL_HOOK)
+    host.sh(f"chmod -R a+rX {STALL_HOOK}")  # the unit runs with PrivateUsers=yes
     host.copy_in(wheel_dir, f"{RELEASE_DIR}/wheels")
     started = time.monotonic()
     output = host.out(f"bash {RELEASE_DIR}/install.sh --wheel-dir {RELEASE_DIR}/wheels")

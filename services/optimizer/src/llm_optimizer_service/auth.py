@@ -135,15 +135,6 @@ def _entries_of_list(text: str) -> list[KeyEntry]:
     return entries
 
 
-def parse_keys_file(text: str, source: str) -> list[ApiKey]:
-    return [entry.to_key() for entry in _entries_of_file(text, source)]
-
-
-def parse_keys_list(text: str) -> list[ApiKey]:
-    """``LLM_OPTIMIZER_AUTH__API_KEYS``: comma-separated ``key`` or ``key:read+write``."""
-    return [entry.to_key() for entry in _entries_of_list(text)]
-
-
 def read_keys_file(path: Path) -> list[KeyEntry]:
     """The keys file's entries; :class:`ApiKeyError` naming the file and the fix when it cannot be
     used (missing, a directory, unreadable, not UTF-8, or holding no key at all)."""

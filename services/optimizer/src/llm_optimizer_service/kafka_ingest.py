@@ -77,8 +77,6 @@ class KafkaBridge:
         self._tasks: list[asyncio.Task[None]] = []
         self._outbox: deque[tuple[str, str, dict[str, Any]]] = deque(maxlen=MAX_BUFFERED)
         self._wake = asyncio.Event()
-        self.consumed = 0
-        self.dead_lettered = 0
         if self.brokers:
             runtime.decision_sinks.append(self._on_decision)
             runtime.change_sinks.append(self._on_change)
@@ -236,7 +234,6 @@ class KafkaBridge:
         ]
         for record, reason in dead:
             await self._dead_letter(record, reason)
-        self.consumed += len(records)
         await self._consumer.commit({partition: records[-1].offset + 1})
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
@@ -246,7 +243,6 @@ class KafkaBridge:
             ("source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
         ]
         await producer.send_and_wait(DLQ_TOPIC, record.value, key=record.key, headers=headers)
-        self.dead_lettered += 1
         log.warning("feedback message dead-lettered", reason=reason, offset=record.offset)
 
 

@@ -98,13 +98,11 @@ def instrument_engine(engine: Engine, pool_size: int, max_overflow: int) -> None
     DB_CONNECTIONS_ACTIVE.set_function(lambda: float(checked_out()))
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _start(
-        conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: Any
-    ) -> None:
+    def _start(conn: Any, *_: Any) -> None:  # SQLAlchemy passes cursor, statement, ... too
         conn.info.setdefault("query_start", []).append(time.perf_counter())
 
     @event.listens_for(engine, "after_cursor_execute")
-    def _stop(conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: Any) -> None:
+    def _stop(conn: Any, *_: Any) -> None:
         starts = conn.info.get("query_start")
         if starts:
             DB_QUERY_DURATION.observe(time.perf_counter() - starts.pop())

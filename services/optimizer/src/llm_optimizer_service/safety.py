@@ -128,11 +128,6 @@ def review(settings: Settings) -> Review:
     return Review(tuple(errors), tuple(unsafe), len(entries))
 
 
-def production_problems(settings: Settings) -> list[str]:
-    """What production refuses, each naming the setting to fix. Empty outside production."""
-    return review(settings).refused(production=True) if settings.is_production else []
-
-
 def _key_problems(settings: Settings, entries: list[KeyEntry]) -> list[str]:
     if not entries:
         blank = f" ({KEYS_LIST_ENV} is set but holds no key)" if settings.auth.api_keys else ""

@@ -14,9 +14,7 @@ unconditionally. The protocol is one datagram of newline-separated ``KEY=VALUE``
 Unix socket (``man sd_notify``); the standard library is all it needs.
 
 The service never stalls itself on purpose: the watchdog test provokes a stall from outside
-(tests/_support/stall_hook). :func:`install_stall_trigger` is not called by the service; only
-tests/infra/systemd/test_systemd_sdnotify.py still imports it from here (issue #20: it moves to
-the tests).
+(tests/_support/stall_hook).
 """
 
 from __future__ import annotations
@@ -25,12 +23,10 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
-import time
 from collections.abc import Mapping
 
-__all__ = ["SystemdNotifier", "install_stall_trigger"]
+__all__ = ["SystemdNotifier"]
 
 log = logging.getLogger(__name__)
 
@@ -150,24 +146,6 @@ class SystemdNotifier:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-def install_stall_trigger(
-    loop: asyncio.AbstractEventLoop, seconds: float, signum: int = signal.SIGUSR2
-) -> None:
-    """TEST ONLY: make ``signum`` block ``loop`` for ``seconds``, to prove the watchdog works.
-
-    The handler runs on the loop itself and sleeps synchronously, exactly like a blocking call in
-    a request handler would: no request is served and no watchdog ping is sent meanwhile.
-    """
-    if seconds <= 0:
-        raise ValueError(f"stall seconds must be positive, got {seconds}")
-
-    def stall() -> None:
-        log.warning("test stall trigger: blocking the event loop for %.1f s", seconds)
-        time.sleep(seconds)
-
-    loop.add_signal_handler(signum, stall)
 
 
 def _positive_int(value: str | None) -> int | None:

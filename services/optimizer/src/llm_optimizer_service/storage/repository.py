@@ -120,17 +120,6 @@ class FeedbackOutcome:
     drift: DriftEvent | None = None
 
 
-@dataclass(frozen=True)
-class AuditEntry:
-    action: str
-    arm: str | None
-    canary_percent: float | None
-    previous_arm: str | None
-    previous_canary_percent: float | None
-    actor: str
-    created_at: datetime
-
-
 def _record(row: Workload) -> WorkloadRecord:
     return WorkloadRecord(
         id=row.id,
@@ -565,23 +554,6 @@ class Repository:
         row.canary_percent = canary
         row.updated_at = datetime.now(UTC)
         session.flush()
-
-    def audit(self, name: str) -> list[AuditEntry]:
-        with self._sessions() as session:
-            return [
-                AuditEntry(
-                    action=e.action,
-                    arm=e.arm,
-                    canary_percent=e.canary_percent,
-                    previous_arm=e.previous_arm,
-                    previous_canary_percent=e.previous_canary_percent,
-                    actor=e.actor,
-                    created_at=_aware(e.created_at),
-                )
-                for e in session.scalars(
-                    select(PolicyAudit).where(PolicyAudit.workload == name).order_by(PolicyAudit.id)
-                )
-            ]
 
     # -- admin ----------------------------------------------------------------------------------
 
