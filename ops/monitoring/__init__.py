@@ -193,8 +193,8 @@ GRAFANA_VARIABLE_STANDINS: Final[Mapping[str, str]] = {
     "$__rate_interval": "5m",
     "$__interval": "1m",
     "$__range": "1h",
-    "${job}": "llm-optimizer",
-    "$job": "llm-optimizer",
+    "${job}": SERVICE_JOB,
+    "$job": SERVICE_JOB,
     "${workload}": ".*",
     "$workload": ".*",
 }
