@@ -41,9 +41,12 @@ def keys(tmp_path: Path) -> Keys:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each API test runs on the embedded SQLite and on a real PostgreSQL."""
+    """Each test that takes it runs on the embedded SQLite (a file in a fresh state dir, as the
+    service's default puts it) and on a real PostgreSQL (a fresh database)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'api.db'}"
+        state = tmp_path / "state"
+        state.mkdir()
+        return f"sqlite:///{state / 'llm-optimizer.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
 

@@ -26,12 +26,10 @@ from tests.service.backup._data import seed, snapshot
 TABLES = {"workloads", "arm_stats", "decisions", "feedback", "policy_audit", "alembic_version"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'm.db'}"
-    value: str = request.getfixturevalue("postgres_url")
-    return value
+@pytest.fixture
+def url(database_url: str) -> str:
+    """SQLite and PostgreSQL (tests/service/conftest.py)."""
+    return database_url
 
 
 def tables(url: str) -> set[str]:

@@ -32,6 +32,7 @@ from ops.docker.build_context import IMAGES
 from ops.docker.images import BuildResult
 from ops.tasks import docker as docker_tasks
 from tests._support import docker as containers
+from tests._support.api import create_workload, round_trips
 from tests._support.docker import TEST_TAG
 from tests._support.tools import free_port, require_tool
 
@@ -157,28 +158,9 @@ def test_service_runs_hardened_becomes_healthy_and_serves_a_round_trip(
     )
     base = f"http://127.0.0.1:{containers.published_port(hardened_service, project.HTTP_PORT)}"
     with httpx.Client(base_url=base, timeout=10) as http:
-        created = http.post(
-            "/api/v1/workloads",
-            json={
-                "name": "container-test",
-                "arms": [{"name": "a", "model": "m-a"}, {"name": "b", "model": "m-b"}],
-            },
-        )
-        assert created.status_code == 201, created.text
-        decision = http.post("/api/v1/workloads/container-test/decide")
-        assert decision.status_code == 200, decision.text
-        body = decision.json()
-        assert body["arm"] in ("a", "b")
-        feedback = http.post(
-            "/api/v1/feedback",
-            json={
-                "decision_id": body["decision_id"],
-                "quality": 0.9,
-                "cost_usd": 0.01,
-                "latency_ms": 120,
-            },
-        )
-        assert feedback.status_code == 202, feedback.text
+        create_workload(http, "container-test")
+        (decision,) = round_trips(http, "container-test", 1)
+        assert decision["arm"] in ("a", "b")
         version = http.get("/version").json()
         assert version["version"] == project.version()
 

@@ -20,6 +20,7 @@ import pytest
 
 from ops.core import project
 from ops.deploy import local as deploy_local
+from tests._support.api import create_workload, round_trips
 from tests._support.tools import free_port, require_tool
 
 pytestmark = pytest.mark.slow
@@ -102,31 +103,12 @@ def test_deploy_serves_a_decide_feedback_round_trip(local: LocalDeploy) -> None:
         assert client.get("/health/ready").status_code == 200
         # The deploy tells the service which code it runs.
         assert re.fullmatch(r"[0-9a-f]{12}(-dirty)?", client.get("/version").json()["git_sha"])
-        created = client.post(
-            "/api/v1/workloads",
-            json={
-                "name": "e2e-deploy",
-                "arms": [{"name": "a", "model": "m-a"}, {"name": "b", "model": "m-b"}],
-            },
-        )
-        assert created.status_code == 201, created.text
-        decision = client.post("/api/v1/workloads/e2e-deploy/decide")
-        assert decision.status_code == 200, decision.text
-        body = decision.json()
-        assert body["arm"] in {"a", "b"}
-        feedback = client.post(
-            "/api/v1/feedback",
-            json={
-                "decision_id": body["decision_id"],
-                "quality": 0.9,
-                "cost_usd": 0.001,
-                "latency_ms": 120,
-            },
-        )
-        assert feedback.status_code == 202, feedback.text
+        create_workload(client, "e2e-deploy")
+        (decision,) = round_trips(client, "e2e-deploy", 1)
+        assert decision["arm"] in {"a", "b"}
         report = client.get("/api/v1/workloads/e2e-deploy/report").json()
         arms = {arm["name"]: arm for arm in report["arms"]}
-        assert arms[body["arm"]]["feedback"] == 1
+        assert arms[decision["arm"]]["feedback"] == 1
 
     status = local.invoke("deploy.status")
     assert status.returncode == 0, status.stdout + status.stderr

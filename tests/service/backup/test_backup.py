@@ -67,12 +67,10 @@ def second_url(postgres: PostgresServer) -> Iterator[str]:
     postgres.drop_database(url)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state' / 'llm-optimizer.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
+@pytest.fixture
+def db_url(database_url: str) -> str:
+    """SQLite and PostgreSQL (tests/service/conftest.py)."""
+    return database_url
 
 
 def _create(cli: Cli, backups: Path, **kwargs: str) -> Path:
