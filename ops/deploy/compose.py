@@ -31,20 +31,35 @@ def stack(c: Context, *, standins: bool = False) -> compose_stack.Stack:
     return compose_stack.Stack.from_config(c.config.get("llm_optimizer", {}), standins=standins)
 
 
-def apply(c: Context, *, env: str, dry_run: bool) -> None:
-    """Build the image and bring the whole stack up for ``env``, healthy."""
+def up(
+    c: Context,
+    *,
+    env: str,
+    dry_run: bool,
+    wait: bool = True,
+    services: Sequence[str] = (),
+    standins: bool = False,
+) -> None:
+    """Build the service image and start ``services`` (default: all) of the stack for ``env``,
+    waiting until each is running and healthy when ``wait``."""
     from ops.docker import compose as compose_stack
 
     require(env, compose_stack.ENVIRONMENTS)
-    target = stack(c)
+    target = stack(c, standins=standins)
     compose_stack.up(
         runner_for(c, dry_run=dry_run),
         env=env,
         project=target.project,
         image=target.image,
         standins=target.standins,
-        wait=True,
+        wait=wait,
+        services=services,
     )
+
+
+def apply(c: Context, *, env: str, dry_run: bool) -> None:
+    """Build the image and bring the whole stack up for ``env``, healthy."""
+    up(c, env=env, dry_run=dry_run)
 
 
 def status(c: Context) -> int:

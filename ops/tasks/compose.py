@@ -45,18 +45,15 @@ def up(
     dry_run: bool = False,
 ) -> None:
     """Build the service image and start the stack (docker compose up --detach)."""
-    from ops.core.runner import runner_for
-    from ops.docker import compose as compose_stack
+    from ops.deploy import compose
 
-    target = _target(c, standins)
-    compose_stack.up(
-        runner_for(c, dry_run=dry_run),
+    compose.up(
+        c,
         env=env,
-        project=target.project,
-        image=target.image,
-        standins=target.standins,
+        dry_run=dry_run,
         wait=wait,
         services=[s for s in services.split(",") if s],
+        standins=standins,
     )
 
 
