@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 
+from ops.core import project
 from tests._support.tools import free_port
 
 START_TIMEOUT = float(os.environ.get("LLM_OPTIMIZER_TEST_START_TIMEOUT", "90"))
@@ -38,10 +39,10 @@ START_TIMEOUT = float(os.environ.get("LLM_OPTIMIZER_TEST_START_TIMEOUT", "90"))
 
 def service_command() -> list[str]:
     """The installed console script, or ``python -m`` through the CLI module as a fallback."""
-    script = Path(sys.executable).parent / "llm-optimizer-service"
+    script = Path(sys.executable).parent / project.SERVICE_COMMAND
     if script.exists():
         return [str(script)]
-    found = shutil.which("llm-optimizer-service")
+    found = shutil.which(project.SERVICE_COMMAND)
     if found:
         return [found]
     return [sys.executable, "-c", "from llm_optimizer_service.cli import main; main()"]

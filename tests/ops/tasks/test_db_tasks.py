@@ -19,6 +19,7 @@ from invoke.config import Config
 from invoke.context import Context
 from invoke.exceptions import Exit
 
+from ops.core import project
 from ops.tasks import db, workflow
 from ops.tasks.root import DEFAULT_CONFIG
 from tests._support.service import service_command
@@ -67,7 +68,7 @@ def test_compose_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert all(a[a.index("run") :][:4] == ["run", "--rm", "--no-deps", "-T"] for a in runs[:-1])
     assert f"--volume={tmp_path / 'bk'}:/backups" in runs[4]
     assert f"--volume={tmp_path / 'bk'}:/backups:ro" in runs[6]
-    assert _tail(runs[-1], "exec") == ["-T", "optimizer", "llm-optimizer-service", "health"]
+    assert _tail(runs[-1], "exec") == ["-T", "optimizer", project.SERVICE_COMMAND, "health"]
     assert not (tmp_path / "bk").exists()  # dry run: nothing created
 
 
@@ -94,7 +95,7 @@ def test_kubernetes_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         "exec",
         "deploy/llm-optimizer",
         "--",
-        "llm-optimizer-service",
+        project.SERVICE_COMMAND,
     ]
     assert runs == [
         [*prefix, "db", "upgrade", "--to", "head"],
@@ -136,7 +137,7 @@ def deployed(tmp_path: Path) -> Path:
     """A local deployment whose venv is this checkout's (the service CLI under test)."""
     state = tmp_path / "state"
     (state / "venv" / "bin").mkdir(parents=True)
-    script = state / "venv" / "bin" / "llm-optimizer-service"
+    script = state / "venv" / "bin" / project.SERVICE_COMMAND
     found = service_command()
     if len(found) == 1:
         script.symlink_to(found[0])

@@ -43,7 +43,7 @@ def test_dry_run_prints_every_step_of_the_local_plan_and_changes_nothing(
     state = tmp_path / "state"
     assert f"UV_PROJECT_ENVIRONMENT={state / 'venv'}" in text
     assert "sync --locked --package llm-optimizer-service --no-default-groups" in text
-    assert f"{state / 'venv' / 'bin' / 'llm-optimizer-service'} db upgrade" in text
+    assert f"{state / 'venv' / 'bin' / project.SERVICE_COMMAND} db upgrade" in text
     assert "LLM_OPTIMIZER_SERVER__HTTP_PORT=18123" in text
     assert f"LLM_OPTIMIZER_AUTH__API_KEYS_FILE={state / 'api-keys'}" in text
     assert "LLM_OPTIMIZER_ENVIRONMENT=development" in text
