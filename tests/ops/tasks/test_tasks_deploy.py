@@ -250,3 +250,14 @@ def test_status_and_down_without_a_deployment(
     deploy_tasks.down(c)
     assert "removed a stale pid file" in capsys.readouterr().out
     assert not (tmp_path / "service.pid").exists()
+
+
+def test_each_targets_environment_mapping_covers_exactly_the_environments() -> None:
+    """The environments are named once (ops/deploy/environments.py); what a target maps them to
+    (compose files, chart values files) has exactly those keys."""
+    from ops.deploy import helm as helm_target
+    from ops.deploy.environments import ENVIRONMENTS
+    from ops.docker import compose as compose_stack
+
+    assert set(compose_stack.ENVIRONMENTS) == set(ENVIRONMENTS)
+    assert set(helm_target.ENV_FILES) == set(ENVIRONMENTS)
