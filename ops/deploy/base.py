@@ -4,7 +4,9 @@ A target is data plus four functions: ``apply`` deploys (or redeploys) an enviro
 ``plan`` is ``apply`` as a dry run (every command printed, nothing changed), ``status`` prints the
 deployment's state and returns 0 when it is up and ready (else 3), ``down`` removes the deployment
 but keeps its data. ``service_command`` says how to run ``llm-optimizer-service ARGS`` where the
-target runs the service (``invoke db.*``, ``invoke health-check``).
+target runs the service (``invoke db.*``, ``invoke health-check``). ``restart`` (optional)
+restarts the running service in place the way the target does it, returning once it is ready
+again (``invoke verify`` measures requests during it); a target without one says so.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class Down(Protocol):
     def __call__(self, c: Context, *, dry_run: bool) -> None: ...
 
 
+class Restart(Protocol):
+    def __call__(self, c: Context) -> None: ...
+
+
 class ServiceCommand(Protocol):
     def __call__(
         self, c: Context, args: Sequence[str], *, mounts: Mapping[Path, str], running: bool
@@ -58,6 +64,7 @@ class Target:
     down: Down
     service_command: ServiceCommand
     prerequisites: tuple[Prerequisite, ...] = ()
+    restart: Restart | None = None
 
     def plan(self, c: Context, *, env: str) -> None:
         """Print every step and command ``apply`` would run, and change nothing."""

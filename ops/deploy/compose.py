@@ -89,6 +89,17 @@ def down(c: Context, *, dry_run: bool) -> None:
     )
 
 
+def restart(c: Context) -> None:
+    """Recreate the ``optimizer`` service's containers (``up --force-recreate --no-deps``) and
+    wait until they are healthy; the image is not rebuilt."""
+    target = stack(c)
+    Runner(ctx=c).run(
+        target.argv("up", "--detach", "--force-recreate", "--no-deps", "--wait", "optimizer"),
+        env={"OPTIMIZER_IMAGE": target.image},
+        hint="recreating the optimizer failed; see `uv run invoke compose.logs`",
+    )
+
+
 def service_command(
     c: Context, args: Sequence[str], *, mounts: Mapping[Path, str], running: bool
 ) -> Invocation:
@@ -112,4 +123,5 @@ TARGET = Target(
     down=down,
     service_command=service_command,
     prerequisites=(Prerequisite("tool", "docker"), Prerequisite("docker-engine")),
+    restart=restart,
 )

@@ -230,16 +230,7 @@ def stop(cfg: LocalConfig, *, quiet: bool = False) -> bool:
         if not quiet:
             print(f"removed a stale pid file ({cfg.pid_file}: pid {pid} is not the service)")
         return False
-    print(f"stopping {project.SERVICE_COMMAND} (pid {pid}): SIGTERM", flush=True)
-    # Started with start_new_session=True: pid is its process group; stop any children with it.
-    _signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + cfg.stop_timeout
-    while is_our_service(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if is_our_service(pid):
-        print(f"pid {pid} did not exit within {cfg.stop_timeout:g} s: SIGKILL", flush=True)
-        _signal_group(pid, signal.SIGKILL)
-        time.sleep(0.2)
+    terminate(cfg, pid)
     cfg.pid_file.unlink(missing_ok=True)
     # The ports it was started with (deploy.json), which may differ from today's config.
     record = read_record(cfg)
@@ -252,6 +243,27 @@ def stop(cfg: LocalConfig, *, quiet: bool = False) -> bool:
             code=1,
         )
     return True
+
+
+def terminate(cfg: LocalConfig, pid: int) -> None:
+    """SIGTERM the service's process group (readiness 503, requests in flight finish), wait up
+    to ``stop_timeout``, then SIGKILL."""
+    print(f"stopping {project.SERVICE_COMMAND} (pid {pid}): SIGTERM", flush=True)
+    # Started with start_new_session=True: pid is its process group; stop any children with it.
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + cfg.stop_timeout
+    while is_our_service(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if is_our_service(pid):
+        print(f"pid {pid} did not exit within {cfg.stop_timeout:g} s: SIGKILL", flush=True)
+        _signal_group(pid, signal.SIGKILL)
+        time.sleep(0.2)
+
+
+def running_pid(cfg: LocalConfig) -> int | None:
+    """The pid of the instance a previous deploy started, when it still runs."""
+    pid = read_pid(cfg)
+    return pid if pid is not None and is_our_service(pid) else None
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -287,13 +299,21 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
 # --- the plan --------------------------------------------------------------------------------
 
 
+def plain_key(text: str) -> str | None:
+    """The first key an API keys file holds in plain text (not as ``sha256:``), or None."""
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if fields and not fields[0].startswith("sha256:"):
+            return fields[0]
+    return None
+
+
 def ensure_keys_file(cfg: LocalConfig) -> str:
     """The development API key: created once (mode 600), reused by later deploys."""
     if cfg.keys_file.exists():
-        for line in cfg.keys_file.read_text().splitlines():
-            fields = line.split("#", 1)[0].split()
-            if fields and not fields[0].startswith("sha256:"):
-                return fields[0]
+        key = plain_key(cfg.keys_file.read_text())
+        if key is not None:
+            return key
         raise Exit(
             f"{cfg.keys_file} has no plain-text key to show; delete it and deploy again to "
             "generate a development key",
@@ -326,8 +346,10 @@ def build_info() -> dict[str, str]:
     """The code being deployed, for the service's /version: git sha (``-dirty`` when modified)."""
     from ops.core import tools
 
+    # The build date also tells this deploy's process from the previous one at /version.
+    info = {project.env("build_date"): time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if tools.which("git") is None:
-        return {}
+        return info
     # A read-only probe of the checkout, run for real even in dry runs and MockContext tests.
     result = Runner(ctx=Context(), echo=False).run(
         ["git", "describe", "--always", "--dirty", "--abbrev=12", "--exclude=*"],
@@ -336,34 +358,97 @@ def build_info() -> dict[str, str]:
         capture=True,
     )
     if result is None or not result.ok or not result.stdout.strip():
-        return {}
-    return {
-        project.env("git_sha"): result.stdout.strip(),
-        project.env("build_date"): time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+        return info
+    return {project.env("git_sha"): result.stdout.strip(), **info}
+
+
+# Run by the venv's Python between fork and the service: move the handed-over sockets to fds
+# 3.. and name this process in LISTEN_PID (systemd's socket activation protocol, which the
+# service reads in llm_optimizer_service.listenfds), then exec the service under the same pid.
+EXEC_WITH_SOCKETS = """\
+import fcntl, os, sys
+fds = [int(fd) for fd in sys.argv[1].split(",")]
+temps = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in fds]
+for fd in fds:
+    os.close(fd)
+for index, temp in enumerate(temps):
+    os.dup2(temp, 3 + index)
+    os.close(temp)
+os.environ.update(
+    LISTEN_FDS=str(len(fds)), LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES=sys.argv[2]
+)
+os.execv(sys.argv[3], sys.argv[3:])
+"""
+
+
+def bind_shared(host: str, port: int) -> socket.socket | None:
+    """A socket bound (not listening) to host:port with SO_REUSEPORT, as the service would bind
+    it, to hand over; None when it cannot be bound (the service then binds, or reports, itself:
+    e.g. an instance started before the ports were shared still holds it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
 
 
 def start_detached(cfg: LocalConfig, env: str, extra: Mapping[str, str]) -> subprocess.Popen[bytes]:
-    """Start ``serve`` in its own session with output to the log file; write the pid file."""
+    """Start ``serve`` in its own session with output to the log file (:func:`adopt` writes the
+    pid file once it is ready), handing it its REST and metrics sockets bound with SO_REUSEPORT,
+    so the next deploy can start its process beside this one."""
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     environ = {**os.environ, **cfg.service_env(env), **extra}
     environ.pop("VIRTUAL_ENV", None)
-    with cfg.log_file.open("ab") as log:
-        log.write(
-            f"\n--- deploy at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode()
-        )
-        log.flush()
-        # Not through Runner: the service must outlive this process, so it is spawned detached
-        # (new session) instead of being waited for; the command was printed in the plan.
-        process = subprocess.Popen(
-            [str(cfg.service_command), "serve"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=environ,
-            cwd=cfg.state_dir,
-            start_new_session=True,
-        )
+    metrics_host = environ.get(project.env("server", "metrics_host")) or cfg.host
+    shared = {
+        name: bind_shared(host, cfg.ports[f"{name}_port"])
+        for name, host in (("http", cfg.host), ("metrics", metrics_host))
+    }
+    sockets = {name: sock for name, sock in shared.items() if sock is not None}
+    argv = [str(cfg.service_command), "serve"]
+    if sockets:
+        fds = ",".join(str(sock.fileno()) for sock in sockets.values())
+        argv = [
+            str(cfg.venv / "bin" / "python"),
+            "-c",
+            EXEC_WITH_SOCKETS,
+            fds,
+            ":".join(sockets),
+            *argv,
+        ]
+    try:
+        with cfg.log_file.open("ab") as log:
+            log.write(
+                f"\n--- deploy at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode()
+            )
+            log.flush()
+            # Not through Runner: the service must outlive this process, so it is spawned
+            # detached (new session) instead of being waited for; the plan printed the command.
+            return subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=environ,
+                cwd=cfg.state_dir,
+                start_new_session=True,
+                pass_fds=[sock.fileno() for sock in sockets.values()],
+            )
+    finally:
+        for sock in sockets.values():
+            sock.close()  # the service holds them now
+
+
+def adopt(cfg: LocalConfig, env: str, process: subprocess.Popen[bytes]) -> None:
+    """Make ``process`` the deployment: the pid file and deploy.json name it."""
     cfg.pid_file.write_text(f"{process.pid}\n")
     record = {
         "pid": process.pid,
@@ -374,29 +459,42 @@ def start_detached(cfg: LocalConfig, env: str, extra: Mapping[str, str]) -> subp
         "started": time.time(),
     }
     cfg.record_file.write_text(json.dumps(record, indent=2) + "\n")
-    return process
 
 
-def wait_ready(cfg: LocalConfig, process: subprocess.Popen[bytes]) -> float:
-    """Poll /health/ready until 200; fail with the log's tail if the process dies or times out."""
+def _serves_build(cfg: LocalConfig, build_date: str) -> bool:
+    """True when a /version answer comes from the process started with ``build_date`` (with
+    the previous instance still on the port, either may answer; each poll is a new connection)."""
+    code, body = http_get(cfg.url(path="/version"), timeout=1.0)
+    if code != 200:
+        return False
+    try:
+        return bool(json.loads(body).get("build_date") == build_date)
+    except (ValueError, AttributeError):
+        return False
+
+
+def wait_ready(cfg: LocalConfig, process: subprocess.Popen[bytes], build_date: str) -> float:
+    """Poll until the new process answers (its /version shows ``build_date``; it listens only
+    once the app has started) and /health/ready is 200. Fail with the log's tail if it dies;
+    on a timeout stop it too. Whatever ran before keeps running either way."""
     url = cfg.url(path="/health/ready")
-    pid = process.pid
     started = time.monotonic()
     while time.monotonic() - started < cfg.ready_timeout:
         if process.poll() is not None:
-            cfg.pid_file.unlink(missing_ok=True)
             raise Exit(
                 f"the service exited (code {process.returncode}) before becoming ready; "
                 f"last lines of {cfg.log_file}:\n{_log_tail(cfg)}",
                 code=1,
             )
-        status, _ = http_get(url, timeout=1.0)
-        if status == 200:
+        if _serves_build(cfg, build_date) and http_get(url, timeout=1.0)[0] == 200:
             return time.monotonic() - started
         time.sleep(0.2)
+    _signal_group(process.pid, signal.SIGKILL)
+    process.wait()
     raise Exit(
-        f"the service (pid {pid}) was not ready at {url} within {cfg.ready_timeout:g} s "
-        f"(llm_optimizer.local.ready_timeout); last lines of {cfg.log_file}:\n{_log_tail(cfg)}",
+        f"the service (pid {process.pid}) was not ready at {url} within {cfg.ready_timeout:g} s "
+        f"(llm_optimizer.local.ready_timeout), so it was stopped; last lines of "
+        f"{cfg.log_file}:\n{_log_tail(cfg)}",
         code=1,
     )
 
@@ -407,12 +505,45 @@ def plan(runner: Runner, cfg: LocalConfig, env: str) -> list[Step]:
         "UV_PROJECT_ENVIRONMENT": str(cfg.venv),
         "VIRTUAL_ENV": str(cfg.venv),  # keeps uv from warning about the caller's venv
     }
-    started: dict[str, subprocess.Popen[bytes]] = {}
     code = build_info()
+    build_date = code[project.env("build_date")]
+    state: dict[str, Any] = {"previous": None, "process": None}
+
+    def note_previous() -> None:
+        state["previous"] = running_pid(cfg)
+        if state["previous"] is None:
+            check_ports_free(cfg)
+        else:
+            print(
+                f"the previous instance (pid {state['previous']}) serves until the new one is ready"
+            )
 
     def start() -> None:
-        started["process"] = start_detached(cfg, env, code)
-        print(f"started pid {started['process'].pid}", flush=True)
+        state["process"] = start_detached(cfg, env, code)
+        print(f"started pid {state['process'].pid}", flush=True)
+
+    def ready() -> None:
+        try:
+            wait_ready(cfg, state["process"], build_date)
+        except Exit:
+            if state["previous"] is None or state["process"].poll() is None:
+                raise
+            # It could not start beside the previous instance (e.g. one started before the
+            # listeners shared their ports): fall back to stop, then start.
+            print(
+                f"the new instance exited beside pid {state['previous']} (log: {cfg.log_file}); "
+                "falling back to stop, then start",
+                flush=True,
+            )
+            stop(cfg, quiet=True)
+            state["previous"] = None
+            start()
+            wait_ready(cfg, state["process"], build_date)
+
+    def hand_over() -> None:
+        adopt(cfg, env, state["process"])
+        if state["previous"] is not None:
+            terminate(cfg, state["previous"])
 
     return [
         _command_step(
@@ -429,13 +560,10 @@ def plan(runner: Runner, cfg: LocalConfig, env: str) -> list[Step]:
             lambda: _discard(ensure_keys_file(cfg)),
         ),
         Step(
-            f"stop the instance a previous deploy started, if any (pid file {cfg.pid_file}; "
-            f"SIGTERM, up to {cfg.stop_timeout:g} s)",
-            lambda: _discard(stop(cfg, quiet=True)),
-        ),
-        Step(
-            f"check that ports {', '.join(map(str, cfg.ports.values()))} on {cfg.host} are free",
-            lambda: check_ports_free(cfg),
+            f"note the instance a previous deploy started (pid file {cfg.pid_file}); when none "
+            f"runs, check that ports {', '.join(map(str, cfg.ports.values()))} on {cfg.host} "
+            "are free",
+            note_previous,
         ),
         _command_step(
             runner,
@@ -444,14 +572,21 @@ def plan(runner: Runner, cfg: LocalConfig, env: str) -> list[Step]:
             why="migrate the embedded database",
         ),
         Step(
-            f"start detached: {cfg.service_command} serve (same environment; "
-            f"pid file {cfg.pid_file}, log {cfg.log_file})",
+            f"start detached: {cfg.service_command} serve (same environment; log "
+            f"{cfg.log_file}), handed its REST and metrics sockets bound here with SO_REUSEPORT "
+            "(socket activation: LISTEN_FDS), so it starts beside the previous instance",
             start,
         ),
         Step(
-            f"wait for {cfg.url(path='/health/ready')} to answer 200 "
-            f"(up to {cfg.ready_timeout:g} s)",
-            lambda: _discard(wait_ready(cfg, started["process"])),
+            f"wait until the new process answers /version (build date {build_date}) and "
+            f"{cfg.url(path='/health/ready')} answers 200 (up to {cfg.ready_timeout:g} s); "
+            "if it exits at once beside the previous instance, stop that one and start again",
+            ready,
+        ),
+        Step(
+            f"write the pid file {cfg.pid_file}; stop the previous instance, if any (SIGTERM: "
+            f"requests in flight finish; SIGKILL after {cfg.stop_timeout:g} s)",
+            hand_over,
         ),
     ]
 
@@ -562,20 +697,33 @@ def down(c: Context, *, dry_run: bool) -> None:
         print("local deployment stopped; its ports are free")
 
 
-def service_command(
-    c: Context, args: Sequence[str], *, mounts: Mapping[Path, str], running: bool
-) -> Invocation:
-    """The deployment's venv, with its settings (data dir, ports, keys)."""
+def deployed_config(c: Context) -> tuple[LocalConfig, dict[str, Any]]:
+    """The configuration the running deployment was started with (host and ports from
+    deploy.json, which may differ from today's config) and that record ({} when none)."""
     cfg = LocalConfig.from_context(c)
     record = read_record(cfg)
     if record.get("ports"):
         cfg = LocalConfig(
             cfg.state_dir,
             str(record.get("host", cfg.host)),
-            record["ports"],
+            {**cfg.ports, **record["ports"]},
             cfg.ready_timeout,
             cfg.stop_timeout,
         )
+    return cfg, record
+
+
+def restart(c: Context) -> None:
+    """Redeploy with the environment of the running deployment (what ``invoke deploy`` does)."""
+    _, record = deployed_config(c)
+    deploy(c, env=str(record.get("env", "dev")), dry_run=False)
+
+
+def service_command(
+    c: Context, args: Sequence[str], *, mounts: Mapping[Path, str], running: bool
+) -> Invocation:
+    """The deployment's venv, with its settings (data dir, ports, keys)."""
+    cfg, record = deployed_config(c)
     return Invocation(
         [str(cfg.service_command), *args],
         cfg.service_env(str(record.get("env", "dev"))),
@@ -592,4 +740,5 @@ TARGET = Target(
     down=down,
     service_command=service_command,
     prerequisites=(Prerequisite("tool", "uv"),),
+    restart=restart,
 )

@@ -203,6 +203,11 @@ def status(c: Context) -> int:
     return 0
 
 
+def restart(c: Context) -> None:
+    """``systemctl restart`` the unit (returns once the new process said READY=1)."""
+    start_and_check(runner_for(c))
+
+
 def down(c: Context, *, dry_run: bool) -> None:
     """Stop and remove the unit and the installed venv with uninstall.sh; data and
     configuration stay (``invoke systemd.uninstall --purge`` removes them too)."""
@@ -247,4 +252,5 @@ TARGET = Target(
     down=down,
     service_command=service_command,
     prerequisites=(Prerequisite("root"), Prerequisite("systemd-host")),
+    restart=restart,
 )

@@ -30,6 +30,7 @@ GRAFANA_DIR: Final = MONITORING_DIR / "grafana"
 DASHBOARDS_DIR: Final = GRAFANA_DIR / "dashboards"
 DASHBOARD_SCHEMA: Final = GRAFANA_DIR / "dashboard.schema.json"
 EXPORTER_METRICS_FILE: Final = MONITORING_DIR / "exporter-metrics.txt"
+CONTRACT: Final = project.ROOT / "docs" / "contract.md"
 
 # The two Prometheus config variants; both load rules/*.yml beside them.
 PROMETHEUS_CONFIGS: Final[Mapping[str, Path]] = {
@@ -291,6 +292,71 @@ def exposition_names(text: str) -> set[str]:
         if match:
             names.add(match.group(0))
     return names
+
+
+@dataclass(frozen=True)
+class ContractMetric:
+    """One metric of the contract's Metrics section."""
+
+    name: str  # the name, or a prefix such as ``process_`` for ``process_*``
+    labels: tuple[str, ...]
+    histogram: bool
+
+    @property
+    def is_prefix(self) -> bool:
+        """True for the ``process_*``/``python_*`` families."""
+        return self.name.endswith("_")
+
+    def sample_names(self) -> tuple[str, ...]:
+        """The sample names a scrape shows for it (a histogram's _bucket, _sum and _count)."""
+        if self.histogram:
+            return tuple(f"{self.name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
+        return (self.name,)
+
+
+def contract_metrics(contract: Path = CONTRACT) -> list[ContractMetric]:
+    """The metrics the product contract names (docs/contract.md, section "Metrics")."""
+    text = contract.read_text(encoding="utf-8")
+    match = re.search(r"^## Metrics.*?$(.*?)^## ", text, flags=re.MULTILINE | re.DOTALL)
+    if match is None:
+        raise ValueError(f"{contract} has no '## Metrics' section")
+    metrics = []
+    for line in match.group(1).splitlines():
+        tokens = list(re.finditer(r"`([a-z_:]+)(\*)?(?:\{([a-z_,]*)\})?`", line))
+        for index, token in enumerate(tokens):
+            end = tokens[index + 1].start() if index + 1 < len(tokens) else len(line)
+            histogram = "(histogram" in line[token.end() : end]
+            labels = tuple(filter(None, (token.group(3) or "").split(",")))
+            metrics.append(ContractMetric(token.group(1), labels, histogram))
+    if not metrics:
+        raise ValueError(f"no metric names found in the Metrics section of {contract}")
+    return metrics
+
+
+def missing_contract_metrics(exposition: str) -> list[str]:
+    """The contract's metrics a scrape (Prometheus text format) lacks, each with why: a sample
+    name absent, or a sample whose label names differ from the contract's."""
+    names = exposition_names(exposition)
+    labels: dict[str, set[str]] = {}
+    for line in exposition.splitlines():
+        match = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s", line)
+        if match is None or line.startswith("#"):
+            continue
+        found = set(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="', match.group(2) or ""))
+        labels.setdefault(match.group(1), set()).update(found)
+    problems = []
+    for metric in contract_metrics():
+        if metric.is_prefix:
+            if not any(name.startswith(metric.name) for name in names):
+                problems.append(f"{metric.name}* absent")
+            continue
+        for name in metric.sample_names():
+            expected = set(metric.labels) | ({"le"} if name.endswith("_bucket") else set())
+            if name not in names:
+                problems.append(f"{name} absent")
+            elif labels[name] != expected:
+                problems.append(f"{name} labels {sorted(labels[name])} != {sorted(expected)}")
+    return problems
 
 
 def referenced_label_values() -> dict[tuple[str, str, str], set[str]]:

@@ -11,6 +11,7 @@ from invoke.tasks import task
 
 from ops.core import project
 from ops.tasks.new_service import new_service  # noqa: F401 (mounted at the root)
+from ops.tasks.verify import verify  # noqa: F401 (mounted at the root)
 from ops.tasks.workflow import (  # noqa: F401 (imported to mount them at the root)
     all_,
     audit,

@@ -1,18 +1,18 @@
-"""Monitoring helpers only the tests use: the contract's metric list, the exporters' command
-lines, Alertmanager's routing and alert APIs."""
+"""Monitoring helpers only the tests use: the exporters' command lines, Alertmanager's routing
+and alert APIs (the contract's metric list is ``ops.monitoring.contract_metrics``, re-exported
+here for the tests that read it from this module)."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import httpx
 
 from ops import monitoring as mon
-from ops.core import project
 from ops.core.runner import Runner
+from ops.monitoring import ContractMetric, contract_metrics
+
+__all__ = ["ContractMetric", "contract_metrics"]  # the contract's list now lives in ops
 
 POSTGRES_EXPORTER: Final = "prometheus-postgres-exporter"
 REDIS_EXPORTER: Final = "prometheus-redis-exporter"
@@ -21,47 +21,6 @@ POSTGRES_QUERIES: Final = mon.MONITORING_DIR / "postgres-exporter" / "queries.ya
 
 # Placeholder URL in the committed alertmanager.yml, replaced at deploy time.
 WEBHOOK_PLACEHOLDER: Final = "http://webhook.invalid/"
-
-
-@dataclass(frozen=True)
-class ContractMetric:
-    """One metric of the contract's Metrics section."""
-
-    name: str  # the name, or a prefix such as ``process_`` for ``process_*``
-    labels: tuple[str, ...]
-    histogram: bool
-
-    @property
-    def is_prefix(self) -> bool:
-        """True for the ``process_*``/``python_*`` families."""
-        return self.name.endswith("_")
-
-    def sample_names(self) -> tuple[str, ...]:
-        """The sample names a scrape shows for it (a histogram's _bucket, _sum and _count)."""
-        if self.histogram:
-            return tuple(f"{self.name}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
-        return (self.name,)
-
-
-def contract_metrics(
-    contract: Path = project.ROOT / "docs" / "contract.md",
-) -> list[ContractMetric]:
-    """The metrics the product contract names (docs/contract.md, section "Metrics")."""
-    text = contract.read_text(encoding="utf-8")
-    match = re.search(r"^## Metrics.*?$(.*?)^## ", text, flags=re.MULTILINE | re.DOTALL)
-    if match is None:
-        raise ValueError(f"{contract} has no '## Metrics' section")
-    metrics = []
-    for line in match.group(1).splitlines():
-        tokens = list(re.finditer(r"`([a-z_:]+)(\*)?(?:\{([a-z_,]*)\})?`", line))
-        for index, token in enumerate(tokens):
-            end = tokens[index + 1].start() if index + 1 < len(tokens) else len(line)
-            histogram = "(histogram" in line[token.end() : end]
-            labels = tuple(filter(None, (token.group(3) or "").split(",")))
-            metrics.append(ContractMetric(token.group(1), labels, histogram))
-    if not metrics:
-        raise ValueError(f"no metric names found in the Metrics section of {contract}")
-    return metrics
 
 
 def amtool_routes(runner: Runner, labels: dict[str, str]) -> str:

@@ -1,4 +1,5 @@
-"""`invoke deploy` (local) for real: install, migrate, start, API round trip, redeploy, down.
+"""`invoke deploy` (local) for real: install, migrate, start, API round trip, `invoke verify`,
+a redeploy under steady decide + feedback load with no failed request, down.
 
 Runs the real `invoke` CLI in a subprocess with the ports and state dir overridden through
 INVOKE_* variables (as a user would), on free ports and a temporary state dir.
@@ -11,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ import pytest
 
 from ops.core import project
 from ops.deploy import local as deploy_local
+from ops.deploy import verify
 from tests._support.api import create_workload, round_trips
 from tests._support.tools import free_port, require_tool
 
@@ -125,11 +128,51 @@ def test_deploy_serves_a_decide_feedback_round_trip(local: LocalDeploy) -> None:
     assert backup.returncode == 0, backup.stdout + backup.stderr
 
 
+def test_verify_passes_every_check_on_the_deployment(local: LocalDeploy) -> None:
+    """`invoke verify --target local` finds the URL and key itself and runs all five checks
+    (CI is set by the test run: a check that could not run would fail it)."""
+    first_pid = local.pid()
+    result = local.invoke("verify", "--target", "local", "--strict")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "verify --target local: every check passed" in result.stdout
+    for check in ("health", "round trip", "metrics", "restart", "backup"):
+        assert re.search(rf"│ {check} +│ ok +│", result.stdout), (check, output)
+    assert "contract metrics present with their labels" in result.stdout
+    figures = re.search(r"restart under load \(local\): .*?(\d+) requests, (\d+) failed", output)
+    assert figures is not None, output
+    assert int(figures.group(1)) > 0
+    assert int(figures.group(2)) == 0
+    print(figures.group(0))
+    assert local.pid() != first_pid  # the restart was a real redeploy
+
+
+def test_verify_fails_and_says_why_when_nothing_runs(tmp_path: Path, local: LocalDeploy) -> None:
+    env = {"INVOKE_LLM_OPTIMIZER_LOCAL_STATE_DIR": str(tmp_path / "empty")}
+    result = local.invoke("verify", "--target", "local", extra_env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert re.search(r"│ health +│ not run +│ nothing deployed locally", result.stdout)
+    assert "5 of 5 checks did not pass" in result.stderr
+
+
 def test_second_deploy_is_idempotent_and_restarts_onto_the_code(local: LocalDeploy) -> None:
+    """The redeploy (stop the old process only once the new one is ready) fails no request of
+    a steady decide + feedback load."""
     first_pid = local.pid()
     key = local.key()
-    result = local.invoke("deploy")
+    endpoint = verify.Endpoint(url=local.url, api_key=key)
+    with httpx.Client(base_url=local.url, headers={"Authorization": f"Bearer {key}"}) as client:
+        verify.ensure_workload(client)
+    with verify.steady_load(endpoint) as load:
+        time.sleep(1.0)
+        result = local.invoke("deploy")
+        time.sleep(1.0)
+    print(f"local redeploy under load: {load.summary()}")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "serves until the new one is ready" in result.stdout  # a handover, no fallback
+    assert "falling back" not in result.stdout
+    assert load.requests > 0
+    assert load.failed == 0, load.summary()
     second_pid = local.pid()
     assert second_pid is not None
     assert second_pid != first_pid

@@ -34,8 +34,9 @@ from starlette.routing import Route
 
 from llm_optimizer_service import metrics
 from llm_optimizer_service.api import create_app
-from llm_optimizer_service.grpc_api import grpc_server
+from llm_optimizer_service.grpc_api import GrpcServer, grpc_server
 from llm_optimizer_service.kafka_ingest import kafka_bridge
+from llm_optimizer_service.listenfds import inherited_sockets, reuses_port
 from llm_optimizer_service.logging_setup import get_logger
 from llm_optimizer_service.runtime import LifecycleHooks, Runtime
 from llm_optimizer_service.sdnotify import SystemdNotifier
@@ -165,16 +166,29 @@ async def serve(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
+    handed_over = inherited_sockets()  # socket activation (systemd, the local deploy)
     try:
-        http_socket = bind(settings.server.host, settings.server.http_port, "HTTP_PORT")
-        metrics_socket = bind(
+        http_socket = listener(
+            handed_over, settings.server.host, settings.server.http_port, "HTTP_PORT"
+        )
+        metrics_socket = listener(
+            handed_over,
             settings.server.metrics_host or settings.server.host,
             settings.server.metrics_port,
             "METRICS_PORT",
         )
+        # A manager that hands over SO_REUSEPORT sockets starts the next instance beside this
+        # one: gRPC, which binds its own port, must let it bind too.
+        share_grpc = any(reuses_port(sock) for sock in handed_over.values())
+        for port, unused in handed_over.items():
+            if unused not in (http_socket, metrics_socket):
+                log.warning("a handed-over socket matches no listener; closing it", port=port)
+                unused.close()
         # Listening before the runtime is ready: gRPC health says NOT_SERVING until it is.
         for factory in EXTRA_SERVERS:
             extra = factory(settings, runtime)
+            if share_grpc and isinstance(extra, GrpcServer):
+                extra.reuse_port = True
             await extra.start()
             extras.append(extra)
     except OSError as exc:
@@ -214,6 +228,18 @@ async def serve(settings: Settings) -> int:
     code = await _shutdown(settings, runtime, http, scrape, http_task, metrics_task, extras)
     await notifier.stop_watchdog()
     return 0 if stop_task in done else max(code, 1)
+
+
+def listener(
+    handed_over: dict[int, socket.socket], host: str, port: int, setting: str
+) -> socket.socket:
+    """The socket handed over for ``port`` (socket activation, :mod:`llm_optimizer_service.
+    listenfds`), with TCP_NODELAY as :func:`bind` sets it, or else a socket bound here."""
+    sock = handed_over.get(port) if port else None
+    if sock is None:
+        return bind(host, port, setting)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def bind(host: str, port: int, setting: str) -> socket.socket:

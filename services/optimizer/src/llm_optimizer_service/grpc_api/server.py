@@ -42,6 +42,7 @@ class GrpcServer:
         self.runtime = runtime
         self.health = health.aio.HealthServicer()
         self.port: int | None = None
+        self.reuse_port = False  # SO_REUSEPORT on the gRPC port (see server.serve)
         self._server: grpc.aio.Server | None = None
         runtime.hooks.on_ready.append(self._serving)
         runtime.hooks.on_stopping.append(self._not_serving)
@@ -65,7 +66,9 @@ class GrpcServer:
             interceptors=[metrics.MetricsInterceptor(), DecodeErrorInterceptor(SERVICE_NAME)],
             options=[
                 ("grpc.max_receive_message_length", limit),
-                ("grpc.so_reuseport", 0),
+                # Off: a second instance on the port is an error, not a silent share; on only
+                # when the service manager starts instances side by side (server.serve).
+                ("grpc.so_reuseport", int(self.reuse_port)),
             ],
         )
         add_optimizer: Any = pb_grpc.add_OptimizerServicer_to_server  # generated, untyped
