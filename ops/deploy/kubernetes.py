@@ -60,7 +60,9 @@ def apply_manifests(
         raise Exit(
             f"Secret(s) {', '.join(missing)} missing in namespace {namespace}; the manifests "
             f"refer to them (infra/kubernetes/values.yaml). Create them first, e.g. kubectl "
-            f"create namespace {namespace}; kubectl --namespace {namespace} create secret "
+            f"apply --filename {kube.RENDERED_DIR.relative_to(project.ROOT) / kube.STAGES[0][0]} "
+            "(the namespace with its PodSecurity labels; `kubectl create namespace` would make "
+            f"the first apply warn); kubectl --namespace {namespace} create secret "
             f"generic {missing[0]} --from-file=api-keys=./api-keys "
             "--from-literal=database-url=postgresql+psycopg://USER:PASSWORD@HOST:5432/DB "
             "(see docs/kubernetes.md)",

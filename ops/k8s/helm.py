@@ -180,6 +180,33 @@ def uninstall(
     return [*argv, "--timeout", timeout]
 
 
+def rollback(
+    *,
+    context: str,
+    namespace: str,
+    revision: int = 0,
+    release: str = RELEASE,
+    wait: bool = True,
+    timeout: str = DEFAULT_TIMEOUT,
+) -> list[str]:
+    """`helm rollback RELEASE [REVISION]` (0: the previous revision), waiting by default.
+
+    The chart's migrations hook is pre-install/pre-upgrade only: a rollback never runs an older
+    version's `db upgrade` against a newer schema (migrations only go forward)."""
+    argv = ["helm", "rollback", release]
+    if revision:
+        argv.append(str(revision))
+    argv += kube_args(context, namespace)
+    if wait:
+        argv += ["--wait=watcher", "--wait-for-jobs"]
+    return [*argv, "--timeout", timeout]
+
+
+def history(*, context: str, namespace: str, release: str = RELEASE) -> list[str]:
+    """`helm history RELEASE`: every revision, its chart and what it was (install, upgrade, ...)."""
+    return ["helm", "history", release, *kube_args(context, namespace)]
+
+
 def run_tests(*, context: str, namespace: str, release: str = RELEASE) -> list[str]:
     """`helm test RELEASE --logs`: runs the chart's HTTP and gRPC health pods."""
     return ["helm", "test", release, *kube_args(context, namespace), "--logs"]

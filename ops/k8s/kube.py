@@ -9,6 +9,7 @@ differ from a fresh rendering.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from invoke.exceptions import Exit
 from ops.core import project
 from ops.core.runner import Runner
 from ops.k8s import helm
+from ops.k8s.cluster import NODE_ANNOTATION
 
 MANIFEST_DIR = project.INFRA_DIR / "kubernetes"
 VALUES_FILE = MANIFEST_DIR / "values.yaml"
@@ -29,9 +31,15 @@ NAMESPACE = project.PROJECT
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 HEADER = (
     "# Rendered by `invoke k8s.render` from infra/helm/llm-optimizer with\n"
-    "# infra/kubernetes/values.yaml. Do not edit: change the chart or the values and re-render\n"
+    "# infra/kubernetes/values.yaml and --set migrations.hook=false (kubectl has no hooks).\n"
+    "# Do not edit: change the chart or the values and re-render\n"
     "# (tests/infra/helm fails when this file differs from a fresh rendering).\n"
 )
+# What only the plain manifests set: kubectl has no hooks, so the migrations Job is a plain Job
+# that `apply_plan` waits for. The values file itself is the production shape that
+# `invoke deploy --target helm --env prod` installs too, where the Job must stay a pre-install/
+# pre-upgrade hook (else helm creates it beside the Deployment and pods start before migrations).
+PLAIN_SETS: Mapping[str, str] = {"migrations.hook": "false"}
 
 # Files of the plain manifests, in the order they are applied, and which kinds go where.
 CONFIG_KINDS = frozenset({"ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Secret"})
@@ -175,7 +183,9 @@ def split_documents(rendered: str) -> list[str]:
 def render_manifests(runner: Runner, values: Path = VALUES_FILE) -> dict[str, str]:
     """Render the plain manifests: file name -> contents (helm template, offline)."""
     rendered = runner.output(
-        helm.template(helm.Values(files=(values,)), namespace=NAMESPACE, skip_tests=True)
+        helm.template(
+            helm.Values(files=(values,), sets=PLAIN_SETS), namespace=NAMESPACE, skip_tests=True
+        )
     )
     files: dict[str, list[str]] = {name: [] for name, _ in STAGES}
     files["00-namespace.yaml"].append(yaml.safe_dump(namespace_manifest(), sort_keys=False))
@@ -308,6 +318,18 @@ def secret_exists(runner: Runner, context: str, namespace: str, secret: str) -> 
         runner, kubectl(context, namespace, "get", "secret", secret, "--output=name")
     )
     return code == 0
+
+
+def simulated_cluster(runner: Runner, context: str) -> bool:
+    """True when every node of the cluster is simulated by kwok (``invoke cluster.up``): pods
+    are marked Running there but no container runs. False when the nodes cannot be listed."""
+    argv = ["kubectl", *(["--context", context] if context else []), "get", "nodes", "-o=json"]
+    code, out, _ = _query(runner, argv)
+    if code != 0:
+        return False
+    nodes = json.loads(out).get("items", [])
+    annotations = [n["metadata"].get("annotations", {}) for n in nodes]
+    return bool(nodes) and all(a.get(NODE_ANNOTATION) == "fake" for a in annotations)
 
 
 def configured_context(settings: Mapping[str, Any], context: str = "") -> str:

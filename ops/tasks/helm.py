@@ -1,4 +1,4 @@
-"""Invoke collection: helm — lint, template, package, install, upgrade, uninstall, test, ...
+"""Invoke collection: helm — lint, template, package, install, upgrade, rollback, uninstall, test.
 
 Commands are built by ``ops.k8s.helm`` and run through ``ops.core.runner``.
 Every task that talks to a
@@ -210,6 +210,40 @@ def release_test(c: Context, context: str = "", namespace: str = "", dry_run: bo
     runner = runner_for(c, dry_run=dry_run)
     pre = kube.preflight(runner, _context(c, context), _namespace(c, namespace))
     kube.require_cluster(pre, runner.dry_run)
-    runner.run(helm.run_tests(context=pre.context, namespace=pre.namespace))
+    helm_target.run_tests(runner, pre, required=True)
     if runner.dry_run:
         kube.report_dry_run(pre)
+
+
+@task(
+    help={
+        "revision": "revision to return to (default 0: the previous one; see helm history)",
+        "context": CONTEXT,
+        "namespace": NAMESPACE,
+        "no_wait": NO_WAIT,
+        "timeout": TIMEOUT,
+        "dry_run": DRY_RUN,
+    }
+)
+def rollback(
+    c: Context,
+    revision: int = 0,
+    context: str = "",
+    namespace: str = "",
+    no_wait: bool = False,
+    timeout: str = helm.DEFAULT_TIMEOUT,
+    dry_run: bool = False,
+) -> None:
+    """helm rollback the release (waits for the rollout) and show its history.
+
+    Migrations are not undone: the schema stays at the newer version (the hook Job runs on
+    install and upgrade only)."""
+    helm_target.rollback(
+        c,
+        revision=revision,
+        context=context,
+        namespace=namespace,
+        wait=not no_wait,
+        timeout=timeout,
+        dry_run=dry_run,
+    )

@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "helm.upgrade": (),
     "helm.uninstall": (),
     "helm.test": (),
+    "helm.rollback": (),
     "systemd.install": (),
     "systemd.uninstall": ("--purge",),
     "db.migrate": (),
