@@ -410,6 +410,12 @@ BAD_VALUES = [
     (["--set-string", "image.tag=latest"], "image.tag must not be 'latest'"),
     (["--set", "autoscaling.enabled=true"], "several replicas need a shared database"),
     (["--set", "postgresql.enabled=true"], "postgresql.enabled needs postgresql.auth.password"),
+    # the seed's install line (Bitnami subchart keys): refused, naming what to set instead
+    (
+        ["--set", "postgresql.auth.password=p", "--set", "redis.auth.password=r"],
+        "--set database.existingSecret=NAME; development only: add --set postgresql.enabled=true",
+    ),
+    (["--set", "redis.auth.password=r"], "--set redis.existingSecret=NAME"),
     (
         ["--set", "ingress.http.enabled=true", "--set", "database.url=postgresql://x"],
         "ingress.http.enabled needs ingress.http.hosts",

@@ -313,8 +313,23 @@ takes a PostgreSQL advisory lock, so parallel runs never race.
     {{- include "llm-optimizer.volumeMounts" . | nindent 4 }}
 {{- end }}
 
-{{/* Fail early on combinations that cannot work. */}}
+{{/*
+Fail early on combinations that cannot work. The first two checks answer the seed's install line
+(`--set postgresql.auth.password=... --set redis.auth.password=...`, the Bitnami subcharts'
+keys): this chart has no subcharts (docs/kubernetes.md says why), so say what to set instead of
+silently running on the embedded SQLite. values.schema.json permits redis.auth only for this.
+*/}}
 {{- define "llm-optimizer.validate" -}}
+{{- $subchartKeys := list }}
+{{- if and .Values.postgresql.auth.password (not .Values.postgresql.enabled) }}
+{{- $subchartKeys = append $subchartKeys "postgresql.auth.password is set but postgresql.enabled is false. Production: store the URL (postgresql+psycopg://USER:PASSWORD@HOST:5432/DB) under key database-url of an existing Secret and --set database.existingSecret=NAME; development only: add --set postgresql.enabled=true (the in-chart PostgreSQL)" }}
+{{- end }}
+{{- if hasKey .Values.redis "auth" }}
+{{- $subchartKeys = append $subchartKeys "redis.auth.* is not a value of this chart. Production: store the URL (redis://:PASSWORD@HOST:6379/0) under key redis-url of an existing Secret and --set redis.existingSecret=NAME; development only: --set redisServer.enabled=true (an in-chart Redis without a password) instead" }}
+{{- end }}
+{{- if $subchartKeys }}
+{{- fail (printf "this chart has no Bitnami PostgreSQL/Redis subcharts (docs/kubernetes.md says why): %s" (join "; and " $subchartKeys)) }}
+{{- end }}
 {{- if and (not (include "llm-optimizer.databaseSource" .)) (or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1)) }}
 {{- fail "several replicas need a shared database: set database.url, database.existingSecret or postgresql.enabled=true (the embedded SQLite is per pod)" }}
 {{- end }}
