@@ -109,6 +109,45 @@ class Kube:
                     f"--timeout={timeout}",
                 )
 
+    def create_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        """An operator's Secret (what docs/kubernetes.md tells them to create first)."""
+        args = [f"--from-literal={key}={value}" for key, value in data.items()]
+        self.run("create", "secret", "generic", name, f"--namespace={namespace}", *args)
+
+    def events(self, namespace: str) -> Objects:
+        """The namespace's events in the order they were written (etcd's revision order: this
+        cluster's resourceVersions are etcd revisions, a total order of every write)."""
+        items: Objects = self.json("get", "events", f"--namespace={namespace}")["items"]
+        return sorted(items, key=lambda e: int(e["metadata"]["resourceVersion"]))
+
+    def leftovers(self, namespace: str) -> set[str]:
+        """``kind/name`` of everything in ``namespace`` (every listable namespaced resource)
+        except events and what Kubernetes itself puts in each namespace."""
+        names = self.run("api-resources", "--verbs=list", "--namespaced", "-o", "name").stdout
+        kinds = [n for n in names.split() if n not in ("events", "events.events.k8s.io")]
+        items = self.json("get", ",".join(kinds), f"--namespace={namespace}")["items"]
+        found = {f"{o['kind']}/{o['metadata']['name']}" for o in items}
+        return found - {"ConfigMap/kube-root-ca.crt", "ServiceAccount/default"}
+
+    def add_nodes(self, names: Sequence[str], labels: dict[str, str], taint: str) -> None:
+        """More kwok-simulated nodes (as cluster.up makes them), labelled and tainted
+        ``KEY=VALUE:EFFECT`` so that only pods selecting and tolerating them land there."""
+        key, _, rest = taint.partition("=")
+        value, _, effect = rest.partition(":")
+        nodes = json.loads(cluster.node_manifests(len(names)))
+        for node, name in zip(nodes["items"], names, strict=True):
+            node["metadata"]["name"] = name
+            node["metadata"]["labels"].update({"kubernetes.io/hostname": name, **labels})
+            node["spec"] = {"taints": [{"key": key, "value": value, "effect": effect}]}
+        self.run("apply", "-f", "-", stdin=json.dumps(nodes))
+        self.run("wait", "--for=condition=Ready", *(f"node/{n}" for n in names), "--timeout=60s")
+
+    def pods(self, namespace: str, selector: str) -> Objects:
+        items: Objects = self.json(
+            "get", "pods", f"--namespace={namespace}", f"--selector={selector}"
+        )["items"]
+        return items
+
     def can_i(self, verb: str, resource: str, namespace: str, user: str) -> bool:
         result = self.run(
             "auth", "can-i", verb, resource, f"--namespace={namespace}", f"--as={user}", check=False
