@@ -101,6 +101,31 @@ def test_upgrade_dry_run_prints_the_full_command(
         assert part in line, part
 
 
+def test_rollback_dry_run_prints_the_full_command(
+    no_kubeconfig: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(Exit, match=f"dry run shown above.*{NO_CLUSTER}"):
+        helm_tasks.rollback(Context(), revision=2, timeout="3m", dry_run=True)
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if x.startswith("[dry-run] helm rollback"))
+    assert line.endswith(
+        "helm rollback llm-optimizer 2 --namespace llm-optimizer --wait=watcher --wait-for-jobs "
+        "--timeout 3m"
+    )
+    previous = helm.rollback(context="c", namespace="n", wait=False)
+    assert previous == [
+        "helm",
+        "rollback",
+        "llm-optimizer",
+        "--namespace",
+        "n",
+        "--kube-context",
+        "c",
+        "--timeout",
+        helm.DEFAULT_TIMEOUT,
+    ]
+
+
 def test_no_atomic_and_no_wait_are_honoured() -> None:
     argv = helm.upgrade_install(helm.Values(), context="c", namespace="n", atomic=False, wait=False)
     assert "--rollback-on-failure" not in argv
