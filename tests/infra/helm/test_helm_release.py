@@ -199,8 +199,9 @@ def test_helm_prod_install_upgrade_rollback_uninstall(
     assert _config_level(kube, namespace) == "INFO"
     assert third == first
 
-    # helm uninstall leaves what the chart documents as kept: the namespace, the operator's
-    # Secret (a failed migrations Job would stay too; this one succeeded).
+    # helm uninstall leaves what the chart documents as kept (NOTES.txt): the namespace, the
+    # operator's Secret (a failed migrations Job would stay too; this one succeeded).
+    assert "keeps\nthe namespace, the Secrets you created" in installed.stdout
     ops("deploy.down", "--target", "helm", namespace=namespace)
     assert kube.leftovers(namespace) == {f"Secret/{SECRET}"}
     assert ops("deploy.status", "--target", "helm", namespace=namespace, check=False).returncode
