@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# install.sh: install the LLM Auto Optimizer as the systemd service llm-optimizer.service.
+# install.sh: install the LLM Auto Optimizer as the systemd service llm-optimizer.service, with
+# its listening sockets in llm-optimizer.socket.
 #
 # Installs the service's wheels (built beforehand; no network is needed) into a virtualenv under
 # the prefix, creates the system user, puts the unit and a starting env file in place without
@@ -21,6 +22,7 @@ set -Eeuo pipefail
 umask 0022
 
 readonly UNIT=llm-optimizer.service
+readonly SOCKET=llm-optimizer.socket
 readonly SERVICE_USER=llm-optimizer
 readonly DIST=llm-optimizer-service
 readonly DEFAULT_PREFIX=/opt/llm-optimizer
@@ -83,7 +85,7 @@ if [[ -n ${destdir} ]]; then
 elif ((EUID != 0)); then
   die "run as root (it creates a system user and writes ${UNIT_DIR}), or stage with --destdir DIR"
 fi
-for required in "${SCRIPT_DIR}/${UNIT}" "${SCRIPT_DIR}/${ENV_FILE}.example" "${SCRIPT_DIR}/uninstall.sh"; do
+for required in "${SCRIPT_DIR}/${UNIT}" "${SCRIPT_DIR}/${SOCKET}" "${SCRIPT_DIR}/${ENV_FILE}.example" "${SCRIPT_DIR}/uninstall.sh"; do
   [[ -f ${required} ]] || die "${required} is missing; run this script from a complete infra/systemd directory"
 done
 [[ -d ${wheel_dir} ]] || die "wheel directory '${wheel_dir}' not found; build it with 'uv run invoke systemd.wheels' or pass --wheel-dir"
@@ -174,6 +176,13 @@ if ! cmp -s "${rendered}" "${unit_path}"; then
   unit_changed=1
   say "installed ${UNIT_DIR}/${UNIT}"
 fi
+socket_path=${destdir}${UNIT_DIR}/${SOCKET}
+socket_changed=0
+if ! cmp -s "${SCRIPT_DIR}/${SOCKET}" "${socket_path}"; then
+  install -D -m 0644 "${SCRIPT_DIR}/${SOCKET}" "${socket_path}"
+  socket_changed=1
+  say "installed ${UNIT_DIR}/${SOCKET}"
+fi
 
 # 4. The operator's configuration: created once, never overwritten.
 config=${destdir}${CONFIG_DIR}
@@ -199,9 +208,15 @@ fi
 if ((systemd_running)); then
   systemctl daemon-reload
   if ((enable)); then
-    systemctl enable --quiet "${UNIT}"
+    systemctl enable --quiet "${SOCKET}" "${UNIT}"
   fi
   if ((start)); then
+    if ((socket_changed)) || ! systemctl is-active --quiet "${SOCKET}"; then
+      # New or changed sockets: the ports must be free for systemd to bind them (an older unit
+      # bound them in the service itself).
+      systemctl stop "${UNIT}" "${SOCKET}"
+      systemctl start "${SOCKET}"
+    fi
     if [[ ${before} != "${after}" ]] || ((unit_changed)); then
       systemctl restart "${UNIT}"
     else
@@ -213,7 +228,7 @@ if ((systemd_running)); then
 else
   if ((enable)); then
     if command -v systemctl >/dev/null; then
-      systemctl --root="${root}" enable --quiet "${UNIT}"
+      systemctl --root="${root}" enable --quiet "${SOCKET}" "${UNIT}"
     else
       say "systemctl not found; enable ${UNIT} yourself"
     fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # uninstall.sh: remove llm-optimizer.service and what install.sh put on this machine.
 #
-# Stops and disables the unit, then removes it and the prefix (virtualenv and shared files).
+# Stops and disables the unit and its socket unit, then removes them and the prefix (virtualenv and shared files).
 # Kept unless --purge: the data directory /var/lib/llm-optimizer, and in /etc/llm-optimizer
 # whatever the operator changed or added (an unchanged env file is removed, an edited one and
 # any secret files are kept), any drop-ins in /etc/systemd/system/llm-optimizer.service.d, and
@@ -17,6 +17,7 @@ set -Eeuo pipefail
 umask 0022
 
 readonly UNIT=llm-optimizer.service
+readonly SOCKET=llm-optimizer.socket
 readonly SERVICE_USER=llm-optimizer
 readonly DEFAULT_PREFIX=/opt/llm-optimizer
 readonly CONFIG_DIR=/etc/llm-optimizer
@@ -71,6 +72,7 @@ root=${destdir:-/}
 stage=${destdir}${prefix}
 share=${stage}/share/llm-optimizer
 unit_path=${destdir}${UNIT_DIR}/${UNIT}
+socket_path=${destdir}${UNIT_DIR}/${SOCKET}
 config=${destdir}${CONFIG_DIR}
 data=${destdir}${DATA_DIR}
 systemd_running=0
@@ -85,18 +87,28 @@ fi
 
 # 1. Stop and disable.
 if ((systemd_running)); then
-  if systemctl cat "${UNIT}" >/dev/null 2>&1; then
-    systemctl disable --now --quiet "${UNIT}"
-    say "stopped and disabled ${UNIT}"
-  fi
-elif [[ -e ${unit_path} ]] && command -v systemctl >/dev/null; then
-  systemctl --root="${root}" disable --quiet "${UNIT}"
+  for name in "${UNIT}" "${SOCKET}"; do
+    if systemctl cat "${name}" >/dev/null 2>&1; then
+      systemctl disable --now --quiet "${name}"
+      say "stopped and disabled ${name}"
+    fi
+  done
+elif command -v systemctl >/dev/null; then
+  for name in "${UNIT}" "${SOCKET}"; do
+    if [[ -e ${destdir}${UNIT_DIR}/${name} ]]; then
+      systemctl --root="${root}" disable --quiet "${name}"
+    fi
+  done
 fi
 
 # 2. Files install.sh owns.
 if [[ -e ${unit_path} ]]; then
   rm -f "${unit_path}"
   say "removed ${UNIT_DIR}/${UNIT}"
+fi
+if [[ -e ${socket_path} ]]; then
+  rm -f "${socket_path}"
+  say "removed ${UNIT_DIR}/${SOCKET}"
 fi
 dropins=${destdir}${UNIT_DIR}/${UNIT}.d
 if [[ -d ${dropins} ]]; then
@@ -140,6 +152,6 @@ fi
 
 if ((systemd_running)); then
   systemctl daemon-reload
-  systemctl reset-failed "${UNIT}" >/dev/null 2>&1 || true
+  systemctl reset-failed "${UNIT}" "${SOCKET}" >/dev/null 2>&1 || true
 fi
 say "done"

@@ -30,6 +30,8 @@ from ops.deploy.prerequisites import Prerequisite
 
 UNIT: Final = project.SYSTEMD_UNIT
 SYSTEMD_DIR: Final = project.INFRA_DIR / "systemd"
+# The REST and metrics sockets, held by systemd across restarts (socket activation).
+SOCKET_UNIT: Final = UNIT.removesuffix(".service") + ".socket"
 INSTALL_SCRIPT: Final = SYSTEMD_DIR / "install.sh"
 UNINSTALL_SCRIPT: Final = SYSTEMD_DIR / "uninstall.sh"
 # The same values as install.sh's readonly variables and the unit's paths (a test compares them).
@@ -195,7 +197,7 @@ def apply(c: Context, *, env: str, dry_run: bool) -> None:
 def status(c: Context) -> int:
     """The unit's status; 0 when it is active, else 3."""
     runner = Runner(ctx=c, echo=False)
-    runner.run(systemctl("status", "--no-pager", "--full", UNIT), check=False)
+    runner.run(systemctl("status", "--no-pager", "--full", UNIT, SOCKET_UNIT), check=False)
     state = runner.output(systemctl("is-active", UNIT), check=False) or "unknown"
     if state != "active":
         print(f"{UNIT} is {state}; see: uv run invoke systemd.logs")

@@ -9,9 +9,9 @@ where it runs (:mod:`ops.deploy.service_cli`). In order:
    send the feedback (202), and see it counted in the report;
 3. ``metrics``: every metric of the contract (docs/contract.md, Metrics) is on ``/metrics``, with
    the contract's label names;
-4. ``restart``: steady decide + feedback requests while the target restarts the service
-   (``Target.restart``); no request may fail. The figures (requests, failed, worst latency) are
-   in the detail;
+4. ``restart``: steady decide + feedback requests (:mod:`ops.deploy.load`) while the target
+   restarts the service (``Target.restart``); no request may fail. The figures (requests,
+   failed, worst latency) are in the detail;
 5. ``backup``: ``backup create --json`` then ``backup verify`` of that archive.
 
 Where the URL and the key come from: ``local`` reads its deploy.json (host, ports) and its
@@ -25,11 +25,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -40,12 +38,8 @@ from ops import monitoring
 from ops.core import project
 from ops.core.runner import Runner
 from ops.deploy import local, service_cli, targets
+from ops.deploy.load import WORKLOAD, SetupError, client, ensure_workload, steady_load
 
-WORKLOAD: Final = "verify-conformance"
-ARMS: Final = (
-    {"name": "small", "model": "small-model", "price": {"input_per_1k": 0.1, "output_per_1k": 0.2}},
-    {"name": "large", "model": "large-model", "price": {"input_per_1k": 1.0, "output_per_1k": 2.0}},
-)
 OK: Final = "ok"
 FAIL: Final = "FAIL"
 NOT_RUN: Final = "not run"
@@ -119,102 +113,6 @@ def endpoint(
     return found
 
 
-# --- steady load --------------------------------------------------------------------------------
-
-
-@dataclass
-class LoadFigures:
-    """What the steady load saw: requests, failures (by kind), the worst latency, and the span
-    from the first to the last failure."""
-
-    requests: int = 0
-    failed: int = 0
-    worst_s: float = 0.0
-    errors: dict[str, int] = field(default_factory=dict)  # kind of failure -> how many
-    first_failure: float | None = None
-    last_failure: float | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def record(self, seconds: float, error: str | None) -> None:
-        with self.lock:
-            self.requests += 1
-            self.worst_s = max(self.worst_s, seconds)
-            if error is not None:
-                now = time.monotonic()
-                self.failed += 1
-                self.errors[error] = self.errors.get(error, 0) + 1
-                self.first_failure = self.first_failure or now
-                self.last_failure = now
-
-    def summary(self) -> str:
-        text = (
-            f"{self.requests} requests, {self.failed} failed, "
-            f"worst latency {self.worst_s * 1000:.0f} ms"
-        )
-        if self.first_failure is None or self.last_failure is None:
-            return text
-        kinds = "; ".join(f"{count}x {kind}" for kind, count in self.errors.items())
-        span = self.last_failure - self.first_failure
-        return f"{text}; failures over {span:.1f} s: {kinds}"
-
-
-def _timed(figures: LoadFigures, call: Callable[[], httpx.Response], expect: int) -> httpx.Response:
-    began = time.monotonic()
-    try:
-        response = call()
-    except httpx.HTTPError as error:
-        figures.record(time.monotonic() - began, f"{type(error).__name__}: {error}"[:120])
-        raise
-    wrong = None if response.status_code == expect else f"HTTP {response.status_code}"
-    figures.record(time.monotonic() - began, wrong)
-    return response
-
-
-def _client(ep: Endpoint) -> httpx.Client:
-    return httpx.Client(
-        base_url=ep.url, headers={"Authorization": f"Bearer {ep.api_key}"}, timeout=15.0
-    )
-
-
-def _feedback_call(client: httpx.Client, decision_id: str) -> Callable[[], httpx.Response]:
-    body = {"decision_id": decision_id, "quality": 0.8, "cost_usd": 0.001, "latency_ms": 100}
-    return lambda: client.post("/api/v1/feedback", json=body)
-
-
-@contextmanager
-def steady_load(
-    ep: Endpoint, workload: str = WORKLOAD, *, workers: int = 2, pause_s: float = 0.01
-) -> Iterator[LoadFigures]:
-    """Decide + feedback in ``workers`` threads (each a keep-alive client, as an application
-    would use), until the block ends; every request that is not answered as the contract says
-    (200 decide, 202 feedback) counts as failed."""
-    figures = LoadFigures()
-    stop = threading.Event()
-
-    def work() -> None:
-        with _client(ep) as client:
-            while not stop.is_set():
-                try:
-                    decided = _timed(
-                        figures, lambda: client.post(f"/api/v1/workloads/{workload}/decide"), 200
-                    )
-                    if decided.status_code == 200:
-                        _timed(figures, _feedback_call(client, decided.json()["decision_id"]), 202)
-                except httpx.HTTPError:
-                    pass  # recorded; keep going
-                time.sleep(pause_s)
-
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    try:
-        yield figures
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
-
-
 # --- the checks ---------------------------------------------------------------------------------
 
 
@@ -234,15 +132,8 @@ def check_health(ep: Endpoint) -> str:
     return f"ready; /health status {status}"
 
 
-def ensure_workload(client: httpx.Client) -> None:
-    """Create the conformance workload unless it exists."""
-    created = client.post("/api/v1/workloads", json={"name": WORKLOAD, "arms": list(ARMS)})
-    if created.status_code not in (201, 409):
-        raise CheckFailedError(f"creating {WORKLOAD}: HTTP {created.status_code} {created.text}")
-
-
-def _feedback_count(client: httpx.Client) -> int:
-    report = client.get(f"/api/v1/workloads/{WORKLOAD}/report")
+def _feedback_count(http: httpx.Client) -> int:
+    report = http.get(f"/api/v1/workloads/{WORKLOAD}/report")
     if report.status_code != 200:
         raise CheckFailedError(f"report: HTTP {report.status_code} {report.text[:200]}")
     return sum(int(arm["feedback"]) for arm in report.json()["arms"])
@@ -251,14 +142,14 @@ def _feedback_count(client: httpx.Client) -> int:
 def check_round_trip(ep: Endpoint) -> str:
     _need(ep.url, ep.why_no_url)
     _need(ep.api_key, ep.why_no_key)
-    with _client(ep) as client:
-        ensure_workload(client)
-        before = _feedback_count(client)
-        decided = client.post(f"/api/v1/workloads/{WORKLOAD}/decide", json={"context": {}})
+    with client(ep.url, ep.api_key) as http:
+        ensure_workload(http)
+        before = _feedback_count(http)
+        decided = http.post(f"/api/v1/workloads/{WORKLOAD}/decide", json={"context": {}})
         if decided.status_code != 200:
             raise CheckFailedError(f"decide: HTTP {decided.status_code} {decided.text[:200]}")
         decision = decided.json()
-        feedback = client.post(
+        feedback = http.post(
             "/api/v1/feedback",
             json={
                 "decision_id": decision["decision_id"],
@@ -272,10 +163,10 @@ def check_round_trip(ep: Endpoint) -> str:
         if feedback.status_code != 202:
             raise CheckFailedError(f"feedback: HTTP {feedback.status_code} {feedback.text[:200]}")
         deadline = time.monotonic() + 10.0
-        after = _feedback_count(client)
+        after = _feedback_count(http)
         while after <= before and time.monotonic() < deadline:
             time.sleep(0.2)
-            after = _feedback_count(client)
+            after = _feedback_count(http)
         if after <= before:
             raise CheckFailedError(
                 f"the feedback was acknowledged but the report still counts {after}"
@@ -306,9 +197,9 @@ def check_restart(c: Context, target: str, ep: Endpoint) -> str:
         raise NotRunError(f"the {target} target has no restart (ops/deploy/{target}.py)")
     _need(ep.url, ep.why_no_url)
     _need(ep.api_key, ep.why_no_key)
-    with _client(ep) as client:
-        ensure_workload(client)
-    with steady_load(ep) as figures:
+    with client(ep.url, ep.api_key) as http:
+        ensure_workload(http)
+    with steady_load(ep.url, ep.api_key) as figures:
         time.sleep(SETTLE_S)
         began = time.monotonic()
         restart(c)
@@ -369,7 +260,7 @@ def _run(name: str, check: Callable[[], str]) -> Outcome:
         detail = check()
     except NotRunError as reason:
         return Outcome(name, NOT_RUN, str(reason), time.monotonic() - began)
-    except (CheckFailedError, httpx.HTTPError, OSError, ValueError, KeyError) as error:
+    except (CheckFailedError, SetupError, httpx.HTTPError, OSError, ValueError, KeyError) as error:
         text = str(error) or type(error).__name__
         return Outcome(name, FAIL, text, time.monotonic() - began)
     except SystemExit as error:  # invoke's Exit from a restart or a command

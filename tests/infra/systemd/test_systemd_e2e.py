@@ -13,6 +13,7 @@ loop; the service itself has no such knob).
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
 from pathlib import Path
@@ -21,10 +22,12 @@ import pytest
 from invoke.config import Config
 from invoke.context import Context
 
+from ops.deploy import load as load_module
 from ops.deploy import service_cli
 from ops.deploy import systemd as systemd_target
 from tests._support.stall import STALL_HOOK_DIR, stall_env
 from tests.infra.systemd.systemd_vm import SystemdHost
+from tests.infra.systemd.systemd_vm import run as systemd_vm_run
 
 pytestmark = [pytest.mark.systemd, pytest.mark.docker, pytest.mark.slow]
 
@@ -172,6 +175,47 @@ def test_db_backup_and_health_through_the_systemd_target(
         )
     finally:
         host.sh(f"rm -rf {backups}")
+
+
+def test_restart_under_load_fails_no_request(systemd_host: SystemdHost, installed: object) -> None:
+    """Socket activation: llm-optimizer.socket holds the REST and metrics sockets, so during
+    `systemctl restart` (stop, ExecStartPre, start) connections wait in the kernel's queue and
+    the new process answers them. Steady decide + feedback load (ops/deploy/load.py, the same
+    code `invoke verify` runs, here with the service's venv inside the VM) sees no failure."""
+    host = systemd_host
+    host.sh(f"systemctl reset-failed {UNIT} || true; systemctl start {UNIT}")
+    assert host.out(f"systemctl is-active {systemd_target.SOCKET_UNIT}") == "active"
+    # The service took systemd's sockets rather than binding 8080 and 9090 itself.
+    assert re.search(r"handed_over\W+\[8080, 9090\]", host.journal(40)), host.journal(40)
+    host.sh(f"mkdir -p {RELEASE_DIR}/load && rm -f /tmp/load.*")
+    run_in = Path(load_module.__file__)
+    systemd_vm_run([str(host.docker), "cp", str(run_in), f"{host.name}:{RELEASE_DIR}/load/load.py"])
+    python = f"{systemd_target.DEFAULT_PREFIX}/venv/bin/python"
+    host.sh(
+        f"setsid nohup {python} {RELEASE_DIR}/load/load.py http://127.0.0.1:8080 "
+        f"{shlex.quote(API_KEY)} /tmp/load.stop /tmp/load.ready "
+        "> /tmp/load.out 2> /tmp/load.err < /dev/null &"
+    )
+    host.wait_for("the load's first round trip", lambda: _exists(host, "/tmp/load.ready"), 60)
+    old_pid = host.unit("MainPID")["MainPID"]
+    time.sleep(1.0)
+    started = time.monotonic()
+    host.sh(f"systemctl restart {UNIT}")
+    took = time.monotonic() - started
+    new_pid = host.unit("MainPID")["MainPID"]
+    time.sleep(1.0)
+    host.sh("touch /tmp/load.stop")
+    host.wait_for("the load's figures", lambda: bool(host.out("cat /tmp/load.out")), 90)
+    figures = json.loads(host.out("cat /tmp/load.out"))
+    print(f"systemctl restart under load: {took:.1f} s; {figures['summary']}")
+    assert new_pid not in ("0", old_pid)
+    assert figures["requests"] > 0
+    assert figures["failed"] == 0, figures["summary"]
+    assert host.out("cat /tmp/load.err") == ""
+
+
+def _exists(host: SystemdHost, path: str) -> bool:
+    return host.sh(f"test -e {path}", check=False).returncode == 0
 
 
 def test_stop_is_graceful(systemd_host: SystemdHost, installed: object) -> None:

@@ -74,7 +74,13 @@ def test_status_fails_unless_active(capsys: pytest.CaptureFixture[str]) -> None:
     assert error.value.code == 3
     out = capsys.readouterr().out
     assert "llm-optimizer.service is failed; see: uv run invoke systemd.logs" in out
-    assert c.commands[0][1:] == ["status", "--no-pager", "--full", "llm-optimizer.service"]
+    assert c.commands[0][1:] == [
+        "status",
+        "--no-pager",
+        "--full",
+        "llm-optimizer.service",
+        "llm-optimizer.socket",
+    ]
 
 
 def test_status_passes_when_active() -> None:

@@ -20,6 +20,7 @@ from ops.deploy import systemd as systemd_target
 from tests._support.tools import require_tool
 
 UNIT_FILE = systemd_target.SYSTEMD_DIR / project.SYSTEMD_UNIT
+SOCKET_FILE = systemd_target.SYSTEMD_DIR / systemd_target.SOCKET_UNIT
 ENV_EXAMPLE = systemd_target.SYSTEMD_DIR / "llm-optimizer.env.example"
 MAX_EXPOSURE = 2.0
 
@@ -57,13 +58,19 @@ def verifiable_unit(tmp_path: Path) -> Path:
     unit = tmp_path / project.SYSTEMD_UNIT
     shipped = UNIT_FILE.read_text()
     unit.write_text(shipped.replace(f"{systemd_target.DEFAULT_PREFIX}/", f"{prefix}/"))
+    # The socket unit the service requires, beside it (verify finds it there).
+    (tmp_path / SOCKET_FILE.name).write_text(SOCKET_FILE.read_text())
     return unit
 
 
 def test_systemd_analyze_verify_has_empty_stderr(verifiable_unit: Path) -> None:
     analyze = require_tool("systemd-analyze")
+    socket_unit = verifiable_unit.with_name(SOCKET_FILE.name)
     result = subprocess.run(
-        [str(analyze), "verify", str(verifiable_unit)], capture_output=True, text=True, check=False
+        [str(analyze), "verify", str(verifiable_unit), str(socket_unit)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -199,3 +206,21 @@ def test_paths_and_user_have_one_source() -> None:
     call = systemd_target.service_command(Context(), ["health"], mounts={}, running=True)
     assert f"{systemd_target.DEFAULT_PREFIX}/venv/bin/{project.SERVICE_COMMAND}" in call.argv
     assert f"--property=EnvironmentFile=-{systemd_target.ENV_FILE}" in call.argv
+
+
+def test_the_socket_unit_holds_the_service_ports() -> None:
+    """llm-optimizer.socket listens on the service's default REST and metrics ports (the server
+    takes handed-over sockets by port), and the service requires it and starts after it."""
+    socket_unit = dict(
+        (key, value) for key, value in directives(SOCKET_FILE.read_text()) if key != "ListenStream"
+    )
+    listen = [v for k, v in directives(SOCKET_FILE.read_text()) if k == "ListenStream"]
+    defaults = ServerSettings()
+    assert listen == [str(defaults.http_port), str(defaults.metrics_port)]
+    assert socket_unit["Service"] == systemd_target.UNIT
+    assert socket_unit["Accept"] == "no"
+    assert socket_unit["WantedBy"] == "sockets.target"
+    assert values("Requires") == [systemd_target.SOCKET_UNIT]
+    assert systemd_target.SOCKET_UNIT in values("After")
+    for script in (systemd_target.INSTALL_SCRIPT, systemd_target.UNINSTALL_SCRIPT):
+        assert f"readonly SOCKET={systemd_target.SOCKET_UNIT}\n" in script.read_text()

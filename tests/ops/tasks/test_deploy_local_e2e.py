@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from ops.core import project
+from ops.deploy import load
 from ops.deploy import local as deploy_local
-from ops.deploy import verify
 from tests._support.api import create_workload, round_trips
 from tests._support.tools import free_port, require_tool
 
@@ -160,19 +160,18 @@ def test_second_deploy_is_idempotent_and_restarts_onto_the_code(local: LocalDepl
     a steady decide + feedback load."""
     first_pid = local.pid()
     key = local.key()
-    endpoint = verify.Endpoint(url=local.url, api_key=key)
-    with httpx.Client(base_url=local.url, headers={"Authorization": f"Bearer {key}"}) as client:
-        verify.ensure_workload(client)
-    with verify.steady_load(endpoint) as load:
+    with load.client(local.url, key) as client:
+        load.ensure_workload(client)
+    with load.steady_load(local.url, key) as figures:
         time.sleep(1.0)
         result = local.invoke("deploy")
         time.sleep(1.0)
-    print(f"local redeploy under load: {load.summary()}")
+    print(f"local redeploy under load: {figures.summary()}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "serves until the new one is ready" in result.stdout  # a handover, no fallback
     assert "falling back" not in result.stdout
-    assert load.requests > 0
-    assert load.failed == 0, load.summary()
+    assert figures.requests > 0
+    assert figures.failed == 0, figures.summary()
     second_pid = local.pid()
     assert second_pid is not None
     assert second_pid != first_pid

@@ -214,6 +214,7 @@ async def serve(settings: Settings) -> int:
         http=f"{settings.server.host}:{settings.server.http_port}",
         metrics=f"{settings.server.metrics_host or settings.server.host}:"
         f"{settings.server.metrics_port}",
+        handed_over=sorted(handed_over),  # ports whose socket came by socket activation
     )
     # Type=notify: `systemctl start` returns only now, when every listener is up.
     notifier.ready()
