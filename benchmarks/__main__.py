@@ -17,6 +17,7 @@ from .common import Options, Target, table
 BENCHMARKS = {
     "decision_time": "benchmarks.decision_time",
     "regret": "benchmarks.regret",
+    "contextual": "benchmarks.contextual",
     "cost": "benchmarks.cost",
     "drift": "benchmarks.drift",
     "ope": "benchmarks.ope",

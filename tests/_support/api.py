@@ -14,7 +14,7 @@ FEEDBACK = "/api/v1/feedback"
 ARMS: list[dict[str, Any]] = [{"name": "a", "model": "m-a"}, {"name": "b", "model": "m-b"}]
 
 # The fields of the engine's report (engine/report.py) and of each arm in it; the REST report
-# adds notes on quarantined stored state.
+# adds the contexts (workloads with context features) and notes on quarantined stored state.
 ENGINE_REPORT_FIELDS = {
     "workload",
     "strategy",
@@ -24,7 +24,7 @@ ENGINE_REPORT_FIELDS = {
     "drift",
     "ab_test",
 }
-REPORT_FIELDS = ENGINE_REPORT_FIELDS | {"notes"}
+REPORT_FIELDS = ENGINE_REPORT_FIELDS | {"contexts", "notes"}
 ARM_FIELDS = {
     "name",
     "decisions",

@@ -23,7 +23,15 @@ from typer.testing import CliRunner, Result
 from tests._support.tools import free_port
 from tests.service.backup._data import seed, snapshot
 
-TABLES = {"workloads", "arm_stats", "decisions", "feedback", "policy_audit", "alembic_version"}
+TABLES = {
+    "workloads",
+    "arm_stats",
+    "context_arm_stats",
+    "decisions",
+    "feedback",
+    "policy_audit",
+    "alembic_version",
+}
 
 
 @pytest.fixture

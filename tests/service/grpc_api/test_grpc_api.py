@@ -220,6 +220,35 @@ def test_decide_context_must_be_finite(service: RunningService, channel: grpc.Ch
     assert "context" in (raised.value.details() or "")
 
 
+def test_decide_context_is_checked_against_the_declared_features(
+    service: RunningService, channel: grpc.Channel
+) -> None:
+    with service.client() as client:
+        created = client.post(
+            "/api/v1/workloads",
+            json={
+                "name": "grpc-ctx",
+                "arms": [{"name": "a", "model": "m-a"}, {"name": "b", "model": "m-b"}],
+                "context_features": {"tier": ["free", "pro"]},
+            },
+        )
+        assert created.status_code == 201, created.text
+    stub = pb_grpc.OptimizerStub(channel)
+    context = struct_pb2.Struct()
+    context.update({"tier": "gold"})
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Decide(
+            pb.DecideRequest(workload="grpc-ctx", context=context), metadata=auth(service.api_key)
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not one of its declared values: free, pro" in (raised.value.details() or "")
+    context.update({"tier": "pro"})
+    decision = stub.Decide(
+        pb.DecideRequest(workload="grpc-ctx", context=context), metadata=auth(service.api_key)
+    )
+    assert decision.arm in {"a", "b"}
+
+
 def test_grpc_metrics_are_exported(service: RunningService, channel: grpc.Channel) -> None:
     stub = pb_grpc.OptimizerStub(channel)
     stub.Decide(pb.DecideRequest(workload="chat"), metadata=auth(service.api_key))

@@ -39,6 +39,7 @@ from llm_optimizer_service.engine import (
     Policy,
     WorkloadSpec,
     build_report,
+    context_report,
     decide,
     drift_score,
 )
@@ -91,6 +92,8 @@ class WorkloadState:
     configs: dict[str, dict[str, Any]]
     models: dict[str, str]
     recent_quality: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_QUALITY))
+    # context key -> arm -> statistics (workloads with context features)
+    context_stats: dict[str, dict[str, ArmStats]] = field(default_factory=dict)
     dirty: bool = False
     decision_counters: dict[str, Any] = field(default_factory=dict)
 
@@ -134,11 +137,16 @@ def unusable_spec_note(name: str, exc: Exception) -> str:
 def build_state(stored: StoredWorkload, previous: WorkloadState | None = None) -> WorkloadState:
     spec = to_engine(stored.record.name, stored.record.spec)
     stats = {name: stored.stats.get(name, ArmStats()) for name in spec.arm_names}
+    allowed = set(spec.context_keys())
+    context_stats = {
+        key: dict(arms) for key, arms in stored.context_stats.items() if key in allowed
+    }
     policy = Policy(
         spec=spec,
         stats=stats,
         promoted=stored.record.promoted_arm,
         canary_percent=stored.record.canary_percent,
+        context_stats=context_stats,
     )
     state = WorkloadState(
         record=stored.record,
@@ -147,6 +155,7 @@ def build_state(stored: StoredWorkload, previous: WorkloadState | None = None) -
         policy=policy,
         configs=_configs(spec),
         models={arm.name: arm.model for arm in spec.arms},
+        context_stats=context_stats,
     )
     if previous is not None:
         state.recent_quality = previous.recent_quality
@@ -492,6 +501,7 @@ class Runtime:
                     stats=dict(state.stats),
                     promoted=state.record.promoted_arm,
                     canary_percent=state.record.canary_percent,
+                    context_stats={k: dict(v) for k, v in state.context_stats.items()},
                 )
                 state.policy.prepare(self.rng)
                 self._publish_gauges(state)
@@ -533,6 +543,8 @@ class Runtime:
     # -- the decision path (no I/O, no await) -------------------------------------------------
 
     def decide(self, state: WorkloadState, context: Mapping[str, Any] | None) -> PendingDecision:
+        """One decision, from the context's plan (EngineError: a context that does not fit the
+        workload's declared features)."""
         choice = decide(state.policy, self.rng, context)
         pending = PendingDecision(
             id=new_decision_id(),
@@ -541,6 +553,7 @@ class Runtime:
             arm=choice.arm,
             propensity=choice.propensity,
             created_at=datetime.now(UTC),
+            context=choice.context,
         )
         self.writer.add(pending)
         for sink in self.decision_sinks:
@@ -646,6 +659,12 @@ class Runtime:
         ):
             state.stats[arm] = outcome.stats
             state.dirty = True
+        if outcome.context is not None and outcome.context_stats is not None:
+            arms = state.context_stats.setdefault(outcome.context, {})
+            known = arms.get(arm)
+            if known is None or outcome.context_stats.feedback >= known.feedback:
+                arms[arm] = outcome.context_stats
+                state.dirty = True
         if outcome.drift is not None:
             log.warning(
                 "drift detected",
@@ -668,7 +687,9 @@ class Runtime:
             if stored:
                 with contextlib.suppress(*SPEC_ERRORS):  # changed meanwhile: the snapshot stands
                     policy = build_state(stored[0]).policy
-        report = build_report(policy, report_rng(name, policy.stats))
+        rng = report_rng(name, policy.stats)
+        report = build_report(policy, rng)
+        report["contexts"] = context_report(policy, rng)
         report["notes"] = list(self.quarantined.get(name, []))
         return report
 

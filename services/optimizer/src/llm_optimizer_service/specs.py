@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_optimizer_service.engine import ArmSpec, Constraints, Objective, Price, WorkloadSpec
+from llm_optimizer_service.engine import (
+    DEFAULT_CONTEXT_POOLING,
+    ArmSpec,
+    Constraints,
+    Objective,
+    Price,
+    WorkloadSpec,
+)
 
 
 def to_engine(name: str, spec: dict[str, Any]) -> WorkloadSpec:
@@ -27,4 +34,9 @@ def to_engine(name: str, spec: dict[str, Any]) -> WorkloadSpec:
         constraints=Constraints(**(spec.get("constraints") or {})),
         strategy=spec.get("strategy", "thompson"),
         strategy_params=dict(spec.get("strategy_params") or {}),
+        context_features={
+            feature: tuple(values)
+            for feature, values in (spec.get("context_features") or {}).items()
+        },
+        context_pooling=spec.get("context_pooling", DEFAULT_CONTEXT_POOLING),
     )

@@ -13,7 +13,12 @@ from llm_optimizer_service.api.deps import admin, get_runtime, reader, writer
 from llm_optimizer_service.api.errors import ApiError, responses
 from llm_optimizer_service.auth import Principal
 from llm_optimizer_service.candidates import Candidate
-from llm_optimizer_service.engine import EngineError, Policy, UnsupportedCandidateError
+from llm_optimizer_service.engine import (
+    DEFAULT_CONTEXT_POOLING,
+    EngineError,
+    Policy,
+    UnsupportedCandidateError,
+)
 from llm_optimizer_service.runtime import Runtime, WorkloadState
 from llm_optimizer_service.specs import to_engine
 from llm_optimizer_service.storage.repository import (
@@ -39,6 +44,8 @@ def _workload_out(record: WorkloadRecord) -> s.WorkloadOut:
         strategy=spec.get("strategy", "thompson"),
         strategy_params=dict(spec.get("strategy_params") or {}),
         promotion=s.PromotionOut.model_validate(spec.get("promotion") or {}),
+        context_features=dict(spec.get("context_features") or {}),
+        context_pooling=spec.get("context_pooling", DEFAULT_CONTEXT_POOLING),
         promoted_arm=record.promoted_arm,
         canary_percent=record.canary_percent,
         created_at=record.created_at,
@@ -144,7 +151,7 @@ async def delete_workload(
 @router.post(
     "/workloads/{name}/decide",
     response_model=s.DecisionOut,
-    responses=responses(404, 409),
+    responses=responses(404, 409, 422),
     tags=["decisions"],
 )
 async def decide(
@@ -154,12 +161,17 @@ async def decide(
     body: Annotated[s.DecideBody, Body(default_factory=s.DecideBody)],
 ) -> Response:
     """Choose the configuration (arm) one request of this workload should use; report its
-    outcome with the returned ``decision_id`` (POST /api/v1/feedback)."""
+    outcome with the returned ``decision_id`` (POST /api/v1/feedback). With declared
+    ``context_features`` the ``context`` must give each feature one of its declared values (422
+    ``invalid_context`` naming the feature and the allowed values)."""
     # The hot path: no I/O, no await. The body is built by hand (the same shape as DecisionOut,
     # which documents it) because response-model validation would double its cost.
     runtime: Runtime = request.app.state.runtime
     state = _state(runtime, name)
-    pending = runtime.decide(state, body.context)
+    try:
+        pending = runtime.decide(state, body.context)
+    except EngineError as exc:
+        raise ApiError(422, "invalid_context", str(exc)) from exc
     payload = {
         "decision_id": pending.id,
         "arm": pending.arm,

@@ -20,7 +20,13 @@ from pydantic.config import JsonDict
 
 from llm_optimizer_service.candidates import Candidate
 from llm_optimizer_service.engine import (
+    CONTEXT_FEATURE_PATTERN,
+    DEFAULT_CONTEXT_POOLING,
     MAX_ARMS,
+    MAX_CONTEXT_FEATURES,
+    MAX_CONTEXT_POOLING,
+    MAX_CONTEXT_TEXT,
+    MAX_CONTEXT_VALUES,
     MAX_COST_USD,
     MAX_LATENCY_MS,
     MAX_PRICE_PER_1K,
@@ -128,6 +134,40 @@ class PromotionBody(_Body):
     )
 
 
+ContextValue = Annotated[
+    Name,
+    Field(
+        min_length=1,
+        max_length=MAX_CONTEXT_TEXT,
+        pattern=r"^[^,=\x00-\x20\x7f-\x9f]([^,=\x00-\x1f\x7f-\x9f]*[^,=\x00-\x20\x7f-\x9f])?$",
+    ),
+]
+ContextFeatureName = Annotated[str, Field(pattern=CONTEXT_FEATURE_PATTERN)]
+ContextFeatures = Annotated[
+    dict[
+        ContextFeatureName,
+        Annotated[list[ContextValue], Field(min_length=1, max_length=MAX_CONTEXT_VALUES)],
+    ],
+    Field(
+        max_length=MAX_CONTEXT_FEATURES,
+        description="categorical request features and their declared values, e.g. "
+        '{"tier": ["free", "pro"], "region": ["eu", "us"]}; decide\'s context must then give '
+        "each feature one of its values, and posteriors are kept per context (pooled toward "
+        "the workload)",
+    ),
+]
+ContextPooling = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=MAX_CONTEXT_POOLING,
+        allow_inf_nan=False,
+        description="pseudo-observations of the workload-level posterior in each context's "
+        "prior (0: contexts learn alone)",
+    ),
+]
+
+
 class WorkloadCreate(_Body):
     # The document's example (for readers, generated clients and the fuzzer's explicit phase).
     model_config = ConfigDict(
@@ -157,6 +197,8 @@ class WorkloadCreate(_Body):
         "fixed: arm (required)",
     )
     promotion: PromotionBody = Field(default_factory=PromotionBody)
+    context_features: ContextFeatures = Field(default_factory=dict)
+    context_pooling: ContextPooling = DEFAULT_CONTEXT_POOLING
 
 
 class WorkloadPatch(_Body):
@@ -168,6 +210,8 @@ class WorkloadPatch(_Body):
     strategy: StrategyName | MISSING = MISSING
     strategy_params: JsonObject | MISSING = MISSING
     promotion: PromotionBody | MISSING = MISSING
+    context_features: ContextFeatures | MISSING = MISSING
+    context_pooling: ContextPooling | MISSING = MISSING
 
 
 class PriceOut(BaseModel):
@@ -208,6 +252,8 @@ class WorkloadOut(BaseModel):
     strategy: str
     strategy_params: dict[str, Any]
     promotion: PromotionOut
+    context_features: dict[str, list[str]] = Field(default_factory=dict)
+    context_pooling: float = DEFAULT_CONTEXT_POOLING
     promoted_arm: str | None
     canary_percent: float | None
     created_at: datetime
@@ -310,6 +356,20 @@ class AbTestReport(BaseModel):
     p_value: float | None
 
 
+class ContextArmReport(BaseModel):
+    name: str
+    feedback: int = Field(description="feedback on this arm in this context")
+    mean_reward: float | None = Field(description="in this context; null before feedback")
+    probability_best: float = Field(description="under the context's pooled posterior")
+
+
+class ContextReport(BaseModel):
+    context: str = Field(description="feature=value pairs in declared order")
+    feedback: int
+    best_arm: str
+    arms: list[ContextArmReport]
+
+
 class ReportOut(BaseModel):
     workload: str
     strategy: StrategyName
@@ -318,6 +378,10 @@ class ReportOut(BaseModel):
     pareto_front: list[str]
     drift: DriftReport
     ab_test: AbTestReport | None
+    contexts: list[ContextReport] = Field(
+        default_factory=list,
+        description="per context with feedback (workloads with context_features)",
+    )
     notes: list[str] = Field(
         default_factory=list,
         description="what of the workload's stored state is quarantined, and the fix",

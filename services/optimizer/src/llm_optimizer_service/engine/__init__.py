@@ -14,11 +14,23 @@ from .evaluation import (
     evaluate,
 )
 from .model import (
+    CONTEXT_FEATURE_PATTERN,
+    DEFAULT_CONTEXT_POOLING,
+    DEFAULT_SESSION_TTL_SECONDS,
     DEFAULT_STRATEGY,
     MAX_ARMS,
+    MAX_CONTEXT_FEATURES,
+    MAX_CONTEXT_KEY,
+    MAX_CONTEXT_POOLING,
+    MAX_CONTEXT_TEXT,
+    MAX_CONTEXT_VALUES,
+    MAX_CONTEXTS,
     MAX_COST_USD,
+    MAX_DAILY_BUDGET_USD,
     MAX_LATENCY_MS,
     MAX_PRICE_PER_1K,
+    MAX_SESSION_ID,
+    MAX_SESSION_TTL_SECONDS,
     MAX_STRATEGY_C,
     MAX_WEIGHT,
     MIN_ARMS,
@@ -33,16 +45,35 @@ from .model import (
     WorkloadSpec,
 )
 from .policy import Decision, Plan, Policy, decide, propensities
-from .report import ab_significance, build_report, drift_score, pareto_front, probability_best
+from .report import (
+    ab_significance,
+    build_report,
+    context_report,
+    drift_score,
+    pareto_front,
+    probability_best,
+)
 from .stats import ArmStats, DriftEvent
 
 __all__ = [
+    "CONTEXT_FEATURE_PATTERN",
+    "DEFAULT_CONTEXT_POOLING",
     "DEFAULT_DRIFT",
+    "DEFAULT_SESSION_TTL_SECONDS",
     "DEFAULT_STRATEGY",
     "MAX_ARMS",
+    "MAX_CONTEXTS",
+    "MAX_CONTEXT_FEATURES",
+    "MAX_CONTEXT_KEY",
+    "MAX_CONTEXT_POOLING",
+    "MAX_CONTEXT_TEXT",
+    "MAX_CONTEXT_VALUES",
     "MAX_COST_USD",
+    "MAX_DAILY_BUDGET_USD",
     "MAX_LATENCY_MS",
     "MAX_PRICE_PER_1K",
+    "MAX_SESSION_ID",
+    "MAX_SESSION_TTL_SECONDS",
     "MAX_STRATEGY_C",
     "MAX_WEIGHT",
     "MIN_ARMS",
@@ -68,6 +99,7 @@ __all__ = [
     "WorkloadSpec",
     "ab_significance",
     "build_report",
+    "context_report",
     "decide",
     "drift_score",
     "evaluate",

@@ -7,6 +7,7 @@ the engine. The API layer turns an :class:`EngineError` into a 4xx response.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, get_args
@@ -36,6 +37,21 @@ MAX_LATENCY_MS: Final = 3_600_000.0  # one hour
 MAX_WEIGHT: Final = 1_000_000.0  # objective weights
 MAX_PRICE_PER_1K: Final = 10_000.0  # list price in USD per 1000 tokens
 MAX_STRATEGY_C: Final = 1_000.0  # ucb's exploration scale
+# Context features (``WorkloadSpec.context_features``): few, categorical, declared values only,
+# so that per-context posteriors stay few and each gets evidence.
+MAX_CONTEXT_FEATURES: Final = 4
+MAX_CONTEXT_VALUES: Final = 16  # declared values per feature
+MAX_CONTEXTS: Final = 256  # product of the features' value counts
+MAX_CONTEXT_TEXT: Final = 64  # length of a feature name or value
+MAX_CONTEXT_KEY: Final = MAX_CONTEXT_FEATURES * (2 * MAX_CONTEXT_TEXT + 2)  # stored key length
+CONTEXT_FEATURE_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
+DEFAULT_CONTEXT_POOLING: Final = 10.0  # pseudo-observations of the workload-level prior
+MAX_CONTEXT_POOLING: Final = 10_000.0
+# Sessions and budgets (``WorkloadSpec.sessions`` / ``budget``, used by the service).
+MAX_SESSION_ID: Final = 128  # characters of a session id
+MAX_SESSION_TTL_SECONDS: Final = 7 * 24 * 3600
+DEFAULT_SESSION_TTL_SECONDS: Final = 1800
+MAX_DAILY_BUDGET_USD: Final = 10_000_000.0
 
 
 class EngineError(ValueError):
@@ -170,6 +186,8 @@ class WorkloadSpec:
     constraints: Constraints = field(default_factory=Constraints)
     strategy: StrategyName = DEFAULT_STRATEGY
     strategy_params: Mapping[str, Any] = field(default_factory=dict)
+    context_features: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    context_pooling: float = DEFAULT_CONTEXT_POOLING
 
     def __post_init__(self) -> None:
         if not MIN_ARMS <= len(self.arms) <= MAX_ARMS:
@@ -192,6 +210,53 @@ class WorkloadSpec:
                 f"its parameters are: {allowed}"
             )
         self._check_params(set(names))
+        _check_context_features(self.context_features)
+        _finite(
+            self.context_pooling,
+            "context_pooling",
+            minimum=0.0,
+            maximum=MAX_CONTEXT_POOLING,
+        )
+
+    def context_key(self, context: Mapping[str, Any] | None) -> str | None:
+        """The context's key (``feature=value`` pairs in declared order, comma-separated), or
+        None when the workload declares no features or the request gives no context.
+
+        Strict: an undeclared feature, a value not declared for its feature, or a missing
+        feature is an :class:`EngineError` naming it and what is allowed. Without declared
+        features a context is accepted and ignored (it was, before contexts existed).
+        """
+        features = self.context_features
+        if not features or not context:
+            return None
+        unknown = sorted(set(context) - set(features))
+        if unknown:
+            raise EngineError(
+                f"context has undeclared feature(s) {', '.join(map(repr, unknown))}; this "
+                f"workload declares: {', '.join(features)}"
+            )
+        parts = []
+        for feature, allowed in features.items():
+            if feature not in context:
+                raise EngineError(
+                    f"context is missing feature {feature!r} (one of {', '.join(allowed)}); "
+                    "give every declared feature, or no context"
+                )
+            value = context[feature]
+            if not isinstance(value, str) or value not in allowed:
+                raise EngineError(
+                    f"context.{feature} is {value!r}, not one of its declared values: "
+                    f"{', '.join(allowed)}"
+                )
+            parts.append(f"{feature}={value}")
+        return ",".join(parts)
+
+    def context_keys(self) -> tuple[str, ...]:
+        """Every context key the declared features allow (empty without features)."""
+        keys = [""]
+        for feature, allowed in self.context_features.items():
+            keys = [f"{k},{feature}={v}" if k else f"{feature}={v}" for k in keys for v in allowed]
+        return tuple(keys) if self.context_features else ()
 
     def _check_params(self, names: set[str]) -> None:
         params = self.strategy_params
@@ -251,6 +316,45 @@ class WorkloadSpec:
             if arm.name == name:
                 return arm
         raise EngineError(f"workload {self.name!r} has no arm {name!r}")
+
+
+def _check_context_features(features: Mapping[str, tuple[str, ...]]) -> None:
+    if len(features) > MAX_CONTEXT_FEATURES:
+        raise EngineError(
+            f"context_features declares {len(features)} features; at most "
+            f"{MAX_CONTEXT_FEATURES} are allowed (keep contexts few so each gets evidence)"
+        )
+    combinations = 1
+    for feature, values in features.items():
+        if not isinstance(feature, str) or not re.fullmatch(CONTEXT_FEATURE_PATTERN, feature):
+            raise EngineError(
+                f"context feature name {feature!r} must match {CONTEXT_FEATURE_PATTERN}"
+            )
+        if not isinstance(values, tuple) or not 1 <= len(values) <= MAX_CONTEXT_VALUES:
+            raise EngineError(
+                f"context_features.{feature} must declare 1-{MAX_CONTEXT_VALUES} values"
+            )
+        for value in values:
+            if (
+                not isinstance(value, str)
+                or not 1 <= len(value) <= MAX_CONTEXT_TEXT
+                or not value.isprintable()
+                or value != value.strip()
+                or "," in value
+                or "=" in value
+            ):
+                raise EngineError(
+                    f"context_features.{feature} value {value!r} must be 1-{MAX_CONTEXT_TEXT} "
+                    "printable characters without surrounding spaces, ',' or '='"
+                )
+        if len(set(values)) != len(values):
+            raise EngineError(f"context_features.{feature} repeats a value")
+        combinations *= len(values)
+    if combinations > MAX_CONTEXTS:
+        raise EngineError(
+            f"context_features make {combinations} contexts; at most {MAX_CONTEXTS} are "
+            "allowed (fewer features or values)"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,10 +51,12 @@ _EMPTY = ArmStats()
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The chosen arm and the probability with which it was chosen."""
+    """The chosen arm, the probability with which it was chosen, and the context's key (None
+    without declared context features or without a context)."""
 
     arm: str
     propensity: float
+    context: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +68,11 @@ class Estimates:
     scale: FloatArray
     unexplored: NDArray[np.bool_]
     total_n: float
+    variance: FloatArray  # the (shrunk) noise variance per metric and arm
 
-    @classmethod
-    def from_stats(cls, stats: list[ArmStats]) -> Estimates:
-        """Posterior parameters of the means, from the arms' sufficient statistics."""
-        rows = np.array(
+    @staticmethod
+    def _rows(stats: list[ArmStats]) -> FloatArray:
+        return np.array(
             [
                 (
                     s.n,
@@ -84,7 +86,12 @@ class Estimates:
                 for s in stats
             ],
             dtype=np.float64,
-        )
+        ).reshape(len(stats), 7)
+
+    @classmethod
+    def from_stats(cls, stats: list[ArmStats]) -> Estimates:
+        """Posterior parameters of the means, from the arms' sufficient statistics."""
+        rows = cls._rows(stats)
         n = rows[:, 0]
         sums = rows[:, 1:4].T
         squares = rows[:, 4:7].T
@@ -103,7 +110,42 @@ class Estimates:
         variance = (NU0 * prior_var[:, None] + within) / (NU0 + dof)
         loc = (KAPPA0 * prior_mean[:, None] + sums) / (KAPPA0 + n)
         scale = np.sqrt(variance / (KAPPA0 + n))
-        return cls(n=n, loc=loc, scale=scale, unexplored=n <= 0.0, total_n=total_n)
+        return cls(
+            n=n, loc=loc, scale=scale, unexplored=n <= 0.0, total_n=total_n, variance=variance
+        )
+
+    def pooled(self, stats: list[ArmStats], pooling: float) -> Estimates:
+        """Posteriors of one context's arms, pooled toward these workload-level ones.
+
+        Each arm's prior is its workload-level posterior mean ``mu`` with ``m = min(pooling,
+        KAPPA0 + n_workload)`` pseudo-observations (never more confident than the workload's own
+        evidence) and its workload-level noise variance ``s2`` as the prior variance
+        (``NU0`` pseudo-degrees of freedom); the context's own observations update it:
+        ``loc = (m*mu + sum_x) / (m + n)``, ``variance = (NU0*s2 + within) / (NU0 + n - 1)``,
+        ``scale = sqrt(variance / (m + n))``. A context without evidence decides like the
+        workload (with the wider scale of ``m`` observations); with much evidence its own data
+        dominate. An arm counts as unexplored only when the workload has no feedback on it.
+        """
+        rows = self._rows(stats)
+        n = rows[:, 0]
+        sums = rows[:, 1:4].T
+        squares = rows[:, 4:7].T
+        safe_n = np.maximum(n, 1e-12)
+        within = np.maximum(squares - sums * sums / safe_n, 0.0)
+        dof = np.maximum(n - 1.0, 0.0)
+        m = np.minimum(pooling, KAPPA0 + self.n)
+        variance = (NU0 * self.variance + within) / (NU0 + dof)
+        weight = np.maximum(m + n, 1e-12)
+        loc = (m * self.loc + sums) / weight
+        scale = np.sqrt(variance / weight)
+        return Estimates(
+            n=n,
+            loc=loc,
+            scale=scale,
+            unexplored=self.unexplored,
+            total_n=float(n.sum()) + float(m.sum()),
+            variance=variance,
+        )
 
 
 def _needed(objective: Objective, constraints: Constraints) -> tuple[bool, bool, bool]:
@@ -294,8 +336,14 @@ class Policy:
     stats: Mapping[str, ArmStats] = field(default_factory=dict)
     promoted: str | None = None
     canary_percent: float | None = None
+    # Per context key (``WorkloadSpec.context_key``): that context's arm statistics. Keys the
+    # spec does not allow (features changed since) are ignored.
+    context_stats: Mapping[str, Mapping[str, ArmStats]] = field(default_factory=dict)
     estimates: Estimates = field(init=False, repr=False, compare=False)
     _plan: Plan | None = field(default=None, init=False, repr=False, compare=False)
+    _context_plans: Mapping[str, Plan] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.promoted is not None and self.promoted not in self.spec.arm_names:
@@ -315,10 +363,32 @@ class Policy:
         """Statistics of every arm in declaration order (empty for arms never seen)."""
         return [self.stats.get(name, _EMPTY) for name in self.spec.arm_names]
 
-    def compute_plan(self, rng: np.random.Generator, samples: int | None = None) -> Plan:
-        """A fresh plan for this snapshot (``samples`` overrides thompson's Monte Carlo size)."""
+    def contexts(self) -> list[str]:
+        """The context keys with statistics that this spec allows, sorted."""
+        if not self.spec.context_features or not self.context_stats:
+            return []
+        allowed = set(self.spec.context_keys())
+        return sorted(key for key in self.context_stats if key in allowed)
+
+    def context_estimates(self, key: str) -> Estimates:
+        """Posteriors of one context, pooled toward the workload (see ``Estimates.pooled``)."""
+        stats = self.context_stats.get(key, {})
+        return self.estimates.pooled(
+            [stats.get(name, _EMPTY) for name in self.spec.arm_names], self.spec.context_pooling
+        )
+
+    def compute_plan(
+        self,
+        rng: np.random.Generator,
+        samples: int | None = None,
+        estimates: Estimates | None = None,
+    ) -> Plan:
+        """A fresh plan for this snapshot (``samples`` overrides thompson's Monte Carlo size;
+        ``estimates`` replaces the workload-level posteriors, e.g. by a context's)."""
         k = len(self.spec.arms)
-        probabilities = _strategy_probabilities(self.spec, self.estimates, rng, samples)
+        probabilities = _strategy_probabilities(
+            self.spec, self.estimates if estimates is None else estimates, rng, samples
+        )
         if self.promoted is not None:
             share = 1.0 if self.canary_percent is None else self.canary_percent / 100.0
             promoted = _onehot(k, self.spec.arm_names.index(self.promoted))
@@ -329,19 +399,44 @@ class Policy:
         """This snapshot's plan, computed now if it has not been yet (cheap afterwards)."""
         plan = self._plan
         if plan is None:
+            if self.spec.strategy not in ("ab_test", "fixed"):  # the others learn per context
+                object.__setattr__(
+                    self,
+                    "_context_plans",
+                    {
+                        key: self.compute_plan(rng, None, self.context_estimates(key))
+                        for key in self.contexts()
+                    },
+                )
             plan = self.compute_plan(rng)
             object.__setattr__(self, "_plan", plan)
         return plan
 
+    def plan_for(self, key: str | None, rng: np.random.Generator) -> Plan:
+        """The plan a request with this context key is drawn from: its context's, or the
+        workload's for a context without evidence yet (or without context)."""
+        plan = self._plan or self.prepare(rng)
+        if key is None:
+            return plan
+        return self._context_plans.get(key, plan)
+
 
 def decide(
-    policy: Policy, rng: np.random.Generator, context: Mapping[str, Any] | None = None
+    policy: Policy,
+    rng: np.random.Generator,
+    context: Mapping[str, Any] | None = None,
+    *,
+    uniform: float | None = None,
 ) -> Decision:
-    """Choose an arm for one request. ``context`` is accepted for the API and not used yet."""
-    del context
-    plan = policy._plan or policy.prepare(rng)
-    index = bisect.bisect_right(plan.cumulative, rng.random())
-    return Decision(plan.names[index], plan.probabilities[index])
+    """Choose an arm for one request, from its context's plan when the workload declares
+    context features (``EngineError`` for a context that does not fit them). ``uniform``
+    (0 <= u < 1) replaces the random draw, e.g. a hash of a session id, so that the same
+    session gets the same arm from the same plan."""
+    key = policy.spec.context_key(context) if context else None
+    plan = policy.plan_for(key, rng)
+    u = rng.random() if uniform is None else uniform
+    index = bisect.bisect_right(plan.cumulative, u)
+    return Decision(plan.names[index], plan.probabilities[index], key)
 
 
 def propensities(

@@ -156,3 +156,42 @@ def build_report(
         "drift": _drift_section(policy),
         "ab_test": ab_significance(policy),
     }
+
+
+CONTEXT_REPORT_SAMPLES: Final = 1000
+
+
+def context_report(
+    policy: Policy, rng: np.random.Generator, samples: int = CONTEXT_REPORT_SAMPLES
+) -> list[dict[str, Any]]:
+    """One entry per context with feedback: its feedback count, each arm's own feedback and
+    mean reward in that context, the pooled posterior's probability that each arm is best
+    (``probability_best``, the choice rule over the pooled posteriors) and ``best_arm``."""
+    out = []
+    objective = policy.spec.objective
+    for key in policy.contexts():
+        stats = policy.context_stats[key]
+        arms = [stats.get(name) for name in policy.spec.arm_names]
+        estimates = policy.context_estimates(key)
+        if policy.estimates.total_n > 0:
+            p = thompson_probabilities(policy.spec, estimates, rng, samples)
+            best = {n: float(x) for n, x in zip(policy.spec.arm_names, p, strict=True)}
+        else:
+            best = dict.fromkeys(policy.spec.arm_names, 1.0 / len(arms))
+        out.append(
+            {
+                "context": key,
+                "feedback": sum(s.feedback for s in arms if s is not None),
+                "best_arm": max(best, key=best.__getitem__),
+                "arms": [
+                    {
+                        "name": name,
+                        "feedback": s.feedback if s is not None else 0,
+                        "mean_reward": s.mean_reward(objective) if s is not None else None,
+                        "probability_best": best[name],
+                    }
+                    for name, s in zip(policy.spec.arm_names, arms, strict=True)
+                ],
+            }
+        )
+    return out

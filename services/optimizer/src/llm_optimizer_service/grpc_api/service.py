@@ -176,7 +176,12 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
                 raise _no_workload(self.runtime, request.workload)
             decision_context = _decide_context(request)
             with _mapped():
-                pending = self.runtime.decide(state, decision_context)
+                try:
+                    pending = self.runtime.decide(state, decision_context)
+                except EngineError as exc:
+                    raise _RpcError(
+                        grpc.StatusCode.INVALID_ARGUMENT, f"invalid context: {exc}"
+                    ) from exc
         except _RpcError as error:
             await _abort(context, error)
         config = state.configs[pending.arm]

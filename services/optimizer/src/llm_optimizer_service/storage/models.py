@@ -20,6 +20,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from llm_optimizer_service.engine import MAX_CONTEXT_KEY
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -80,6 +82,26 @@ class DecisionRow(Base):
     arm: Mapped[str] = mapped_column(String(128))
     propensity: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The context's key (engine ``WorkloadSpec.context_key``), when the workload declares
+    # context features and the request gave a context.
+    context: Mapped[str | None] = mapped_column(String(MAX_CONTEXT_KEY), nullable=True)
+
+
+class ContextArmStatsRow(Base):
+    """Per (workload, context, arm) sufficient statistics, from the feedback of the decisions
+    made in that context (created on its first feedback)."""
+
+    __tablename__ = "context_arm_stats"
+
+    workload_id: Mapped[int] = mapped_column(
+        ForeignKey("workloads.id", ondelete="CASCADE"), primary_key=True
+    )
+    context: Mapped[str] = mapped_column(String(MAX_CONTEXT_KEY), primary_key=True)
+    arm: Mapped[str] = mapped_column(String(128), primary_key=True)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
 
 
 class FeedbackRow(Base):

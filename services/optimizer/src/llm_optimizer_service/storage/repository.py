@@ -10,12 +10,14 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import Engine, delete, func, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,6 +30,7 @@ from llm_optimizer_service.engine import (
 )
 from llm_optimizer_service.storage.models import (
     ArmStatsRow,
+    ContextArmStatsRow,
     DecisionRow,
     FeedbackRow,
     PolicyAudit,
@@ -63,6 +66,9 @@ class StoredWorkload:
     record: WorkloadRecord
     stats: dict[str, ArmStats]
     unreadable: dict[str, str] = field(default_factory=dict)
+    # context key -> arm -> statistics (an unreadable context row is left out: that context
+    # then decides from the workload level)
+    context_stats: dict[str, dict[str, ArmStats]] = field(default_factory=dict)
 
 
 # What reading a damaged statistics row can raise (a non-finite or ill-typed value, a missing
@@ -86,6 +92,7 @@ class PendingDecision:
     arm: str
     propensity: float
     created_at: datetime
+    context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,8 @@ class FeedbackOutcome:
     arm: str | None = None
     stats: ArmStats | None = None
     drift: DriftEvent | None = None
+    context: str | None = None
+    context_stats: ArmStats | None = None
 
 
 def _record(row: Workload) -> WorkloadRecord:
@@ -231,7 +240,18 @@ class Repository:
                         stats[stat.workload_id][stat.arm] = parsed
                     else:
                         unreadable[stat.workload_id][stat.arm] = str(problem)
-            return [StoredWorkload(_record(row), stats[row.id], unreadable[row.id]) for row in rows]
+            contexts: dict[int, dict[str, dict[str, ArmStats]]] = {i: {} for i in ids}
+            if ids:
+                for crow in session.scalars(
+                    select(ContextArmStatsRow).where(ContextArmStatsRow.workload_id.in_(ids))
+                ):
+                    parsed, _ = read_stats(crow.stats)
+                    if parsed is not None:
+                        contexts[crow.workload_id].setdefault(crow.context, {})[crow.arm] = parsed
+            return [
+                StoredWorkload(_record(row), stats[row.id], unreadable[row.id], contexts[row.id])
+                for row in rows
+            ]
 
     def update_workload(
         self, name: str, spec: dict[str, Any], arms: Sequence[str]
@@ -259,11 +279,10 @@ class Repository:
             )
             gone = existing - set(arms)
             if gone:
-                session.execute(
-                    delete(ArmStatsRow).where(
-                        ArmStatsRow.workload_id == row.id, ArmStatsRow.arm.in_(gone)
+                for table in (ArmStatsRow, ContextArmStatsRow):
+                    session.execute(
+                        delete(table).where(table.workload_id == row.id, table.arm.in_(gone))
                     )
-                )
             session.flush()
             return _record(row)
 
@@ -273,7 +292,7 @@ class Repository:
             if row is None:
                 raise NotFoundError(name)
             record = _record(row)
-            for table in (FeedbackRow, DecisionRow, ArmStatsRow):
+            for table in (FeedbackRow, DecisionRow, ArmStatsRow, ContextArmStatsRow):
                 session.execute(delete(table).where(table.workload_id == row.id))
             session.delete(row)
             return record
@@ -304,6 +323,7 @@ class Repository:
                         "arm": d.arm,
                         "propensity": d.propensity,
                         "created_at": d.created_at,
+                        "context": d.context,
                     }
                     for d in rows
                 ],
@@ -377,6 +397,15 @@ class Repository:
                 parsed = read_stats(row.stats)[0] if row is not None else None
                 if parsed is not None:
                     current[key] = parsed
+            in_context = {
+                (d.workload_id, d.context, d.arm) for d in decisions.values() if d.context
+            }
+            context_rows = self._locked_context_stats(session, in_context, now)
+            context_current: dict[tuple[int, str, str], ArmStats] = {}
+            for ckey, crow in context_rows.items():
+                parsed = read_stats(crow.stats)[0]
+                if parsed is not None:
+                    context_current[ckey] = parsed
             changed: set[tuple[int, str]] = set()
             rows: list[dict[str, Any]] = []
             for index in order:
@@ -409,8 +438,23 @@ class Repository:
                     continue
                 current[key] = updated
                 changed.add(key)
+                context_updated = None
+                if decision.context:
+                    ckey = (decision.workload_id, decision.context, decision.arm)
+                    before = context_current.get(ckey)
+                    if before is not None:
+                        with suppress(EngineError):
+                            context_updated, _ = before.observe(item.observation(), now=now)
+                            context_current[ckey] = context_updated
                 outcomes[index] = FeedbackOutcome(
-                    item.decision_id, "accepted", workload, decision.arm, updated, drift
+                    item.decision_id,
+                    "accepted",
+                    workload,
+                    decision.arm,
+                    updated,
+                    drift,
+                    decision.context,
+                    context_updated,
                 )
             if rows:
                 session.execute(insert(FeedbackRow), rows)
@@ -418,7 +462,37 @@ class Repository:
                 row = locked[key]
                 if row is not None:
                     row.stats = current[key].to_dict()
+            for ckey, cstats in context_current.items():
+                context_rows[ckey].stats = cstats.to_dict()
         return [outcomes[i] for i in range(len(items))]
+
+    def _locked_context_stats(
+        self, session: Session, keys: set[tuple[int, str, str]], now: datetime
+    ) -> dict[tuple[int, str, str], ContextArmStatsRow]:
+        """The (workload, context, arm) statistics rows, created empty where missing (an
+        insert that ignores a concurrent replica's), then locked in key order."""
+        if not keys:
+            return {}
+        insert_ = postgresql_insert if self.backend == "postgresql" else sqlite_insert
+        empty = ArmStats().to_dict()
+        session.execute(
+            insert_(ContextArmStatsRow).on_conflict_do_nothing(),
+            [
+                {"workload_id": w, "context": c, "arm": a, "stats": empty, "updated_at": now}
+                for w, c, a in sorted(keys)
+            ],
+        )
+        found: dict[tuple[int, str, str], ContextArmStatsRow] = {}
+        for workload_id, context, arm in sorted(keys):
+            query = select(ContextArmStatsRow).where(
+                ContextArmStatsRow.workload_id == workload_id,
+                ContextArmStatsRow.context == context,
+                ContextArmStatsRow.arm == arm,
+            )
+            row = session.scalars(query.with_for_update()).one_or_none()
+            if row is not None:
+                found[(workload_id, context, arm)] = row
+        return found
 
     def logged_outcomes(self, workload_id: int, limit: int) -> list[LoggedOutcome]:
         """The most recent ``limit`` decisions of a workload that have feedback, each with the
