@@ -205,6 +205,28 @@ def status(c: Context) -> int:
     return 0
 
 
+def endpoint(env_file: Path = ENV_FILE) -> tuple[str, str, Path | None]:
+    """Where the unit serves on this host, from its environment file (the socket unit's ports
+    unless the operator moved them): the REST URL, the metrics URL and the API keys file
+    (None when the file names none or cannot be read)."""
+    settings: dict[str, str] = {}
+    try:
+        for line in env_file.read_text().splitlines():
+            name, _, value = line.strip().partition("=")
+            if name.startswith(project.ENV_PREFIX):
+                settings[name] = value.strip().strip("'\"")
+    except OSError:
+        pass
+    http = settings.get(project.env("server", "http_port"), str(project.HTTP_PORT))
+    metrics = settings.get(project.env("server", "metrics_port"), str(project.METRICS_PORT))
+    keys = settings.get(project.env("auth", "api_keys_file"))
+    return (
+        f"http://127.0.0.1:{http}",
+        f"http://127.0.0.1:{metrics}/metrics",
+        Path(keys) if keys else None,
+    )
+
+
 def restart(c: Context) -> None:
     """``systemctl restart`` the unit (returns once the new process said READY=1)."""
     start_and_check(runner_for(c))

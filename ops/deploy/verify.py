@@ -15,9 +15,11 @@ where it runs (:mod:`ops.deploy.service_cli`). In order:
 5. ``backup``: ``backup create --json`` then ``backup verify`` of that archive.
 
 Where the URL and the key come from: ``local`` reads its deploy.json (host, ports) and its
-api-keys file; every target takes ``--url``, ``--metrics-url`` and ``--api-key-file`` (else
-``LLM_OPTIMIZER_API_URL`` and ``LLM_OPTIMIZER_API_KEY``, the CLI's variables). A check that cannot
-run says why ("not run: …"); with ``strict`` (``--strict``, or ``CI`` set) that is a failure.
+api-keys file; ``systemd`` reads the unit's environment file (ports, the API keys file; else
+8080 and 9090 on 127.0.0.1); on every target ``--url``, ``--metrics-url`` and
+``--api-key-file`` come first, ``LLM_OPTIMIZER_API_URL`` and ``LLM_OPTIMIZER_API_KEY`` (the
+CLI's variables) last. A check that cannot run says why ("not run: …"); with ``strict``
+(``--strict``, or ``CI`` set) that is a failure.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from invoke.context import Context
 from ops import monitoring
 from ops.core import project
 from ops.core.runner import Runner
-from ops.deploy import local, service_cli, targets
+from ops.deploy import local, service_cli, systemd, targets
 from ops.deploy.load import WORKLOAD, SetupError, client, ensure_workload, steady_load
 
 OK: Final = "ok"
@@ -102,13 +104,27 @@ def endpoint(
             api_key=key or found.api_key,
             why_no_key=f"{cfg.keys_file} holds no plain-text key",
         )
+    if target == "systemd":
+        unit_url, unit_metrics, unit_keys = systemd.endpoint(systemd.ENV_FILE)
+        found = Endpoint(
+            url=url or unit_url,
+            metrics_url=metrics_url or unit_metrics,
+            api_key=found.api_key,
+            why_no_key=f"no API key given (--api-key-file; {systemd.ENV_FILE} names no keys file)",
+        )
+        api_key_file = api_key_file or (str(unit_keys) if unit_keys else "")
     if api_key_file:
-        key = local.plain_key(Path(api_key_file).expanduser().read_text())
+        try:
+            key = local.plain_key(Path(api_key_file).expanduser().read_text())
+        except OSError as error:
+            key, why = None, f"cannot read {api_key_file}: {error.strerror}"
+        else:
+            why = f"{api_key_file} holds no plain-text key (only sha256: digests)"
         found = Endpoint(
             url=found.url,
             metrics_url=found.metrics_url,
-            api_key=key or "",
-            why_no_key=f"{api_key_file} holds no plain-text key (only sha256: digests)",
+            api_key=key or found.api_key,
+            why_no_key=why,
         )
     return found
 
