@@ -282,6 +282,15 @@ def _log_tail(cfg: LocalConfig, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _last_start_log(cfg: LocalConfig) -> str:
+    """What the service logged since the last start (each begins with a "--- deploy at" line)."""
+    try:
+        text = cfg.log_file.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return text.rsplit("\n--- deploy at ", 1)[-1]
+
+
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
     """GET a URL; (status, body). (0, error text) when nothing answers."""
     import urllib.error
@@ -473,6 +482,10 @@ def _serves_build(cfg: LocalConfig, build_date: str) -> bool:
         return False
 
 
+class ExitedEarlyError(Exit):
+    """The new process exited before it was ready (the message has the log's tail)."""
+
+
 def wait_ready(cfg: LocalConfig, process: subprocess.Popen[bytes], build_date: str) -> float:
     """Poll until the new process answers (its /version shows ``build_date``; it listens only
     once the app has started) and /health/ready is 200. Fail with the log's tail if it dies;
@@ -481,7 +494,7 @@ def wait_ready(cfg: LocalConfig, process: subprocess.Popen[bytes], build_date: s
     started = time.monotonic()
     while time.monotonic() - started < cfg.ready_timeout:
         if process.poll() is not None:
-            raise Exit(
+            raise ExitedEarlyError(
                 f"the service exited (code {process.returncode}) before becoming ready; "
                 f"last lines of {cfg.log_file}:\n{_log_tail(cfg)}",
                 code=1,
@@ -525,11 +538,11 @@ def plan(runner: Runner, cfg: LocalConfig, env: str) -> list[Step]:
     def ready() -> None:
         try:
             wait_ready(cfg, state["process"], build_date)
-        except Exit:
-            if state["previous"] is None or state["process"].poll() is None:
+        except ExitedEarlyError:
+            if state["previous"] is None or "cannot listen" not in _last_start_log(cfg):
                 raise
-            # It could not start beside the previous instance (e.g. one started before the
-            # listeners shared their ports): fall back to stop, then start.
+            # It could not bind beside the previous instance (one started before the deploy
+            # shared its ports): fall back to stop, then start.
             print(
                 f"the new instance exited beside pid {state['previous']} (log: {cfg.log_file}); "
                 "falling back to stop, then start",

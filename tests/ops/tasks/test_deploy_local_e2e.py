@@ -186,6 +186,51 @@ def test_second_deploy_is_idempotent_and_restarts_onto_the_code(local: LocalDepl
         assert sum(arm["feedback"] for arm in report.json()["arms"]) == 1
 
 
+def test_a_redeploy_over_an_instance_that_holds_its_own_ports_falls_back(
+    local: LocalDeploy,
+) -> None:
+    """An instance started before the deploy handed over shared sockets binds its ports itself
+    (no SO_REUSEPORT): the new process cannot start beside it, so the deploy stops it and starts
+    again (the old stop -> start), and says so."""
+    pid = local.pid()
+    assert pid is not None
+    os.killpg(pid, signal.SIGTERM)
+    while _alive(pid):
+        time.sleep(0.1)
+    http, grpc, metrics = local.ports
+    settings = {
+        project.env("environment"): "development",
+        project.env("data_dir"): str(local.state / "data"),
+        project.env("auth", "api_keys_file"): str(local.state / "api-keys"),
+        project.env("server", "host"): "127.0.0.1",
+        project.env("server", "http_port"): str(http),
+        project.env("server", "grpc_port"): str(grpc),
+        project.env("server", "metrics_port"): str(metrics),
+    }
+    with (local.state / "legacy.log").open("wb") as log:
+        legacy = subprocess.Popen(
+            [str(local.state / "venv" / "bin" / project.SERVICE_COMMAND), "serve"],
+            env={**os.environ, **settings},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    (local.state / "service.pid").write_text(f"{legacy.pid}\n")
+    deadline = time.monotonic() + 120
+    while deploy_local.http_get(f"{local.url}/health/ready")[0] != 200:
+        assert legacy.poll() is None, (local.state / "legacy.log").read_text()
+        assert time.monotonic() < deadline, (local.state / "legacy.log").read_text()
+        time.sleep(0.2)
+
+    result = local.invoke("deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"the new instance exited beside pid {legacy.pid}" in result.stdout
+    assert "falling back to stop, then start" in result.stdout
+    assert legacy.wait(30) == 0
+    assert local.pid() not in (None, legacy.pid)
+    assert httpx.get(f"{local.url}/health/ready", timeout=5).status_code == 200
+
+
 def test_down_stops_the_service_and_frees_its_ports(local: LocalDeploy) -> None:
     pid = local.pid()
     assert pid is not None
