@@ -70,6 +70,19 @@ def test_round_trip_decide_feedback_report(running_service: RunningService, work
     assert decision["arm"] in table.stdout
 
 
+def test_session_decide_and_session_feedback(
+    running_service: RunningService, workload: str
+) -> None:
+    session = f"cli-{uuid.uuid4()}"
+    decisions = [ok_json(running_service, "decide", workload, "--session-id", session)
+                 for _ in range(2)]  # fmt: skip
+    answer = ok_json(running_service, "session-feedback", session, "--quality", "0.6",
+                     "--cost-usd", "0.01", "--workload", workload)  # fmt: skip
+    assert isinstance(answer, dict)
+    assert answer["accepted"] == 2
+    assert {i["decision_id"] for i in answer["items"]} == {d["decision_id"] for d in decisions}
+
+
 def test_outputs_table_json_yaml(running_service: RunningService, workload: str) -> None:
     as_json = ok_json(running_service, "workload", "show", workload)
     as_yaml = yaml.safe_load(

@@ -39,7 +39,7 @@ CONFORMANCE = [
 ]
 # Negative examples must be refused (4xx), and a deleted workload must stay gone.
 WITH_KEY = [*CONFORMANCE, negative_data_rejection, use_after_free]
-OPERATIONS = 17
+OPERATIONS = 18
 POSITIVE, NEGATIVE = 60, 60  # stateless examples per operation and mode (all-scopes key)
 UNAUTHORIZED = 15  # per operation, with the read-only key and with no key
 SCENARIOS, STEPS = 100, 10  # stateful

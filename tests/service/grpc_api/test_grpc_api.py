@@ -249,6 +249,38 @@ def test_decide_context_is_checked_against_the_declared_features(
     assert decision.arm in {"a", "b"}
 
 
+def test_sessions_decide_and_session_feedback(
+    service: RunningService, channel: grpc.Channel
+) -> None:
+    stub = pb_grpc.OptimizerStub(channel)
+    key = auth(service.api_key)
+    ids = {
+        stub.Decide(
+            pb.DecideRequest(workload="chat", session_id="grpc-session"), metadata=key
+        ).decision_id
+        for _ in range(3)
+    }
+    answer = stub.RecordSessionFeedback(
+        pb.SessionFeedbackRequest(
+            session_id="grpc-session", quality=0.5, cost_usd=0.03, latency_ms=300
+        ),
+        metadata=key,
+    )
+    assert (answer.accepted, answer.duplicate) == (3, 0)
+    assert {item.decision_id for item in answer.items} == ids
+    for request, code in (
+        (pb.SessionFeedbackRequest(session_id="nobody", quality=0.5), "NOT_FOUND"),
+        (pb.SessionFeedbackRequest(session_id="x" * 129, quality=0.5), "INVALID_ARGUMENT"),
+        (pb.SessionFeedbackRequest(session_id="s", quality=2.0), "INVALID_ARGUMENT"),
+    ):
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.RecordSessionFeedback(request, metadata=key)
+        assert raised.value.code().name == code
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.Decide(pb.DecideRequest(workload="chat", session_id="\u202e"), metadata=key)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 def test_grpc_metrics_are_exported(service: RunningService, channel: grpc.Channel) -> None:
     stub = pb_grpc.OptimizerStub(channel)
     stub.Decide(pb.DecideRequest(workload="chat"), metadata=auth(service.api_key))

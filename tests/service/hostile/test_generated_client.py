@@ -33,6 +33,7 @@ OPERATIONS = {
     "decide": "decisions",
     "record_feedback": "feedback",
     "record_feedback_batch": "feedback",
+    "record_session_feedback": "feedback",
     "get_report": "report",
     "promote_arm": "policy",
     "evaluate_candidate": "policy",

@@ -172,16 +172,46 @@ def decide(
     ctx: typer.Context,
     workload: Annotated[str, typer.Argument(help="Workload name.")],
     context: Annotated[str | None, typer.Option(help="Request context as a JSON object.")] = None,
+    session_id: Annotated[
+        str | None, typer.Option(help="The caller's session (credited by session-feedback).")
+    ] = None,
 ) -> None:
     """Ask which configuration to use for one request."""
-    body = None
+    body: dict[str, object] | None = None
     if context:
         try:
             body = {"context": json.loads(context)}
         except ValueError as exc:
             example = '{"tier": "free"}'
             raise _fail(f"--context is not valid JSON ({exc}); e.g. '{example}'") from None
+    if session_id is not None:
+        body = {**(body or {}), "session_id": session_id}
     render(_call(ctx, "POST", f"/api/v1/workloads/{workload}/decide", body), _state(ctx).output)
+
+
+@app.command("session-feedback")
+def session_feedback(
+    ctx: typer.Context,
+    session_id: Annotated[str, typer.Argument(help="The session_id given to decide.")],
+    quality: Annotated[float, typer.Option(help="Quality score, 0..1, for each decision.")],
+    cost_usd: Annotated[float, typer.Option(help="The session's total cost in USD.")] = 0.0,
+    latency_ms: Annotated[float, typer.Option(help="The session's total latency in ms.")] = 0.0,
+    error: Annotated[bool, typer.Option(help="The session failed.")] = False,
+    workload: Annotated[
+        str | None, typer.Option(help="Only this workload's decisions of the session.")
+    ] = None,
+) -> None:
+    """Report one outcome for a whole session: each of its decisions is credited."""
+    body: dict[str, object] = {
+        "session_id": session_id,
+        "quality": quality,
+        "cost_usd": cost_usd,
+        "latency_ms": latency_ms,
+        "error": error,
+    }
+    if workload is not None:
+        body["workload"] = workload
+    render(_call(ctx, "POST", "/api/v1/feedback/session", body), _state(ctx).output)
 
 
 @app.command()

@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,7 +48,7 @@ from llm_optimizer_service.logging_setup import get_logger
 from llm_optimizer_service.ratelimit import RateLimiter
 from llm_optimizer_service.redis_bus import PolicyBus
 from llm_optimizer_service.settings import Settings
-from llm_optimizer_service.specs import to_engine
+from llm_optimizer_service.specs import session_settings, to_engine
 from llm_optimizer_service.storage import migrations
 from llm_optimizer_service.storage.db import make_engine
 from llm_optimizer_service.storage.repository import (
@@ -56,6 +56,7 @@ from llm_optimizer_service.storage.repository import (
     FeedbackOutcome,
     PendingDecision,
     Repository,
+    SessionFeedback,
     StoredWorkload,
     WorkloadRecord,
 )
@@ -71,6 +72,8 @@ RECENT_QUALITY = 200  # feedback events behind optimization_quality_score
 DECISION_VISIBILITY_MARGIN = 1.0
 MAX_WAITING_FEEDBACK = 256
 MAX_PENDING_DECISIONS = 200_000  # beyond this the database is down too long: refuse decisions
+MAX_STICKY_SESSIONS = 100_000  # sticky assignments held per replica (least recently used go)
+MAX_SESSION_DECISIONS = 1000  # decisions one session-level feedback credits at most
 
 
 class ServiceUnavailableError(Exception):
@@ -94,6 +97,8 @@ class WorkloadState:
     recent_quality: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_QUALITY))
     # context key -> arm -> statistics (workloads with context features)
     context_stats: dict[str, dict[str, ArmStats]] = field(default_factory=dict)
+    # sessions.ttl_seconds when the workload keeps a session on one arm (sessions.sticky)
+    sticky_ttl: float | None = None
     dirty: bool = False
     decision_counters: dict[str, Any] = field(default_factory=dict)
 
@@ -157,6 +162,9 @@ def build_state(stored: StoredWorkload, previous: WorkloadState | None = None) -
         models={arm.name: arm.model for arm in spec.arms},
         context_stats=context_stats,
     )
+    sessions = session_settings(stored.record.spec)
+    if sessions.sticky:
+        state.sticky_ttl = float(sessions.ttl_seconds)
     if previous is not None:
         state.recent_quality = previous.recent_quality
     return state
@@ -200,6 +208,39 @@ def canary_status(state: WorkloadState) -> str:
             if other is not None and mine[1] + CANARY_SEPARATION < other[0]:
                 return "failed"
     return "canary"
+
+
+def session_uniform(workload: str, session_id: str) -> float:
+    """A uniform number in [0, 1) fixed by (workload, session): a session's first decision draws
+    with it, so every replica holding the same plan assigns the session the same arm."""
+    digest = hashlib.sha256(f"{workload}\0{session_id}".encode()).digest()
+    return int.from_bytes(digest[:7], "big") / 2.0**56
+
+
+class StickySessions:
+    """Per replica: (workload, session id) -> (arm, propensity), kept while the session is
+    active (each use renews it for the workload's ttl), at most ``capacity`` (least recently
+    used go first)."""
+
+    def __init__(self, capacity: int = MAX_STICKY_SESSIONS) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[tuple[str, str], tuple[str, float, float]] = OrderedDict()
+
+    def get(self, key: tuple[str, str], now: float) -> tuple[str, float] | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[2] <= now:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry[0], entry[1]
+
+    def put(self, key: tuple[str, str], arm: str, propensity: float, expires: float) -> None:
+        self._entries[key] = (arm, propensity, expires)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
 
 
 class DecisionWriter:
@@ -284,6 +325,7 @@ class Runtime:
         self.repository = Repository(self.engine)
         self.writer = DecisionWriter(self.repository)
         self.rng = np.random.default_rng(settings.optimizer.seed)
+        self.sticky = StickySessions()
         self.workloads: dict[str, WorkloadState] = {}
         # Workloads whose stored state cannot all be used, with why (see reload): a workload
         # with an unusable spec is not in ``workloads``; one with unreadable arm statistics
@@ -542,26 +584,52 @@ class Runtime:
 
     # -- the decision path (no I/O, no await) -------------------------------------------------
 
-    def decide(self, state: WorkloadState, context: Mapping[str, Any] | None) -> PendingDecision:
+    def decide(
+        self,
+        state: WorkloadState,
+        context: Mapping[str, Any] | None,
+        session_id: str | None = None,
+    ) -> PendingDecision:
         """One decision, from the context's plan (EngineError: a context that does not fit the
-        workload's declared features)."""
-        choice = decide(state.policy, self.rng, context)
+        workload's declared features). With sticky sessions a session keeps its first arm (and
+        that decision's propensity) while it stays active."""
+        arm, propensity, key = None, 0.0, None
+        if session_id is not None and state.sticky_ttl is not None:
+            now = time.monotonic()
+            sticky = (state.name, session_id)
+            held = self.sticky.get(sticky, now)
+            if held is not None and held[0] in state.configs:
+                arm, propensity = held
+                key = state.spec.context_key(context) if context else None
+            else:
+                choice = decide(
+                    state.policy,
+                    self.rng,
+                    context,
+                    uniform=session_uniform(state.name, session_id),
+                )
+                arm, propensity, key = choice.arm, choice.propensity, choice.context
+            self.sticky.put(sticky, arm, propensity, now + state.sticky_ttl)
+        else:
+            choice = decide(state.policy, self.rng, context)
+            arm, propensity, key = choice.arm, choice.propensity, choice.context
         pending = PendingDecision(
             id=new_decision_id(),
             workload_id=state.record.id,
             workload=state.name,
-            arm=choice.arm,
-            propensity=choice.propensity,
+            arm=arm,
+            propensity=propensity,
             created_at=datetime.now(UTC),
-            context=choice.context,
+            context=key,
+            session_id=session_id,
         )
         self.writer.add(pending)
         for sink in self.decision_sinks:
             sink(pending)
-        counter = state.decision_counters.get(choice.arm)
+        counter = state.decision_counters.get(arm)
         if counter is None:
-            counter = metrics.DECISIONS.labels(workload=state.name, arm=choice.arm)
-            state.decision_counters[choice.arm] = counter
+            counter = metrics.DECISIONS.labels(workload=state.name, arm=arm)
+            state.decision_counters[arm] = counter
         counter.inc()
         return pending
 
@@ -593,6 +661,31 @@ class Runtime:
             if outcome.status == "accepted":
                 self._apply_outcome(item, outcome)
         return outcomes
+
+    async def record_session_feedback(self, body: SessionFeedback) -> list[FeedbackOutcome]:
+        """Credit one session-level outcome to each of the session's decisions: its quality to
+        each, its cost and latency split evenly. Empty when the session has no decision."""
+        await self._flush_decisions()  # the session's latest decisions may still be queued
+        ids = await self._db(
+            self.repository.session_decisions,
+            body.session_id,
+            body.workload,
+            MAX_SESSION_DECISIONS,
+        )
+        if not ids:
+            return []
+        share = 1.0 / len(ids)
+        items = [
+            FeedbackInput(
+                decision_id=decision_id,
+                quality=body.quality,
+                cost_usd=body.cost_usd * share,
+                latency_ms=body.latency_ms * share,
+                error=body.error,
+            )
+            for decision_id in ids
+        ]
+        return await self.record_feedback(items, fallback=False)
 
     async def _await_other_replicas(
         self, items: Sequence[FeedbackInput], outcomes: list[FeedbackOutcome]

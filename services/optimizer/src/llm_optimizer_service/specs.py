@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from llm_optimizer_service.engine import (
     DEFAULT_CONTEXT_POOLING,
+    DEFAULT_SESSION_TTL_SECONDS,
     ArmSpec,
     Constraints,
     Objective,
@@ -39,4 +41,22 @@ def to_engine(name: str, spec: dict[str, Any]) -> WorkloadSpec:
             for feature, values in (spec.get("context_features") or {}).items()
         },
         context_pooling=spec.get("context_pooling", DEFAULT_CONTEXT_POOLING),
+    )
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """The workload's ``sessions`` setting: keep a session on one arm (``sticky``) until it has
+    been idle for ``ttl_seconds``."""
+
+    sticky: bool = False
+    ttl_seconds: int = DEFAULT_SESSION_TTL_SECONDS
+
+
+def session_settings(spec: dict[str, Any]) -> SessionSettings:
+    """The stored spec's ``sessions`` (defaults when absent)."""
+    raw = spec.get("sessions") or {}
+    return SessionSettings(
+        sticky=bool(raw.get("sticky", False)),
+        ttl_seconds=int(raw.get("ttl_seconds", DEFAULT_SESSION_TTL_SECONDS)),
     )

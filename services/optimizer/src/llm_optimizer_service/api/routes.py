@@ -46,6 +46,7 @@ def _workload_out(record: WorkloadRecord) -> s.WorkloadOut:
         promotion=s.PromotionOut.model_validate(spec.get("promotion") or {}),
         context_features=dict(spec.get("context_features") or {}),
         context_pooling=spec.get("context_pooling", DEFAULT_CONTEXT_POOLING),
+        sessions=s.SessionsOut.model_validate(spec.get("sessions") or {}),
         promoted_arm=record.promoted_arm,
         canary_percent=record.canary_percent,
         created_at=record.created_at,
@@ -169,7 +170,7 @@ async def decide(
     runtime: Runtime = request.app.state.runtime
     state = _state(runtime, name)
     try:
-        pending = runtime.decide(state, body.context)
+        pending = runtime.decide(state, body.context, body.session_id)
     except EngineError as exc:
         raise ApiError(422, "invalid_context", str(exc)) from exc
     payload = {
@@ -194,6 +195,35 @@ async def record_feedback(
     if outcome.status == "unknown_decision":
         raise ApiError(404, "decision_not_found", f"no decision {body.decision_id!r}")
     return s.FeedbackAck(decision_id=outcome.decision_id, status=outcome.status)
+
+
+@router.post(
+    "/feedback/session",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=responses(404),
+    tags=["feedback"],
+)
+async def record_session_feedback(
+    body: s.SessionFeedbackBody, runtime: RuntimeDep, _: Annotated[Principal, Depends(writer)]
+) -> s.SessionFeedbackOut:
+    """One outcome for a whole session (decide's ``session_id``): each of its decisions without
+    feedback yet is credited with ``quality`` and an even share of ``cost_usd`` and
+    ``latency_ms``; 404 ``session_not_found`` when no decision has that session id."""
+    outcomes = await runtime.record_session_feedback(body.to_input())
+    if not outcomes:
+        where = f" in workload {body.workload!r}" if body.workload else ""
+        raise ApiError(
+            404,
+            "session_not_found",
+            f"no decision has session_id {body.session_id!r}{where}; pass the session_id "
+            "to decide first",
+        )
+    return s.SessionFeedbackOut(
+        session_id=body.session_id,
+        accepted=sum(1 for o in outcomes if o.status == "accepted"),
+        duplicate=sum(1 for o in outcomes if o.status == "duplicate"),
+        items=[s.FeedbackAck(decision_id=o.decision_id, status=o.status) for o in outcomes],
+    )
 
 
 @router.post("/feedback/batch", status_code=status.HTTP_202_ACCEPTED, tags=["feedback"])

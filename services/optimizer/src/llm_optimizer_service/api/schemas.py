@@ -22,6 +22,7 @@ from llm_optimizer_service.candidates import Candidate
 from llm_optimizer_service.engine import (
     CONTEXT_FEATURE_PATTERN,
     DEFAULT_CONTEXT_POOLING,
+    DEFAULT_SESSION_TTL_SECONDS,
     MAX_ARMS,
     MAX_CONTEXT_FEATURES,
     MAX_CONTEXT_POOLING,
@@ -30,12 +31,14 @@ from llm_optimizer_service.engine import (
     MAX_COST_USD,
     MAX_LATENCY_MS,
     MAX_PRICE_PER_1K,
+    MAX_SESSION_ID,
+    MAX_SESSION_TTL_SECONDS,
     MAX_WEIGHT,
     MIN_ARMS,
     Estimate,
     Evaluation,
 )
-from llm_optimizer_service.storage.repository import FeedbackInput
+from llm_optimizer_service.storage.repository import FeedbackInput, SessionFeedback
 
 WORKLOAD_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 EXAMPLE_WORKLOAD = "support-chat"  # the document's example workload (create body, paths)
@@ -134,6 +137,20 @@ class PromotionBody(_Body):
     )
 
 
+class SessionsBody(_Body):
+    sticky: bool = Field(
+        default=False,
+        description="decisions with the same session_id get the same arm until the session "
+        "has been idle for ttl_seconds",
+    )
+    ttl_seconds: int = Field(default=DEFAULT_SESSION_TTL_SECONDS, ge=1, le=MAX_SESSION_TTL_SECONDS)
+
+
+class SessionsOut(BaseModel):
+    sticky: bool = False
+    ttl_seconds: int = DEFAULT_SESSION_TTL_SECONDS
+
+
 ContextValue = Annotated[
     Name,
     Field(
@@ -199,6 +216,7 @@ class WorkloadCreate(_Body):
     promotion: PromotionBody = Field(default_factory=PromotionBody)
     context_features: ContextFeatures = Field(default_factory=dict)
     context_pooling: ContextPooling = DEFAULT_CONTEXT_POOLING
+    sessions: SessionsBody = Field(default_factory=SessionsBody)
 
 
 class WorkloadPatch(_Body):
@@ -212,6 +230,7 @@ class WorkloadPatch(_Body):
     promotion: PromotionBody | MISSING = MISSING
     context_features: ContextFeatures | MISSING = MISSING
     context_pooling: ContextPooling | MISSING = MISSING
+    sessions: SessionsBody | MISSING = MISSING
 
 
 class PriceOut(BaseModel):
@@ -254,6 +273,7 @@ class WorkloadOut(BaseModel):
     promotion: PromotionOut
     context_features: dict[str, list[str]] = Field(default_factory=dict)
     context_pooling: float = DEFAULT_CONTEXT_POOLING
+    sessions: SessionsOut = Field(default_factory=SessionsOut)
     promoted_arm: str | None
     canary_percent: float | None
     created_at: datetime
@@ -264,8 +284,18 @@ class WorkloadList(BaseModel):
     items: list[WorkloadOut]
 
 
+SessionId = Annotated[
+    Name, Field(min_length=1, max_length=MAX_SESSION_ID, json_schema_extra=PRINTABLE_NAME)
+]
+
+
 class DecideBody(_Body):
     context: JsonObject | None = None
+    session_id: SessionId | None = Field(
+        default=None,
+        description="the caller's session: logged with the decision, credited by session "
+        "feedback, and kept on one arm when the workload's sessions.sticky is set",
+    )
 
 
 class ArmConfig(BaseModel):
@@ -318,6 +348,38 @@ FeedbackStatus = Literal["accepted", "duplicate", "unknown_decision"]
 class FeedbackAck(BaseModel):
     decision_id: str
     status: FeedbackStatus
+
+
+class SessionFeedbackBody(_Body):
+    """One outcome for a whole session: ``quality`` is credited to each of its decisions,
+    ``cost_usd`` and ``latency_ms`` are the session's totals, split evenly among them."""
+
+    session_id: SessionId
+    workload: str | None = Field(
+        default=None, pattern=WORKLOAD_NAME, description="only this workload's decisions"
+    )
+    quality: float = Field(ge=0, le=1, allow_inf_nan=False)
+    cost_usd: float = _number(MAX_COST_USD)
+    latency_ms: float = _number(MAX_LATENCY_MS)
+    error: bool = False
+
+    def to_input(self) -> SessionFeedback:
+        """The storage layer's form (one mapping for REST and gRPC)."""
+        return SessionFeedback(
+            session_id=self.session_id,
+            workload=self.workload,
+            quality=self.quality,
+            cost_usd=self.cost_usd,
+            latency_ms=self.latency_ms,
+            error=self.error,
+        )
+
+
+class SessionFeedbackOut(BaseModel):
+    session_id: str
+    accepted: int
+    duplicate: int = Field(description="decisions that already had feedback (not changed)")
+    items: list[FeedbackAck]
 
 
 class FeedbackBatchBody(_Body):

@@ -95,13 +95,17 @@ def _feedback_input(request: pb.FeedbackRequest | Undecodable) -> FeedbackInput:
     return body.to_input()
 
 
-def _decide_context(request: pb.DecideRequest) -> dict[str, Any] | None:
-    """The request's context, validated like the REST body's (finite numbers, bounded nesting)."""
-    if not request.HasField("context"):
-        return None
+def _decide_body(request: pb.DecideRequest) -> s.DecideBody:
+    """The request's context and session, validated like the REST body's (finite numbers,
+    bounded nesting, a bounded printable session id)."""
+    values: dict[str, Any] = {}
+    if request.HasField("session_id"):
+        values["session_id"] = request.session_id
     try:
-        # MessageToDict itself refuses a NaN or infinite number_value (ValueError)
-        body = s.DecideBody(context=json_format.MessageToDict(request.context))
+        if request.HasField("context"):
+            # MessageToDict itself refuses a NaN or infinite number_value (ValueError)
+            values["context"] = json_format.MessageToDict(request.context)
+        return s.DecideBody(**values)
     except ValidationError as exc:
         problems = s.validation_problems(exc)
         raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid context: {problems}") from exc
@@ -109,7 +113,21 @@ def _decide_context(request: pb.DecideRequest) -> dict[str, Any] | None:
         raise _RpcError(
             grpc.StatusCode.INVALID_ARGUMENT, f"invalid context: {exc}; send finite numbers"
         ) from exc
-    return body.context
+
+
+def _session_feedback(request: pb.SessionFeedbackRequest) -> s.SessionFeedbackBody:
+    try:
+        return s.SessionFeedbackBody(
+            session_id=request.session_id,
+            workload=request.workload or None,
+            quality=request.quality,
+            cost_usd=request.cost_usd,
+            latency_ms=request.latency_ms,
+            error=request.error,
+        )
+    except ValidationError as exc:
+        problems = s.validation_problems(exc)
+        raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid feedback: {problems}") from exc
 
 
 def _evaluate_body(request: pb.EvaluateRequest) -> s.EvaluateBody:
@@ -174,10 +192,10 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
             state = self.runtime.workloads.get(request.workload)
             if state is None:
                 raise _no_workload(self.runtime, request.workload)
-            decision_context = _decide_context(request)
+            body = _decide_body(request)
             with _mapped():
                 try:
-                    pending = self.runtime.decide(state, decision_context)
+                    pending = self.runtime.decide(state, body.context, body.session_id)
                 except EngineError as exc:
                     raise _RpcError(
                         grpc.StatusCode.INVALID_ARGUMENT, f"invalid context: {exc}"
@@ -298,6 +316,28 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
             await _abort(context, error)
         evaluation = s.EvaluationOut.of(request.workload, result).model_dump(mode="json")
         return pb.EvaluateResponse(evaluation=_struct(evaluation))
+
+    async def RecordSessionFeedback(  # noqa: N802
+        self, request: pb.SessionFeedbackRequest, context: Context
+    ) -> pb.SessionFeedbackResponse:
+        try:
+            await self._authorize(context, Scope.WRITE)
+            body = _session_feedback(request)
+            with _mapped():
+                outcomes = await self.runtime.record_session_feedback(body.to_input())
+            if not outcomes:
+                raise _RpcError(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"no decision has session_id {body.session_id!r}; pass it to Decide first",
+                )
+        except _RpcError as error:
+            await _abort(context, error)
+        return pb.SessionFeedbackResponse(
+            session_id=body.session_id,
+            accepted=sum(1 for o in outcomes if o.status == "accepted"),
+            duplicate=sum(1 for o in outcomes if o.status == "duplicate"),
+            items=[pb.FeedbackAck(decision_id=o.decision_id, status=o.status) for o in outcomes],
+        )
 
     async def GetReport(  # noqa: N802
         self, request: pb.GetReportRequest, context: Context

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from llm_optimizer_service.engine import MAX_CONTEXT_KEY
+from llm_optimizer_service.engine import MAX_CONTEXT_KEY, MAX_SESSION_ID
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -85,6 +85,10 @@ class DecisionRow(Base):
     # The context's key (engine ``WorkloadSpec.context_key``), when the workload declares
     # context features and the request gave a context.
     context: Mapped[str | None] = mapped_column(String(MAX_CONTEXT_KEY), nullable=True)
+    # The caller's session, when decide was given one (session-level feedback finds it).
+    session_id: Mapped[str | None] = mapped_column(
+        String(MAX_SESSION_ID), nullable=True, index=True
+    )
 
 
 class ContextArmStatsRow(Base):

@@ -93,6 +93,7 @@ class PendingDecision:
     propensity: float
     created_at: datetime
     context: str | None = None
+    session_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,19 @@ class FeedbackInput:
             latency_ms=self.latency_ms,
             error=self.error,
         )
+
+
+@dataclass(frozen=True)
+class SessionFeedback:
+    """One outcome for a whole session: ``quality`` for each of its decisions, ``cost_usd`` and
+    ``latency_ms`` the session's totals."""
+
+    session_id: str
+    workload: str | None
+    quality: float
+    cost_usd: float
+    latency_ms: float
+    error: bool = False
 
 
 FeedbackStatus = Literal["accepted", "duplicate", "unknown_decision"]
@@ -324,6 +338,7 @@ class Repository:
                         "propensity": d.propensity,
                         "created_at": d.created_at,
                         "context": d.context,
+                        "session_id": d.session_id,
                     }
                     for d in rows
                 ],
@@ -346,6 +361,18 @@ class Repository:
                 # ``count`` applications of ArmStats.with_decision(), in one step
                 stat.stats = replace(current, decisions=current.decisions + count).to_dict()
             return len(rows)
+
+    def session_decisions(self, session_id: str, workload: str | None, limit: int) -> list[str]:
+        """The ids of a session's decisions (of one workload, if named), oldest first, at most
+        ``limit``."""
+        query = select(DecisionRow.id).where(DecisionRow.session_id == session_id)
+        if workload is not None:
+            query = query.join(Workload, Workload.id == DecisionRow.workload_id).where(
+                Workload.name == workload
+            )
+        query = query.order_by(DecisionRow.created_at, DecisionRow.id).limit(limit)
+        with self._sessions() as session:
+            return list(session.scalars(query))
 
     def existing_decisions(self, ids: Sequence[str]) -> set[str]:
         """Which of these decision ids are written (a read; no lock)."""

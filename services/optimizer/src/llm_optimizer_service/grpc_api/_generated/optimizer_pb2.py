@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n llm_optimizer/v1/optimizer.proto\x12\x10llm_optimizer.v1\x1a\x1cgoogle/protobuf/struct.proto\"K\n\rDecideRequest\x12\x10\n\x08workload\x18\x01 \x01(\t\x12(\n\x07\x63ontext\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x97\x01\n\tArmConfig\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\x08provider\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\'\n\x06params\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1b\n\x0eprompt_variant\x18\x04 \x01(\tH\x01\x88\x01\x01\x42\x0b\n\t_providerB\x11\n\x0f_prompt_variant\"s\n\x0e\x44\x65\x63ideResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0b\n\x03\x61rm\x18\x02 \x01(\t\x12+\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x1b.llm_optimizer.v1.ArmConfig\x12\x12\n\npropensity\x18\x04 \x01(\x01\"\xc6\x01\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0f\n\x07quality\x18\x02 \x01(\x01\x12\x10\n\x08\x63ost_usd\x18\x03 \x01(\x01\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x19\n\x0cinput_tokens\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\routput_tokens\x18\x06 \x01(\x03H\x01\x88\x01\x01\x12\r\n\x05\x65rror\x18\x07 \x01(\x08\x42\x0f\n\r_input_tokensB\x10\n\x0e_output_tokens\"2\n\x0b\x46\x65\x65\x64\x62\x61\x63kAck\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\"H\n\x14\x46\x65\x65\x64\x62\x61\x63kBatchRequest\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32!.llm_optimizer.v1.FeedbackRequest\"\x84\x01\n\x15\x46\x65\x65\x64\x62\x61\x63kBatchResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x11\n\tduplicate\x18\x02 \x01(\x03\x12\x18\n\x10unknown_decision\x18\x03 \x01(\x03\x12,\n\x05items\x18\x04 \x03(\x0b\x32\x1d.llm_optimizer.v1.FeedbackAck\"$\n\x10GetReportRequest\x12\x10\n\x08workload\x18\x01 \x01(\t\"<\n\x11GetReportResponse\x12\'\n\x06report\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"^\n\x0f\x45valuateRequest\x12\x10\n\x08workload\x18\x01 \x01(\t\x12*\n\tcandidate\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05limit\x18\x03 \x01(\r\"?\n\x10\x45valuateResponse\x12+\n\nevaluation\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct2\x95\x04\n\tOptimizer\x12K\n\x06\x44\x65\x63ide\x12\x1f.llm_optimizer.v1.DecideRequest\x1a .llm_optimizer.v1.DecideResponse\x12R\n\x0eRecordFeedback\x12!.llm_optimizer.v1.FeedbackRequest\x1a\x1d.llm_optimizer.v1.FeedbackAck\x12\x66\n\x13RecordFeedbackBatch\x12&.llm_optimizer.v1.FeedbackBatchRequest\x1a\'.llm_optimizer.v1.FeedbackBatchResponse\x12V\n\x0eStreamFeedback\x12!.llm_optimizer.v1.FeedbackRequest\x1a\x1d.llm_optimizer.v1.FeedbackAck(\x01\x30\x01\x12T\n\tGetReport\x12\".llm_optimizer.v1.GetReportRequest\x1a#.llm_optimizer.v1.GetReportResponse\x12Q\n\x08\x45valuate\x12!.llm_optimizer.v1.EvaluateRequest\x1a\".llm_optimizer.v1.EvaluateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n llm_optimizer/v1/optimizer.proto\x12\x10llm_optimizer.v1\x1a\x1cgoogle/protobuf/struct.proto\"s\n\rDecideRequest\x12\x10\n\x08workload\x18\x01 \x01(\t\x12(\n\x07\x63ontext\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\nsession_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\r\n\x0b_session_id\"\x97\x01\n\tArmConfig\x12\r\n\x05model\x18\x01 \x01(\t\x12\x15\n\x08provider\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\'\n\x06params\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1b\n\x0eprompt_variant\x18\x04 \x01(\tH\x01\x88\x01\x01\x42\x0b\n\t_providerB\x11\n\x0f_prompt_variant\"s\n\x0e\x44\x65\x63ideResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0b\n\x03\x61rm\x18\x02 \x01(\t\x12+\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x1b.llm_optimizer.v1.ArmConfig\x12\x12\n\npropensity\x18\x04 \x01(\x01\"\xc6\x01\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0f\n\x07quality\x18\x02 \x01(\x01\x12\x10\n\x08\x63ost_usd\x18\x03 \x01(\x01\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x19\n\x0cinput_tokens\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\routput_tokens\x18\x06 \x01(\x03H\x01\x88\x01\x01\x12\r\n\x05\x65rror\x18\x07 \x01(\x08\x42\x0f\n\r_input_tokensB\x10\n\x0e_output_tokens\"2\n\x0b\x46\x65\x65\x64\x62\x61\x63kAck\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\"H\n\x14\x46\x65\x65\x64\x62\x61\x63kBatchRequest\x12\x30\n\x05items\x18\x01 \x03(\x0b\x32!.llm_optimizer.v1.FeedbackRequest\"\x84\x01\n\x15\x46\x65\x65\x64\x62\x61\x63kBatchResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x03\x12\x11\n\tduplicate\x18\x02 \x01(\x03\x12\x18\n\x10unknown_decision\x18\x03 \x01(\x03\x12,\n\x05items\x18\x04 \x03(\x0b\x32\x1d.llm_optimizer.v1.FeedbackAck\"$\n\x10GetReportRequest\x12\x10\n\x08workload\x18\x01 \x01(\t\"<\n\x11GetReportResponse\x12\'\n\x06report\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"^\n\x0f\x45valuateRequest\x12\x10\n\x08workload\x18\x01 \x01(\t\x12*\n\tcandidate\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\r\n\x05limit\x18\x03 \x01(\r\"?\n\x10\x45valuateResponse\x12+\n\nevaluation\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x84\x01\n\x16SessionFeedbackRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08workload\x18\x02 \x01(\t\x12\x0f\n\x07quality\x18\x03 \x01(\x01\x12\x10\n\x08\x63ost_usd\x18\x04 \x01(\x01\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\x12\r\n\x05\x65rror\x18\x06 \x01(\x08\"\x80\x01\n\x17SessionFeedbackResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x03\x12\x11\n\tduplicate\x18\x03 \x01(\x03\x12,\n\x05items\x18\x04 \x03(\x0b\x32\x1d.llm_optimizer.v1.FeedbackAck2\x83\x05\n\tOptimizer\x12K\n\x06\x44\x65\x63ide\x12\x1f.llm_optimizer.v1.DecideRequest\x1a .llm_optimizer.v1.DecideResponse\x12R\n\x0eRecordFeedback\x12!.llm_optimizer.v1.FeedbackRequest\x1a\x1d.llm_optimizer.v1.FeedbackAck\x12\x66\n\x13RecordFeedbackBatch\x12&.llm_optimizer.v1.FeedbackBatchRequest\x1a\'.llm_optimizer.v1.FeedbackBatchResponse\x12V\n\x0eStreamFeedback\x12!.llm_optimizer.v1.FeedbackRequest\x1a\x1d.llm_optimizer.v1.FeedbackAck(\x01\x30\x01\x12T\n\tGetReport\x12\".llm_optimizer.v1.GetReportRequest\x1a#.llm_optimizer.v1.GetReportResponse\x12Q\n\x08\x45valuate\x12!.llm_optimizer.v1.EvaluateRequest\x1a\".llm_optimizer.v1.EvaluateResponse\x12l\n\x15RecordSessionFeedback\x12(.llm_optimizer.v1.SessionFeedbackRequest\x1a).llm_optimizer.v1.SessionFeedbackResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,27 +34,31 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llm_optimizer.v1.optimizer_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DECIDEREQUEST']._serialized_start=84
-  _globals['_DECIDEREQUEST']._serialized_end=159
-  _globals['_ARMCONFIG']._serialized_start=162
-  _globals['_ARMCONFIG']._serialized_end=313
-  _globals['_DECIDERESPONSE']._serialized_start=315
-  _globals['_DECIDERESPONSE']._serialized_end=430
-  _globals['_FEEDBACKREQUEST']._serialized_start=433
-  _globals['_FEEDBACKREQUEST']._serialized_end=631
-  _globals['_FEEDBACKACK']._serialized_start=633
-  _globals['_FEEDBACKACK']._serialized_end=683
-  _globals['_FEEDBACKBATCHREQUEST']._serialized_start=685
-  _globals['_FEEDBACKBATCHREQUEST']._serialized_end=757
-  _globals['_FEEDBACKBATCHRESPONSE']._serialized_start=760
-  _globals['_FEEDBACKBATCHRESPONSE']._serialized_end=892
-  _globals['_GETREPORTREQUEST']._serialized_start=894
-  _globals['_GETREPORTREQUEST']._serialized_end=930
-  _globals['_GETREPORTRESPONSE']._serialized_start=932
-  _globals['_GETREPORTRESPONSE']._serialized_end=992
-  _globals['_EVALUATEREQUEST']._serialized_start=994
-  _globals['_EVALUATEREQUEST']._serialized_end=1088
-  _globals['_EVALUATERESPONSE']._serialized_start=1090
-  _globals['_EVALUATERESPONSE']._serialized_end=1153
-  _globals['_OPTIMIZER']._serialized_start=1156
-  _globals['_OPTIMIZER']._serialized_end=1689
+  _globals['_DECIDEREQUEST']._serialized_end=199
+  _globals['_ARMCONFIG']._serialized_start=202
+  _globals['_ARMCONFIG']._serialized_end=353
+  _globals['_DECIDERESPONSE']._serialized_start=355
+  _globals['_DECIDERESPONSE']._serialized_end=470
+  _globals['_FEEDBACKREQUEST']._serialized_start=473
+  _globals['_FEEDBACKREQUEST']._serialized_end=671
+  _globals['_FEEDBACKACK']._serialized_start=673
+  _globals['_FEEDBACKACK']._serialized_end=723
+  _globals['_FEEDBACKBATCHREQUEST']._serialized_start=725
+  _globals['_FEEDBACKBATCHREQUEST']._serialized_end=797
+  _globals['_FEEDBACKBATCHRESPONSE']._serialized_start=800
+  _globals['_FEEDBACKBATCHRESPONSE']._serialized_end=932
+  _globals['_GETREPORTREQUEST']._serialized_start=934
+  _globals['_GETREPORTREQUEST']._serialized_end=970
+  _globals['_GETREPORTRESPONSE']._serialized_start=972
+  _globals['_GETREPORTRESPONSE']._serialized_end=1032
+  _globals['_EVALUATEREQUEST']._serialized_start=1034
+  _globals['_EVALUATEREQUEST']._serialized_end=1128
+  _globals['_EVALUATERESPONSE']._serialized_start=1130
+  _globals['_EVALUATERESPONSE']._serialized_end=1193
+  _globals['_SESSIONFEEDBACKREQUEST']._serialized_start=1196
+  _globals['_SESSIONFEEDBACKREQUEST']._serialized_end=1328
+  _globals['_SESSIONFEEDBACKRESPONSE']._serialized_start=1331
+  _globals['_SESSIONFEEDBACKRESPONSE']._serialized_end=1459
+  _globals['_OPTIMIZER']._serialized_start=1462
+  _globals['_OPTIMIZER']._serialized_end=2105
 # @@protoc_insertion_point(module_scope)

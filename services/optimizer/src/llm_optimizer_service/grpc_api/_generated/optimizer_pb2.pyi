@@ -9,12 +9,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DecideRequest(_message.Message):
-    __slots__ = ("workload", "context")
+    __slots__ = ("workload", "context", "session_id")
     WORKLOAD_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     workload: str
     context: _struct_pb2.Struct
-    def __init__(self, workload: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    session_id: str
+    def __init__(self, workload: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class ArmConfig(_message.Message):
     __slots__ = ("model", "provider", "params", "prompt_variant")
@@ -111,3 +113,31 @@ class EvaluateResponse(_message.Message):
     EVALUATION_FIELD_NUMBER: _ClassVar[int]
     evaluation: _struct_pb2.Struct
     def __init__(self, evaluation: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class SessionFeedbackRequest(_message.Message):
+    __slots__ = ("session_id", "workload", "quality", "cost_usd", "latency_ms", "error")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    workload: str
+    quality: float
+    cost_usd: float
+    latency_ms: float
+    error: bool
+    def __init__(self, session_id: _Optional[str] = ..., workload: _Optional[str] = ..., quality: _Optional[float] = ..., cost_usd: _Optional[float] = ..., latency_ms: _Optional[float] = ..., error: _Optional[bool] = ...) -> None: ...
+
+class SessionFeedbackResponse(_message.Message):
+    __slots__ = ("session_id", "accepted", "duplicate", "items")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    accepted: int
+    duplicate: int
+    items: _containers.RepeatedCompositeFieldContainer[FeedbackAck]
+    def __init__(self, session_id: _Optional[str] = ..., accepted: _Optional[int] = ..., duplicate: _Optional[int] = ..., items: _Optional[_Iterable[_Union[FeedbackAck, _Mapping]]] = ...) -> None: ...

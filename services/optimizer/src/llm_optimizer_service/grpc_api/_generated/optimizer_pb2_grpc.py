@@ -65,6 +65,11 @@ class OptimizerStub:
                 request_serializer=llm__optimizer_dot_v1_dot_optimizer__pb2.EvaluateRequest.SerializeToString,
                 response_deserializer=llm__optimizer_dot_v1_dot_optimizer__pb2.EvaluateResponse.FromString,
                 _registered_method=True)
+        self.RecordSessionFeedback = channel.unary_unary(
+                '/llm_optimizer.v1.Optimizer/RecordSessionFeedback',
+                request_serializer=llm__optimizer_dot_v1_dot_optimizer__pb2.SessionFeedbackRequest.SerializeToString,
+                response_deserializer=llm__optimizer_dot_v1_dot_optimizer__pb2.SessionFeedbackResponse.FromString,
+                _registered_method=True)
 
 
 class OptimizerServicer:
@@ -119,6 +124,15 @@ class OptimizerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordSessionFeedback(self, request, context):
+        """One outcome for a whole session (DecideRequest.session_id), credited to each of its
+        decisions without feedback yet: quality to each, cost and latency split evenly (the REST
+        API's POST /api/v1/feedback/session). NOT_FOUND: no decision has that session id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OptimizerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -151,6 +165,11 @@ def add_OptimizerServicer_to_server(servicer, server):
                     servicer.Evaluate,
                     request_deserializer=llm__optimizer_dot_v1_dot_optimizer__pb2.EvaluateRequest.FromString,
                     response_serializer=llm__optimizer_dot_v1_dot_optimizer__pb2.EvaluateResponse.SerializeToString,
+            ),
+            'RecordSessionFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordSessionFeedback,
+                    request_deserializer=llm__optimizer_dot_v1_dot_optimizer__pb2.SessionFeedbackRequest.FromString,
+                    response_serializer=llm__optimizer_dot_v1_dot_optimizer__pb2.SessionFeedbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -315,6 +334,33 @@ class Optimizer:
             '/llm_optimizer.v1.Optimizer/Evaluate',
             llm__optimizer_dot_v1_dot_optimizer__pb2.EvaluateRequest.SerializeToString,
             llm__optimizer_dot_v1_dot_optimizer__pb2.EvaluateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordSessionFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llm_optimizer.v1.Optimizer/RecordSessionFeedback',
+            llm__optimizer_dot_v1_dot_optimizer__pb2.SessionFeedbackRequest.SerializeToString,
+            llm__optimizer_dot_v1_dot_optimizer__pb2.SessionFeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,
