@@ -539,7 +539,10 @@ def plan(runner: Runner, cfg: LocalConfig, env: str) -> list[Step]:
         try:
             wait_ready(cfg, state["process"], build_date)
         except ExitedEarlyError:
-            if state["previous"] is None or "cannot listen" not in _last_start_log(cfg):
+            log = _last_start_log(cfg)
+            if state["previous"] is None or not (
+                "cannot listen" in log and "Address already in use" in log
+            ):
                 raise
             # It could not bind beside the previous instance (one started before the deploy
             # shared its ports): fall back to stop, then start.

@@ -186,6 +186,22 @@ def test_second_deploy_is_idempotent_and_restarts_onto_the_code(local: LocalDepl
         assert sum(arm["feedback"] for arm in report.json()["arms"]) == 1
 
 
+def test_a_redeploy_that_cannot_start_leaves_the_previous_instance_serving(
+    local: LocalDeploy,
+) -> None:
+    """The new process fails (its metrics listener cannot bind an address that is not ours):
+    the deploy fails with the log, and the instance that ran before still serves."""
+    pid = local.pid()
+    assert pid is not None
+    result = local.invoke("deploy", extra_env={"LLM_OPTIMIZER_SERVER__METRICS_HOST": "192.0.2.1"})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the service exited (code " in result.stderr
+    assert "falling back" not in result.stdout
+    assert local.pid() == pid
+    assert _alive(pid)
+    assert deploy_local.http_get(f"{local.url}/health/ready")[0] == 200
+
+
 def test_a_redeploy_over_an_instance_that_holds_its_own_ports_falls_back(
     local: LocalDeploy,
 ) -> None:
