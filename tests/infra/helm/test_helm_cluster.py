@@ -9,6 +9,7 @@ proven elsewhere (tests/infra/docker, tests/infra/helm/test_helm_runtime.py).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -21,8 +22,6 @@ from ops.k8s import kube as plain
 from tests._support.cluster import Kube, Objects, warnings
 from tests._support.helm import SCENARIOS, Helm, scenario_values
 
-# Kinds served by the Prometheus Operator's CRDs, which this cluster does not have.
-OPERATOR_KINDS = frozenset({"ServiceMonitor", "PrometheusRule"})
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
 RESOURCES = (
     "pods",
@@ -60,18 +59,67 @@ def test_cluster_is_up_with_the_catalogued_version(kube: Kube) -> None:
     assert kube.start_seconds < 60, f"cluster start took {kube.start_seconds:.1f} s"
 
 
+def test_operator_crds_are_served_from_the_pinned_api_types(kube: Kube) -> None:
+    """controller-gen's CRDs of the pinned prometheus-operator module are established."""
+    for name in cluster.OPERATOR_CRDS:
+        crd = kube.json("get", "crd", f"{name}.{cluster.OPERATOR_GROUP}")
+        established = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+        assert established["Established"] == "True", name
+        annotations = crd["metadata"]["annotations"]
+        assert annotations["controller-gen.kubebuilder.io/version"] == tools.CONTROLLER_GEN.version
+        assert [v["name"] for v in crd["spec"]["versions"]] == ["v1"]
+
+
+def test_monitoring_objects_meet_the_operator_schemas(kube: Kube, helm_cli: Helm) -> None:
+    """The monitoring scenario's ServiceMonitor and PrometheusRule are applied for real (in the
+    scenario test); here: the CRD schema is what accepts them, since a broken copy is refused."""
+    namespace = kube.namespace("chart-operator-schema")
+    objects = _render(helm_cli, scenario_values("monitoring"), namespace)
+    kinds = {o["kind"]: o for o in objects if o["kind"] in ("ServiceMonitor", "PrometheusRule")}
+    assert sorted(kinds) == ["PrometheusRule", "ServiceMonitor"]
+    rule = kinds["PrometheusRule"]
+    assert rule["spec"]["groups"], "the PrometheusRule holds no group"
+    assert warnings(kube.apply(list(kinds.values()), namespace, dry_run=True)) == []
+    late = json.loads(json.dumps(rule))
+    late["spec"]["groups"][0]["rules"][0]["for"] = "5 minutes"  # not a Prometheus duration
+    twice = json.loads(json.dumps(rule))
+    twice["spec"]["groups"].append(twice["spec"]["groups"][0])  # a group name twice
+    monitor = json.loads(json.dumps(kinds["ServiceMonitor"]))
+    monitor["spec"]["endpoints"][0]["scheme"] = "ftp"
+    for bad, wanted in (
+        (late, "spec.groups[0].rules[0].for"),
+        (twice, "duplicate entries for key"),
+        (monitor, "spec.endpoints[0].scheme"),
+    ):
+        result = kube.run(
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            f"--namespace={namespace}",
+            "-f",
+            "-",
+            stdin=json.dumps(bad),
+            check=False,
+        )
+        assert result.returncode != 0, wanted
+        assert wanted in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_scenario_applies_and_rolls_out_under_restricted(
     kube: Kube, helm_cli: Helm, scenario: str
 ) -> None:
     namespace = kube.namespace(f"chart-{scenario}")
     objects = _render(helm_cli, scenario_values(scenario), namespace)
-    served = [o for o in objects if o["kind"] not in OPERATOR_KINDS]
-    assert served, f"{scenario} renders nothing the cluster serves"
-    assert warnings(kube.apply(served, namespace, dry_run=True)) == []
-    assert warnings(kube.apply(served, namespace)) == []
-    kube.provide_volumes(served, namespace)
-    kube.settle(served, namespace)
+    assert warnings(kube.apply(objects, namespace, dry_run=True)) == []
+    assert warnings(kube.apply(objects, namespace)) == []
+    # The Prometheus Operator's kinds (monitoring scenario) are stored as rendered: no field was
+    # unknown to the operator's schema (kubectl would warn) or pruned.
+    for obj in (o for o in objects if o["apiVersion"].startswith(cluster.OPERATOR_GROUP)):
+        stored = kube.json("get", obj["kind"], obj["metadata"]["name"], f"--namespace={namespace}")
+        assert stored["spec"] == obj["spec"], obj["kind"]
+    kube.provide_volumes(objects, namespace)
+    kube.settle(objects, namespace)
     # PodSecurity `restricted` admitted every pod the workloads asked for: none was refused.
     events = kube.json("get", "events", f"--namespace={namespace}")["items"]
     refused = [e["message"] for e in events if e.get("reason") == "FailedCreate"]
