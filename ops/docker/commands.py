@@ -170,6 +170,24 @@ def image_size(ref: str, base_ref: str) -> ImageSize:
     return ImageSize(ref, total, base)
 
 
+def run_to_completion(
+    ref: str, command: Sequence[str] | None = None, *, stderr: bool = True, **kwargs: Any
+) -> tuple[int, str]:
+    """Run a container from ``ref`` to completion (SDK); return (exit code, its output: stdout,
+    plus stderr unless ``stderr`` is false). The container and its anonymous volumes are removed
+    afterwards. ``kwargs`` go to ``containers.run`` (e.g. ``**HARDENED``, ``entrypoint``)."""
+    api = docker_engine.client()
+    container = api.containers.run(
+        ref, list(command) if command is not None else None, detach=True, **kwargs
+    )
+    try:
+        code = int(container.wait(timeout=300)["StatusCode"])
+        return code, container.logs(stdout=True, stderr=stderr).decode(errors="replace")
+    finally:
+        remove(container)
+        api.close()
+
+
 def remove(container: Container) -> None:
     """Force-remove a container and its anonymous volumes; ignore one that is already gone."""
     with contextlib.suppress(docker.errors.NotFound):

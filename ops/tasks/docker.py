@@ -134,12 +134,32 @@ def run(
     runner_for(c, dry_run=dry_run).run(argv)
 
 
-@task(help={"image": IMAGE_HELP, "tag": TAG_HELP})
-def size(c: Context, image: str = "all", tag: str = "") -> None:
-    """Print each image's total size and what its own layers add above the base image."""
-    from ops.docker import base_image as base
-    from ops.docker import commands
-    from ops.docker import images as docker_images
+@task(
+    help={
+        "image": IMAGE_HELP,
+        "tag": TAG_HELP,
+        "top": "distributions listed one per row, largest first; the rest share a row "
+        "(0: all; default 25)",
+    }
+)
+def size(c: Context, image: str = "all", tag: str = "", top: int = 25) -> None:
+    """Print what dominates each built image: bytes above the base, per layer and per package.
 
-    for spec in docker_images.select(image):
-        print(commands.image_size(_ref(c, spec.name, tag), base.default_tag()).describe())
+    Builds nothing. For each image: its total size and what its layers add above the base image
+    (the SDK's image history), then site-packages by installed distribution (largest first, split
+    into bytecode, source, shared objects, stubs, tests, docs and other; the rows sum to the
+    site-packages total), then other big paths and the shared objects still carrying symbols.
+    The contents are measured by a probe run inside the image (hardened, no network).
+    """
+    from ops.docker import base_image as base
+    from ops.docker import images as docker_images
+    from ops.docker import size as image_size
+
+    base_ref = base.default_tag()
+    image_size.render(
+        (
+            image_size.report(_ref(c, spec.name, tag), base_ref)
+            for spec in docker_images.select(image)
+        ),
+        top=top,
+    )

@@ -97,16 +97,7 @@ def run_detached(ref: str, **kwargs: Any) -> Container:
 def run_once(ref: str, command: Sequence[str] | None = None, **kwargs: Any) -> tuple[int, str]:
     """Run a container to completion; return (exit code, stdout+stderr). The container and its
     anonymous volumes (the service image declares one) are removed afterwards."""
-    api = engine.client()
-    container = api.containers.run(
-        ref, list(command) if command is not None else None, detach=True, **kwargs
-    )
-    try:
-        code = int(container.wait(timeout=300)["StatusCode"])
-        return code, container.logs().decode(errors="replace")
-    finally:
-        commands.remove(container)
-        api.close()
+    return commands.run_to_completion(ref, command, **kwargs)
 
 
 def health_status(container: Container) -> str:

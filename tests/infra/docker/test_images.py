@@ -28,6 +28,7 @@ from ops.docker import base_image, build_context, commands
 from ops.docker import compose as compose_stack
 from ops.docker import engine as docker_engine
 from ops.docker import images as docker_images
+from ops.docker import size as image_size
 from ops.docker.build_context import IMAGES
 from ops.docker.images import BuildResult
 from ops.tasks import docker as docker_tasks
@@ -40,7 +41,8 @@ from tests._support.tools import free_port, require_tool
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 MB = 1_000_000
-SERVICE_BUDGET_MB = 60
+SERVICE_BUDGET_MB = 100  # issue 18's target
+SERVICE_CUT_MB = 135  # what the safe cuts reach (130.8 MB measured): a regression guard
 CLI_BUDGET_MB = 15
 
 
@@ -48,6 +50,12 @@ def _size(result: BuildResult) -> commands.ImageSize:
     size = commands.image_size(result.refs[0], base_image.default_tag())
     print(f"\n{size.describe()}")
     return size
+
+
+@pytest.fixture(scope="module")
+def service_report(service_image: BuildResult) -> image_size.SizeReport:
+    """What `invoke docker.size` measures in the service image (one probe run per module)."""
+    return image_size.report(service_image.refs[0], base_image.default_tag())
 
 
 def test_images_carry_version_and_git_revision_labels(
@@ -69,19 +77,74 @@ def test_images_carry_version_and_git_revision_labels(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the locked service dependencies install to ~125 MB (numpy ~51 MB, grpcio 18 MB, "
-    "SQLAlchemy 18 MB, psycopg-binary 10 MB, ...) plus ~55 MB of bytecode and 3.6 MB of "
-    "PostgreSQL client: ~184 MB above the base; see docs/containers.md#image-size",
+    reason="after the safe cuts (stripped extension modules, bytecode without source, no tests, "
+    "stubs or C sources) the locked dependencies still take ~126 MB: numpy ~49 MB (its own "
+    "OpenBLAS 25.4 MB), grpcio 18.5 MB, SQLAlchemy 11.4 MB (bytecode), psycopg-binary 10.8 MB "
+    "(its own libpq and OpenSSL): ~131 MB above the base; see docs/containers.md#image-size",
 )
-def test_service_image_adds_at_most_60_mb_above_the_base(service_image: BuildResult) -> None:
+def test_service_image_adds_at_most_100_mb_above_the_base(service_image: BuildResult) -> None:
     size = _size(service_image)
     assert size.above_base <= SERVICE_BUDGET_MB * MB, size.describe()
 
 
+def test_service_image_keeps_the_safe_cuts(service_report: image_size.SizeReport) -> None:
+    """The cuts of the `deps` stage hold: no Python source next to the bytecode, one bytecode
+    file per module, no test directories, stubs or C sources, and every extension module stripped
+    (only the libraries auditwheel vendored in `*.libs/` keep their symbols); and the image stays
+    within what those cuts reach."""
+    rep = service_report
+    print(f"\n{rep.size.describe()}; site-packages {rep.site_total / MB:.1f} MB")
+    for kind in ("source", "tests", "stubs"):
+        offenders = [d.name for d in rep.distributions if d.kinds.get(kind)]
+        assert rep.kind_total(kind) == 0, f"{kind} left in site-packages by {offenders}"
+    assert rep.kind_total("bytecode") > 0
+    unstripped = [path for path, _ in rep.strippable if ".libs/" not in path]
+    assert not unstripped, f"shared objects with symbols or debug sections: {unstripped}"
+    assert rep.size.above_base <= SERVICE_CUT_MB * MB, rep.size.describe()
+
+
+def test_size_report_sums_to_the_site_packages_total_and_the_layers(
+    service_report: image_size.SizeReport,
+) -> None:
+    rep = service_report
+    assert sum(d.total for d in rep.distributions) == rep.site_total
+    assert [d.total for d in rep.distributions] == sorted(
+        (d.total for d in rep.distributions), reverse=True
+    )
+    by_name = {d.name: d for d in rep.distributions}
+    numpy = by_name["numpy"]
+    assert numpy.kinds.get("shared objects", 0) > 20 * MB  # its own OpenBLAS
+    unrecorded = by_name.get("(not recorded)")  # our llm_optimizer_app.pth only
+    assert unrecorded is None or unrecorded.total < 1000, unrecorded
+    # Our layers add what the engine says the image adds above the base (within 1 MB: the
+    # engine's sizes count tar headers and directories, the probe file contents only).
+    assert abs(sum(layer.size for layer in rep.layers) - rep.size.above_base) < MB
+    assert rep.site_total <= rep.size.above_base
+    assert rep.paths["/usr/lib/postgresql"] > 0
+    assert rep.paths["/opt/app"] > 0
+
+
+def test_size_task_prints_layers_distributions_and_paths(
+    service_image: BuildResult, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx = Context(Config(overrides={"llm_optimizer": {"registry": "", "image_tag": TEST_TAG}}))
+    docker_tasks.size(ctx, image="service", top=5)
+    out = capsys.readouterr().out
+    print(out)
+    assert f"{service_image.refs[0]}:" in out
+    assert "MB above the base" in out
+    assert "COPY /opt/venv /opt/venv" in out
+    assert "numpy" in out
+    assert "more)" in out  # the distributions after the top 5 share a row
+    assert "site-packages" in out
+    assert "/usr/lib/postgresql" in out
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="typer, rich and pyyaml pull in pygments (5 MB), pydantic-core (5 MB) and "
-    "libyaml bindings (3 MB); see docs/containers.md#image-size",
+    reason="after the safe cuts typer, rich and pyyaml still pull in pygments (4 MB of "
+    "bytecode), pydantic-core (5 MB) and pydantic (2.3 MB): ~17 MB above the base; see "
+    "docs/containers.md#image-size",
 )
 def test_cli_image_adds_at_most_15_mb_above_the_base(cli_image: BuildResult) -> None:
     size = _size(cli_image)
