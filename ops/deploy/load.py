@@ -1,25 +1,14 @@
-"""Steady decide + feedback load against a running service, for measuring restarts.
-
-Used by ``invoke verify``'s restart check and the end-to-end tests. It needs nothing but httpx
-and the standard library (no ``ops`` import), so the same file also runs where only the
-service's venv exists, e.g. inside the systemd test VM::
-
-    /opt/llm-optimizer/venv/bin/python load.py URL API_KEY STOP_FILE READY_FILE
-
-which loads until STOP_FILE exists (touching READY_FILE after the first round trip) and then
-prints the figures as one JSON line.
+"""Steady decide + feedback load against a running service, for measuring restarts: used by
+``invoke verify``'s restart check and the end-to-end tests (httpx and the standard library only).
 """
 
 from __future__ import annotations
 
-import json
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Final
 
 import httpx
@@ -67,17 +56,6 @@ class LoadFigures:
         span = self.last_failure - self.first_failure
         return f"{text}; failures over {span:.1f} s: {kinds}"
 
-    def as_json(self) -> str:
-        return json.dumps(
-            {
-                "requests": self.requests,
-                "failed": self.failed,
-                "worst_s": round(self.worst_s, 3),
-                "errors": self.errors,
-                "summary": self.summary(),
-            }
-        )
-
 
 def client(url: str, api_key: str) -> httpx.Client:
     """A keep-alive client of the REST API, as an application would hold one."""
@@ -121,11 +99,9 @@ def steady_load(
     *,
     workers: int = 2,
     pause_s: float = 0.01,
-    on_success: Callable[[], None] | None = None,
 ) -> Iterator[LoadFigures]:
     """Decide + feedback in ``workers`` threads (each a keep-alive client), until the block
-    ends; a request not answered as the contract says (200 decide, 202 feedback) is failed.
-    ``on_success`` is called after each full round trip."""
+    ends; a request not answered as the contract says (200 decide, 202 feedback) is failed."""
     figures = LoadFigures()
     stop = threading.Event()
 
@@ -137,11 +113,7 @@ def steady_load(
                         figures, lambda: http.post(f"/api/v1/workloads/{WORKLOAD}/decide"), 200
                     )
                     if decided.status_code == 200:
-                        done = _timed(
-                            figures, _feedback_call(http, decided.json()["decision_id"]), 202
-                        )
-                        if done.status_code == 202 and on_success is not None:
-                            on_success()
+                        _timed(figures, _feedback_call(http, decided.json()["decision_id"]), 202)
                 except httpx.HTTPError:
                     pass  # recorded; keep going
                 time.sleep(pause_s)
@@ -155,19 +127,3 @@ def steady_load(
         stop.set()
         for thread in threads:
             thread.join(timeout=2 * TIMEOUT_S)
-
-
-def main(argv: list[str]) -> int:
-    """``load.py URL API_KEY STOP_FILE READY_FILE``: see the module docstring."""
-    url, api_key, stop_file, ready_file = argv
-    with client(url, api_key) as http:
-        ensure_workload(http)
-    with steady_load(url, api_key, on_success=Path(ready_file).touch) as figures:
-        while not Path(stop_file).exists():
-            time.sleep(0.05)
-    print(figures.as_json(), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

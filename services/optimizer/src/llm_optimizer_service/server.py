@@ -46,6 +46,9 @@ from llm_optimizer_service.storage.db import make_engine
 
 log = get_logger(__name__)
 T = TypeVar("T")
+# With handed-over sockets, how long shutdown waits for keep-alive connections to close after
+# an answer (each answer now says Connection: close) before closing the idle rest.
+HANDOVER_DRAIN_S = 1.0
 
 
 class ExtraServer(Protocol):
@@ -148,7 +151,11 @@ async def serve(settings: Settings) -> int:
     runtime: Runtime = app.state.runtime
     http = _Server(
         uvicorn_config(
-            app, settings.server.host, settings.server.http_port, settings, lifespan="on"
+            closing_while_draining(app, runtime),
+            settings.server.host,
+            settings.server.http_port,
+            settings,
+            lifespan="on",
         )
     )
     scrape = _Server(
@@ -226,7 +233,13 @@ async def serve(settings: Settings) -> int:
     if stop_task not in done:
         log.error("a server stopped unexpectedly; shutting down")
         stop_task.cancel()
-    code = await _shutdown(settings, runtime, http, scrape, http_task, metrics_task, extras)
+    code = await _shutdown(
+        settings,
+        runtime,
+        (http, scrape, http_task, metrics_task),
+        extras,
+        handover=bool(handed_over),
+    )
     await notifier.stop_watchdog()
     return 0 if stop_task in done else max(code, 1)
 
@@ -292,22 +305,61 @@ async def preflight(settings: Settings) -> str | None:
     )
 
 
+def closing_while_draining(app: Any, runtime: Runtime) -> Any:
+    """The ASGI app, but once shutdown has begun every HTTP answer says ``Connection: close``.
+
+    uvicorn then closes the connection after that answer, and a keep-alive client opens a new
+    one for its next request (to the next instance, or the socket that waits for it) instead of
+    sending it on a connection the server is about to close as idle, which fails it."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_closing(message: Any) -> None:
+            if message["type"] == "http.response.start" and runtime.draining:
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                message = {**message, "headers": [*kept, (b"connection", b"close")]}
+            await send(message)
+
+        await app(scope, receive, send_closing)
+
+    return wrapped
+
+
+async def _drain_handed_over(http: uvicorn.Server, limit: float) -> None:
+    """With handed-over sockets, stop accepting at once (connections wait in the manager's
+    socket for the next process, or go to the instance beside this one), then give the open
+    keep-alive connections up to ``limit`` seconds to be closed after an answer
+    (:func:`closing_while_draining`); what is still idle after that is closed by uvicorn."""
+    for server in http.servers:
+        server.close()
+    deadline = asyncio.get_running_loop().time() + limit
+    while http.server_state.connections and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    log.info("drained", open_connections=len(http.server_state.connections))
+
+
 async def _shutdown(
     settings: Settings,
     runtime: Runtime,
-    http: uvicorn.Server,
-    scrape: uvicorn.Server,
-    http_task: asyncio.Task[None],
-    metrics_task: asyncio.Task[None],
+    servers: tuple[uvicorn.Server, uvicorn.Server, asyncio.Task[None], asyncio.Task[None]],
     extras: list[ExtraServer],
+    *,
+    handover: bool,
 ) -> int:
+    http, scrape, http_task, metrics_task = servers
     grace = settings.server.grace_period
     deadline = asyncio.get_running_loop().time() + grace
     await runtime.begin_shutdown()
-    delay = min(settings.server.shutdown_delay, grace / 2)
-    if delay:
-        log.info("draining: still serving while load balancers notice", seconds=delay)
-        await asyncio.sleep(delay)
+    if handover:
+        await _drain_handed_over(http, min(HANDOVER_DRAIN_S, grace / 2))
+    else:
+        delay = min(settings.server.shutdown_delay, grace / 2)
+        if delay:
+            log.info("draining: still serving while load balancers notice", seconds=delay)
+            await asyncio.sleep(delay)
     for extra in extras:
         await _bounded(extra.stop(max(deadline - asyncio.get_running_loop().time(), 0.1)), deadline)
     http.should_exit = True
