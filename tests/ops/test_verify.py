@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from invoke.config import Config
 from invoke.context import Context
+from invoke.runners import Result
 
-from ops.deploy import systemd, targets, verify
+from ops.deploy import compose, systemd, targets, verify
 from ops.deploy.base import Invocation, Target
+from tests._support.invoke_context import Recorder
 from tests._support.service import RunningService, launch, service_command
 
 
@@ -149,3 +151,29 @@ def test_systemd_reads_the_units_environment_file(
         "",
     )
     assert "names no keys file" in ep.why_no_key
+
+
+def test_compose_restart_and_backup_command_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `invoke verify --target compose` runs (not run end to end here): the restart
+    recreates the optimizer's containers, the backup lands in a host directory mounted into a
+    throwaway container of the stack and is verified there."""
+    monkeypatch.setenv("LLM_OPTIMIZER_OPS_STATE", str(tmp_path))
+    c = Recorder(
+        {
+            r"backup create": Result(stdout='{"path": "/backups/llm-optimizer-backup-x.tar.gz"}'),
+            r"backup verify": Result(stdout='{"ok": true}'),
+        }
+    )
+    compose.restart(c)
+    (up,) = c.commands
+    assert up[-6:] == ["up", "--detach", "--force-recreate", "--no-deps", "--wait", "optimizer"]
+    detail = verify.check_backup(c, "compose")
+    host_dir = tmp_path / "backups" / "compose"
+    assert detail == f"{host_dir}/llm-optimizer-backup-x.tar.gz created and verified"
+    create, check = c.commands[1:]
+    assert f"--volume={host_dir}:/backups" in create
+    assert create[-5:] == ["backup", "create", "--json", "--dir", "/backups"]
+    assert f"--volume={host_dir}:/backups" in check
+    assert check[-4:] == ["backup", "verify", "/backups/llm-optimizer-backup-x.tar.gz", "--json"]
