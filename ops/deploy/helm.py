@@ -20,7 +20,7 @@ from typing import Any
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from ops.core.runner import Runner, runner_for
+from ops.core.runner import Runner
 from ops.deploy import kubernetes
 from ops.deploy.base import Invocation, Target
 from ops.deploy.environments import require
@@ -65,30 +65,24 @@ def release(
     dry_run: bool,
 ) -> None:
     """helm install (or upgrade --install) after the cluster pre-flight, then helm status."""
-    runner = runner_for(c, dry_run=dry_run)
-    config = kubernetes.settings(c)
-    pre = kube.preflight(
-        runner,
-        kube.configured_context(config, context),
-        kube.configured_namespace(config, namespace),
-    )
-    kube.require_cluster(pre, runner.dry_run)
     command = helm.upgrade_install if upgrade else helm.install
-    runner.run(
-        command(
-            values,
-            context=pre.context,
-            namespace=pre.namespace,
-            atomic=atomic,
-            wait=wait,
-            timeout=timeout,
-            create_namespace=not pre.namespace_exists,
+    with kubernetes.cluster(c, context=context, namespace=namespace, dry_run=dry_run) as (
+        runner,
+        pre,
+    ):
+        runner.run(
+            command(
+                values,
+                context=pre.context,
+                namespace=pre.namespace,
+                atomic=atomic,
+                wait=wait,
+                timeout=timeout,
+                create_namespace=not pre.namespace_exists,
+            )
         )
-    )
-    if runner.dry_run:
-        kube.report_dry_run(pre)
-        return
-    runner.run(helm.status(context=pre.context, namespace=pre.namespace))
+        if not runner.dry_run:
+            runner.run(helm.status(context=pre.context, namespace=pre.namespace))
 
 
 def uninstall(
@@ -101,36 +95,31 @@ def uninstall(
     dry_run: bool,
 ) -> None:
     """helm uninstall the release (waits until its objects are gone, by default)."""
-    runner = runner_for(c, dry_run=dry_run)
-    config = kubernetes.settings(c)
-    pre = kube.preflight(
+    with kubernetes.cluster(c, context=context, namespace=namespace, dry_run=dry_run) as (
         runner,
-        kube.configured_context(config, context),
-        kube.configured_namespace(config, namespace),
-    )
-    kube.require_cluster(pre, runner.dry_run)
-    runner.run(
-        helm.uninstall(context=pre.context, namespace=pre.namespace, wait=wait, timeout=timeout)
-    )
-    if runner.dry_run:
-        kube.report_dry_run(pre)
+        pre,
+    ):
+        runner.run(
+            helm.uninstall(context=pre.context, namespace=pre.namespace, wait=wait, timeout=timeout)
+        )
 
 
 def apply(c: Context, *, env: str, dry_run: bool) -> None:
     """Lint, then helm upgrade --install for ``env`` (dev|prod), then helm test."""
     environment = require(env, ENV_FILES, code=2)
-    runner = runner_for(c, dry_run=dry_run)
     base = helm.settings_values(environment.service_settings)
     helm_config: Any = kubernetes.settings(c).get("helm") or {}
     extra = values(c, [str(v) for v in helm_config.get("values") or []])
     merged = helm.Values(files=(*ENV_FILES[env], *extra.files), sets={**base.sets, **extra.sets})
-    config = kubernetes.settings(c)
-    pre = kube.preflight(runner, kube.configured_context(config), kube.configured_namespace(config))
-    kube.require_cluster(pre, runner.dry_run)
+    with kubernetes.cluster(c, dry_run=dry_run, report=False) as (runner, pre):
+        _upgrade(runner, pre, merged, prod=env == "prod")
+
+
+def _upgrade(runner: Runner, pre: kube.Preflight, merged: helm.Values, *, prod: bool) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         # Offline first: a chart that does not render never reaches the cluster.
         runner.run(helm.lint(merged), env=helm.helm_home_env(Path(scratch)))
-    if env == "prod" and not pre.problem:
+    if prod and not pre.problem:
         for secret in kube.required_secrets():
             if not kube.secret_exists(runner, pre.context, pre.namespace, secret):
                 raise Exit(
@@ -180,27 +169,21 @@ def rollback(
     dry_run: bool,
 ) -> None:
     """helm rollback to ``revision`` (0: the previous one), then the release's history."""
-    runner = runner_for(c, dry_run=dry_run)
-    config = kubernetes.settings(c)
-    pre = kube.preflight(
+    with kubernetes.cluster(c, context=context, namespace=namespace, dry_run=dry_run) as (
         runner,
-        kube.configured_context(config, context),
-        kube.configured_namespace(config, namespace),
-    )
-    kube.require_cluster(pre, runner.dry_run)
-    runner.run(
-        helm.rollback(
-            context=pre.context,
-            namespace=pre.namespace,
-            revision=revision,
-            wait=wait,
-            timeout=timeout,
+        pre,
+    ):
+        runner.run(
+            helm.rollback(
+                context=pre.context,
+                namespace=pre.namespace,
+                revision=revision,
+                wait=wait,
+                timeout=timeout,
+            )
         )
-    )
-    if runner.dry_run:
-        kube.report_dry_run(pre)
-        return
-    runner.run(helm.history(context=pre.context, namespace=pre.namespace))
+        if not runner.dry_run:
+            runner.run(helm.history(context=pre.context, namespace=pre.namespace))
 
 
 def status(c: Context) -> int:

@@ -9,7 +9,8 @@ Job waited for, the workload). ``down`` deletes the manifests' objects; the name
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,26 @@ def settings(c: Context) -> Mapping[str, Any]:
     return dict(c.config.get("llm_optimizer", {}))
 
 
+@contextmanager
+def cluster(
+    c: Context, *, context: str = "", namespace: str = "", dry_run: bool, report: bool = True
+) -> Iterator[tuple[Runner, kube.Preflight]]:
+    """The runner and the checked cluster (context and namespace from the arguments, else the
+    config); exits naming the fix when no cluster answers, except in a dry run. A dry run ends
+    with what the pre-flight found (unless ``report`` is false: `invoke deploy` reports)."""
+    runner = runner_for(c, dry_run=dry_run)
+    config = settings(c)
+    pre = kube.preflight(
+        runner,
+        kube.configured_context(config, context),
+        kube.configured_namespace(config, namespace),
+    )
+    kube.require_cluster(pre, runner.dry_run)
+    yield runner, pre
+    if runner.dry_run and report:
+        kube.report_dry_run(pre)
+
+
 def manifest_namespace() -> str:
     """The namespace the committed manifests create."""
     found = [o for o in kube.objects() if o.get("kind") == "Namespace"]
@@ -47,10 +68,16 @@ def apply_manifests(
     c: Context, *, context: str = "", timeout: str = "10m", dry_run: bool, report: bool = True
 ) -> None:
     """kubectl apply the plain manifests in order, after checking the cluster and Secrets."""
-    runner = runner_for(c, dry_run=dry_run)
     namespace = manifest_namespace()
-    pre = kube.preflight(runner, kube.configured_context(settings(c), context), namespace)
-    kube.require_cluster(pre, runner.dry_run)
+    with cluster(c, context=context, namespace=namespace, dry_run=dry_run, report=report) as (
+        runner,
+        pre,
+    ):
+        _apply_manifests(runner, pre, timeout)
+
+
+def _apply_manifests(runner: Runner, pre: kube.Preflight, timeout: str) -> None:
+    namespace = pre.namespace
     missing = [
         secret
         for secret in kube.required_secrets()
@@ -72,23 +99,18 @@ def apply_manifests(
         print(f"[dry-run] note: Secret {secret} is not in namespace {namespace}; create it first")
     for argv in kube.apply_plan(pre.context, timeout=timeout):
         runner.run(argv)
-    if runner.dry_run and report:
-        kube.report_dry_run(pre)
 
 
 def delete_manifests(
     c: Context, *, context: str = "", include_namespace: bool = False, dry_run: bool
 ) -> None:
     """kubectl delete the plain manifests' objects (the namespace too, when asked)."""
-    runner = runner_for(c, dry_run=dry_run)
-    pre = kube.preflight(
-        runner, kube.configured_context(settings(c), context), manifest_namespace()
-    )
-    kube.require_cluster(pre, runner.dry_run)
-    for argv in kube.delete_plan(pre.context, include_namespace=include_namespace):
-        runner.run(argv)
-    if runner.dry_run:
-        kube.report_dry_run(pre)
+    with cluster(c, context=context, namespace=manifest_namespace(), dry_run=dry_run) as (
+        runner,
+        pre,
+    ):
+        for argv in kube.delete_plan(pre.context, include_namespace=include_namespace):
+            runner.run(argv)
 
 
 def apply(c: Context, *, env: str, dry_run: bool) -> None:

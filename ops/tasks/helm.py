@@ -36,10 +36,6 @@ NO_WAIT = "do not wait for the objects to be ready"
 TIMEOUT = "how long helm waits, e.g. 10m"
 
 
-def _context(c: Context, context: str) -> str:
-    return kube.configured_context(kubernetes.settings(c), context)
-
-
 def _namespace(c: Context, namespace: str) -> str:
     return kube.configured_namespace(kubernetes.settings(c), namespace)
 
@@ -207,12 +203,11 @@ def uninstall(
 @task(name="test", help={"context": CONTEXT, "namespace": NAMESPACE, "dry_run": DRY_RUN})
 def release_test(c: Context, context: str = "", namespace: str = "", dry_run: bool = False) -> None:
     """helm test the release: HTTP /health/live and /health/ready, and gRPC health."""
-    runner = runner_for(c, dry_run=dry_run)
-    pre = kube.preflight(runner, _context(c, context), _namespace(c, namespace))
-    kube.require_cluster(pre, runner.dry_run)
-    helm_target.run_tests(runner, pre, required=True)
-    if runner.dry_run:
-        kube.report_dry_run(pre)
+    with kubernetes.cluster(c, context=context, namespace=namespace, dry_run=dry_run) as (
+        runner,
+        pre,
+    ):
+        helm_target.run_tests(runner, pre, required=True)
 
 
 @task(

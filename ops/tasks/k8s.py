@@ -25,14 +25,6 @@ NAMESPACE = "namespace (default: llm_optimizer.namespace, else llm-optimizer)"
 TIMEOUT = "how long to wait for the migrations Job and the rollout, e.g. 10m"
 
 
-def _context(c: Context, context: str) -> str:
-    return kube.configured_context(kubernetes.settings(c), context)
-
-
-def _namespace(c: Context, namespace: str) -> str:
-    return kube.configured_namespace(kubernetes.settings(c), namespace)
-
-
 @task(help={"check": "only compare with the committed files; exit 1 when they differ"})
 def render(c: Context, check: bool = False) -> None:
     """Render infra/kubernetes/manifests/ from the chart with infra/kubernetes/values.yaml."""
@@ -80,12 +72,11 @@ def delete(
 @task(help={"context": CONTEXT, "namespace": NAMESPACE, "dry_run": DRY_RUN})
 def status(c: Context, context: str = "", namespace: str = "", dry_run: bool = False) -> None:
     """Show the release's objects (plain manifests or Helm: the same labels)."""
-    runner = runner_for(c, dry_run=dry_run)
-    pre = kube.preflight(runner, _context(c, context), _namespace(c, namespace))
-    kube.require_cluster(pre, runner.dry_run)
-    runner.run(kube.status(pre.context, pre.namespace))
-    if runner.dry_run:
-        kube.report_dry_run(pre)
+    with kubernetes.cluster(c, context=context, namespace=namespace, dry_run=dry_run) as (
+        runner,
+        pre,
+    ):
+        runner.run(kube.status(pre.context, pre.namespace))
 
 
 @task(
@@ -106,9 +97,8 @@ def logs(
     dry_run: bool = False,
 ) -> None:
     """Logs of the service's pods, every container (the migrations init container too)."""
-    runner = runner_for(c, dry_run=dry_run)
-    pre = kube.preflight(runner, _context(c, context), _namespace(c, namespace))
-    kube.require_cluster(pre, runner.dry_run)
-    runner.run(kube.logs(pre.context, pre.namespace, follow=follow, tail=tail))
-    if runner.dry_run:
-        kube.report_dry_run(pre)
+    with kubernetes.cluster(c, context=context, namespace=namespace, dry_run=dry_run) as (
+        runner,
+        pre,
+    ):
+        runner.run(kube.logs(pre.context, pre.namespace, follow=follow, tail=tail))
