@@ -36,6 +36,7 @@ from .model import (
     MIN_ARMS,
     STRATEGIES,
     ArmSpec,
+    Budget,
     Constraints,
     EngineError,
     Objective,
@@ -44,6 +45,7 @@ from .model import (
     StrategyName,
     WorkloadSpec,
 )
+from .pacing import Pacing, day_start, pace, pace_workload
 from .policy import Decision, Plan, Policy, decide, propensities
 from .report import (
     ab_significance,
@@ -80,6 +82,7 @@ __all__ = [
     "STRATEGIES",
     "ArmSpec",
     "ArmStats",
+    "Budget",
     "Constraints",
     "Decision",
     "DriftConfig",
@@ -90,6 +93,7 @@ __all__ = [
     "LoggedOutcome",
     "Objective",
     "Observation",
+    "Pacing",
     "PageHinkley",
     "Plan",
     "Policy",
@@ -100,9 +104,12 @@ __all__ = [
     "ab_significance",
     "build_report",
     "context_report",
+    "day_start",
     "decide",
     "drift_score",
     "evaluate",
+    "pace",
+    "pace_workload",
     "pareto_front",
     "probability_best",
     "propensities",

@@ -51,7 +51,7 @@ MAX_CONTEXT_POOLING: Final = 10_000.0
 MAX_SESSION_ID: Final = 128  # characters of a session id
 MAX_SESSION_TTL_SECONDS: Final = 7 * 24 * 3600
 DEFAULT_SESSION_TTL_SECONDS: Final = 1800
-MAX_DAILY_BUDGET_USD: Final = 10_000_000.0
+MAX_DAILY_BUDGET_USD: Final = 10_000_000.0  # ``budget.daily_usd``: finite, > 0, at most this
 
 
 class EngineError(ValueError):
@@ -171,6 +171,24 @@ class Constraints:
 
 
 @dataclass(frozen=True, slots=True)
+class Budget:
+    """A daily spend budget in USD (the UTC day), paced by ``engine/pacing.py``: the cost weight
+    rises while the day's spend runs ahead of plan; decisions are never refused."""
+
+    daily_usd: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.daily_usd, bool) or not isinstance(self.daily_usd, int | float):
+            raise EngineError(f"budget.daily_usd must be a number, got {self.daily_usd!r}")
+        _finite(self.daily_usd, "budget.daily_usd", maximum=MAX_DAILY_BUDGET_USD)
+        if self.daily_usd <= 0.0:
+            raise EngineError(
+                f"budget.daily_usd must be > 0, got {self.daily_usd!r}; remove the budget "
+                "(null) for none"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class WorkloadSpec:
     """A named workload: its arms, objective, constraints and strategy (with parameters).
 
@@ -188,6 +206,7 @@ class WorkloadSpec:
     strategy_params: Mapping[str, Any] = field(default_factory=dict)
     context_features: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     context_pooling: float = DEFAULT_CONTEXT_POOLING
+    budget: Budget | None = None
 
     def __post_init__(self) -> None:
         if not MIN_ARMS <= len(self.arms) <= MAX_ARMS:

@@ -22,13 +22,14 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .model import Constraints, EngineError, Objective, WorkloadSpec
+from .pacing import Pacing
 from .stats import ArmStats
 
 FloatArray = NDArray[np.float64]
@@ -339,7 +340,11 @@ class Policy:
     # Per context key (``WorkloadSpec.context_key``): that context's arm statistics. Keys the
     # spec does not allow (features changed since) are ignored.
     context_stats: Mapping[str, Mapping[str, ArmStats]] = field(default_factory=dict)
+    # Budget pacing (``engine/pacing.py``): the plan uses its paced cost weight; the report's
+    # rewards stay in the declared objective.
+    pacing: Pacing | None = None
     estimates: Estimates = field(init=False, repr=False, compare=False)
+    planning_spec: WorkloadSpec = field(init=False, repr=False, compare=False)
     _plan: Plan | None = field(default=None, init=False, repr=False, compare=False)
     _context_plans: Mapping[str, Plan] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -358,6 +363,12 @@ class Policy:
                     f"canary_percent must be within (0, 100], got {self.canary_percent!r}"
                 )
         object.__setattr__(self, "estimates", Estimates.from_stats(self.arm_stats()))
+        planning = self.spec
+        if self.pacing is not None:
+            objective = self.pacing.objective(self.spec.objective)
+            if objective is not self.spec.objective:
+                planning = replace(self.spec, objective=objective)
+        object.__setattr__(self, "planning_spec", planning)
 
     def arm_stats(self) -> list[ArmStats]:
         """Statistics of every arm in declaration order (empty for arms never seen)."""
@@ -387,7 +398,7 @@ class Policy:
         ``estimates`` replaces the workload-level posteriors, e.g. by a context's)."""
         k = len(self.spec.arms)
         probabilities = _strategy_probabilities(
-            self.spec, self.estimates if estimates is None else estimates, rng, samples
+            self.planning_spec, self.estimates if estimates is None else estimates, rng, samples
         )
         if self.promoted is not None:
             share = 1.0 if self.canary_percent is None else self.canary_percent / 100.0
