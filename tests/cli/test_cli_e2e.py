@@ -70,6 +70,26 @@ def test_round_trip_decide_feedback_report(running_service: RunningService, work
     assert decision["arm"] in table.stdout
 
 
+def test_budget_and_its_pacing_in_the_report(running_service: RunningService) -> None:
+    name = f"cli-budget-{uuid.uuid4().hex[:8]}"
+    created = ok_json(running_service, "workload", "create", name, "--arm", "a=m-a",
+                      "--arm", "b=m-b", "--daily-budget-usd", "12.5")  # fmt: skip
+    assert isinstance(created, dict)
+    assert created["budget"] == {"daily_usd": 12.5}
+    report = ok_json(running_service, "report", name)
+    assert isinstance(report, dict)
+    assert report["pacing"]["daily_usd"] == 12.5
+    assert report["evaluation"]["stored"] is False
+    table = cli(running_service, "report", name)
+    assert table.returncode == 0, table.stderr
+    assert "budget $12.5/day: spent $0.00 of $" in table.stdout
+    refused = cli(running_service, "workload", "create", f"{name}-x", "--arm", "a=m-a",
+                  "--arm", "b=m-b", "--daily-budget-usd", "0")  # fmt: skip
+    assert refused.returncode != 0
+    assert "budget" in refused.stderr
+    assert "greater than 0" in refused.stderr
+
+
 def test_session_decide_and_session_feedback(
     running_service: RunningService, workload: str
 ) -> None:

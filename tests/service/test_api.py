@@ -136,7 +136,8 @@ def test_decide_feedback_report(client: TestClient) -> None:
     )
 
     report = client.get("/api/v1/workloads/chat/report").json()
-    assert set(report) == REPORT_FIELDS
+    assert set(report) == REPORT_FIELDS | {"pacing", "evaluation"}
+    assert report["pacing"] is None  # no budget
     assert report["workload"] == "chat"
     assert report["strategy"] == "thompson"
     assert {arm["name"] for arm in report["arms"]} == {"big", "small"}

@@ -75,6 +75,7 @@ def test_cli_db_commands(url: str) -> None:
     sql = cli(url, "db", "upgrade", "--sql")
     assert sql.exit_code == 0, sql.stderr
     assert "CREATE TABLE workloads" in sql.stdout
+    assert "CREATE INDEX ix_feedback_workload_created" in sql.stdout  # 0004, budgets
     assert tables(url) <= {"alembic_version"}  # --sql applied nothing
     assert cli(url, "db", "upgrade").exit_code == 0
     current = cli(url, "db", "current")
@@ -83,6 +84,7 @@ def test_cli_db_commands(url: str) -> None:
     assert "initial schema" in cli(url, "db", "history").stdout
     down_sql = cli(url, "db", "downgrade", "base", "--sql")
     assert "DROP TABLE workloads" in down_sql.stdout
+    assert "DROP INDEX ix_feedback_workload_created" in down_sql.stdout
     assert cli(url, "db", "downgrade", "base").exit_code == 0
     assert cli(url, "db", "check").exit_code != 0
 

@@ -281,6 +281,35 @@ def test_sessions_decide_and_session_feedback(
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_report_pacing_and_evaluation_like_rest(
+    service: RunningService, channel: grpc.Channel
+) -> None:
+    with service.client() as client:
+        created = client.post(
+            "/api/v1/workloads",
+            json={
+                "name": "grpc-budget",
+                "arms": [{"name": "a", "model": "m-a"}, {"name": "b", "model": "m-b"}],
+                "budget": {"daily_usd": 3},
+                "promotion": {"require_evaluation": True},
+            },
+        )
+        assert created.status_code == 201, created.text
+        rest = client.get("/api/v1/workloads/grpc-budget/report").json()
+    stub = pb_grpc.OptimizerStub(channel)
+    answer = stub.GetReport(
+        pb.GetReportRequest(workload="grpc-budget"), metadata=auth(service.read_key)
+    )
+    report = json_format.MessageToDict(answer.report)
+    planned = report["pacing"].pop("planned_usd")  # the plan grows with the time of day
+    assert planned == pytest.approx(rest["pacing"].pop("planned_usd"), rel=1e-3)
+    assert report["pacing"] == rest["pacing"]
+    assert report["pacing"]["daily_usd"] == 3
+    assert report["evaluation"] == rest["evaluation"]
+    assert report["evaluation"]["require_evaluation"] is True
+    assert report["evaluation"]["stored"] is False
+
+
 def test_grpc_metrics_are_exported(service: RunningService, channel: grpc.Channel) -> None:
     stub = pb_grpc.OptimizerStub(channel)
     stub.Decide(pb.DecideRequest(workload="chat"), metadata=auth(service.api_key))

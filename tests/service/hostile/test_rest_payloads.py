@@ -87,6 +87,7 @@ def workload(name: str) -> dict[str, Any]:
         "constraints": {"min_quality": 0.5, "max_cost_usd": 1, "max_latency_ms": 1000},
         "strategy": "thompson",
         "strategy_params": {"samples": 10},
+        "budget": {"daily_usd": 25},
     }
 
 
@@ -97,6 +98,7 @@ def patch() -> dict[str, Any]:
         "constraints": {"min_quality": 0.1},
         "strategy": "ucb",
         "strategy_params": {"c": 1.0},
+        "budget": {"daily_usd": 0.5},
     }
 
 

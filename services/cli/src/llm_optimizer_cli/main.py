@@ -120,6 +120,9 @@ def workload_create(
     max_latency_ms: Annotated[float | None, typer.Option(help="Constraint: latency cap.")] = None,
     cost_weight: Annotated[float | None, typer.Option(help="Objective: USD weight.")] = None,
     latency_weight: Annotated[float | None, typer.Option(help="Objective: s weight.")] = None,
+    daily_budget_usd: Annotated[
+        float | None, typer.Option(help="Budget: USD per UTC day, paced (not cut off).")
+    ] = None,
 ) -> None:
     """Create a workload from --file, or from a name and --arm options."""
     body: dict[str, Any] = _load_mapping(file, "a mapping with name and arms") if file else {}
@@ -138,6 +141,8 @@ def workload_create(
     weights = {"cost_weight": cost_weight, "latency_weight": latency_weight}
     if any(v is not None for v in weights.values()):
         body.setdefault("objective", {}).update({k: v for k, v in weights.items() if v is not None})
+    if daily_budget_usd is not None:
+        body["budget"] = {"daily_usd": daily_budget_usd}
     if "name" not in body or "arms" not in body:
         raise _fail("a workload needs a name and at least two arms: NAME --arm A=MODEL --arm …")
     created = _call(ctx, "POST", "/api/v1/workloads", body)
@@ -243,6 +248,12 @@ def report(ctx: typer.Context, workload: Annotated[str, typer.Argument()]) -> No
     pareto = ", ".join(data.get("pareto_front", []))
     title = f"{data['workload']} ({data['strategy']}): best {data.get('best_arm')}; "
     title += f"pareto {pareto}; drift {drifted}"
+    pacing = data.get("pacing")
+    if pacing:
+        title += (
+            f"; budget ${pacing['daily_usd']:g}/day: spent ${pacing['spent_usd']:.2f} of "
+            f"${pacing['planned_usd']:.2f} planned, cost weight x{pacing['multiplier']:.2f}"
+        )
     render(data, state.output, columns=ARM_COLUMNS, rows=data["arms"], title=title)
 
 

@@ -36,12 +36,15 @@ from llm_optimizer_service.engine import (
     ArmStats,
     EngineError,
     Evaluation,
+    Pacing,
     Policy,
     WorkloadSpec,
     build_report,
     context_report,
+    day_start,
     decide,
     drift_score,
+    pace_workload,
 )
 from llm_optimizer_service.engine import evaluate as off_policy_estimates
 from llm_optimizer_service.logging_setup import get_logger
@@ -99,6 +102,10 @@ class WorkloadState:
     context_stats: dict[str, dict[str, ArmStats]] = field(default_factory=dict)
     # sessions.ttl_seconds when the workload keeps a session on one arm (sessions.sticky)
     sticky_ttl: float | None = None
+    # With a budget: the workload's spend since ``spent_since`` (UTC midnight), as the last
+    # reload read it from the shared feedback table plus what this replica recorded since.
+    spent_today: float = 0.0
+    spent_since: datetime | None = None
     dirty: bool = False
     decision_counters: dict[str, Any] = field(default_factory=dict)
 
@@ -139,6 +146,22 @@ def unusable_spec_note(name: str, exc: Exception) -> str:
     )
 
 
+def budget_pacing(
+    spec: WorkloadSpec,
+    stats: Mapping[str, ArmStats],
+    spent: float,
+    since: datetime | None,
+    now: datetime,
+) -> Pacing | None:
+    """The budget's pacing at ``now`` (None without a budget); a spend counted for an earlier
+    UTC day counts as nothing spent today (the next reload reads the new day's)."""
+    if spec.budget is None:
+        return None
+    if since is None or since != day_start(now):
+        spent = 0.0
+    return pace_workload(spec.budget, spec.objective, list(stats.values()), spent, now)
+
+
 def build_state(stored: StoredWorkload, previous: WorkloadState | None = None) -> WorkloadState:
     spec = to_engine(stored.record.name, stored.record.spec)
     stats = {name: stored.stats.get(name, ArmStats()) for name in spec.arm_names}
@@ -146,12 +169,14 @@ def build_state(stored: StoredWorkload, previous: WorkloadState | None = None) -
     context_stats = {
         key: dict(arms) for key, arms in stored.context_stats.items() if key in allowed
     }
+    pacing = budget_pacing(spec, stats, stored.spent_today, stored.spent_since, datetime.now(UTC))
     policy = Policy(
         spec=spec,
         stats=stats,
         promoted=stored.record.promoted_arm,
         canary_percent=stored.record.canary_percent,
         context_stats=context_stats,
+        pacing=pacing,
     )
     state = WorkloadState(
         record=stored.record,
@@ -161,6 +186,8 @@ def build_state(stored: StoredWorkload, previous: WorkloadState | None = None) -
         configs=_configs(spec),
         models={arm.name: arm.model for arm in spec.arms},
         context_stats=context_stats,
+        spent_today=stored.spent_today,
+        spent_since=stored.spent_since,
     )
     sessions = session_settings(stored.record.spec)
     if sessions.sticky:
@@ -208,6 +235,20 @@ def canary_status(state: WorkloadState) -> str:
             if other is not None and mine[1] + CANARY_SEPARATION < other[0]:
                 return "failed"
     return "canary"
+
+
+def evaluation_section(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The report's ``evaluation``: off-policy evaluations are computed on request and not
+    stored, so this gives the workload's evaluation requirement and says where to get one."""
+    promotion = spec.get("promotion") or {}
+    return {
+        "require_evaluation": bool(promotion.get("require_evaluation", False)),
+        "stored": False,
+        "latest": None,
+        "how": "evaluations are computed on request and not stored; POST "
+        f"/api/v1/workloads/{name}/evaluate (CLI: llm-optimizer evaluate {name}) estimates a "
+        "candidate on the logged decisions",
+    }
 
 
 def session_uniform(workload: str, session_id: str) -> float:
@@ -544,6 +585,13 @@ class Runtime:
                     promoted=state.record.promoted_arm,
                     canary_percent=state.record.canary_percent,
                     context_stats={k: dict(v) for k, v in state.context_stats.items()},
+                    pacing=budget_pacing(
+                        state.spec,
+                        state.stats,
+                        state.spent_today,
+                        state.spent_since,
+                        datetime.now(UTC),
+                    ),
                 )
                 state.policy.prepare(self.rng)
                 self._publish_gauges(state)
@@ -742,6 +790,9 @@ class Runtime:
         model = state.models.get(arm)
         if model is not None:
             metrics.COST.labels(workload=workload, model=model).inc(item.cost_usd)
+        if state.spec.budget is not None and item.cost_usd > 0.0:
+            state.spent_today += item.cost_usd  # until the next reload reads the shared total
+            state.dirty = True
         state.recent_quality.append(0.0 if item.error else item.quality)
         metrics.QUALITY.labels(workload=workload).set(
             sum(state.recent_quality) / len(state.recent_quality)
@@ -773,16 +824,19 @@ class Runtime:
         """The report from the database's statistics (so every replica agrees); from the local
         snapshot when the database is down."""
         state = self.workloads[name]
-        policy = state.policy
+        policy, spec = state.policy, state.record.spec
         with contextlib.suppress(ServiceUnavailableError):
             await self._flush_decisions()
             stored = await self._db(self.repository.load, [name])
             if stored:
                 with contextlib.suppress(*SPEC_ERRORS):  # changed meanwhile: the snapshot stands
                     policy = build_state(stored[0]).policy
+                    spec = stored[0].record.spec
         rng = report_rng(name, policy.stats)
         report = build_report(policy, rng)
         report["contexts"] = context_report(policy, rng)
+        report["pacing"] = None if policy.pacing is None else policy.pacing.as_dict()
+        report["evaluation"] = evaluation_section(name, spec)
         report["notes"] = list(self.quarantined.get(name, []))
         return report
 

@@ -9,6 +9,7 @@ from llm_optimizer_service.engine import (
     DEFAULT_CONTEXT_POOLING,
     DEFAULT_SESSION_TTL_SECONDS,
     ArmSpec,
+    Budget,
     Constraints,
     Objective,
     Price,
@@ -41,6 +42,7 @@ def to_engine(name: str, spec: dict[str, Any]) -> WorkloadSpec:
             for feature, values in (spec.get("context_features") or {}).items()
         },
         context_pooling=spec.get("context_pooling", DEFAULT_CONTEXT_POOLING),
+        budget=Budget(**spec["budget"]) if spec.get("budget") else None,
     )
 
 

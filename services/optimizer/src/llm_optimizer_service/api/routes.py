@@ -47,6 +47,7 @@ def _workload_out(record: WorkloadRecord) -> s.WorkloadOut:
         context_features=dict(spec.get("context_features") or {}),
         context_pooling=spec.get("context_pooling", DEFAULT_CONTEXT_POOLING),
         sessions=s.SessionsOut.model_validate(spec.get("sessions") or {}),
+        budget=s.BudgetOut.model_validate(spec["budget"]) if spec.get("budget") else None,
         promoted_arm=record.promoted_arm,
         canary_percent=record.canary_percent,
         created_at=record.created_at,

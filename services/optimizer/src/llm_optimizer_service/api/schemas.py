@@ -29,6 +29,7 @@ from llm_optimizer_service.engine import (
     MAX_CONTEXT_TEXT,
     MAX_CONTEXT_VALUES,
     MAX_COST_USD,
+    MAX_DAILY_BUDGET_USD,
     MAX_LATENCY_MS,
     MAX_PRICE_PER_1K,
     MAX_SESSION_ID,
@@ -151,6 +152,21 @@ class SessionsOut(BaseModel):
     ttl_seconds: int = DEFAULT_SESSION_TTL_SECONDS
 
 
+class BudgetBody(_Body):
+    daily_usd: float = Field(
+        gt=0,
+        le=MAX_DAILY_BUDGET_USD,
+        allow_inf_nan=False,
+        description="spend per UTC day in USD, paced: while the day's feedback cost runs ahead "
+        "of daily_usd x the fraction of the day elapsed, the objective's cost weight rises so "
+        "traffic shifts to cheaper arms; decisions are never refused",
+    )
+
+
+class BudgetOut(BaseModel):
+    daily_usd: float
+
+
 ContextValue = Annotated[
     Name,
     Field(
@@ -217,6 +233,7 @@ class WorkloadCreate(_Body):
     context_features: ContextFeatures = Field(default_factory=dict)
     context_pooling: ContextPooling = DEFAULT_CONTEXT_POOLING
     sessions: SessionsBody = Field(default_factory=SessionsBody)
+    budget: BudgetBody | None = Field(default=None, description="a paced daily spend budget")
 
 
 class WorkloadPatch(_Body):
@@ -231,6 +248,9 @@ class WorkloadPatch(_Body):
     context_features: ContextFeatures | MISSING = MISSING
     context_pooling: ContextPooling | MISSING = MISSING
     sessions: SessionsBody | MISSING = MISSING
+    budget: BudgetBody | MISSING | None = Field(
+        default=MISSING, description="a paced daily spend budget; null removes it"
+    )
 
 
 class PriceOut(BaseModel):
@@ -274,6 +294,7 @@ class WorkloadOut(BaseModel):
     context_features: dict[str, list[str]] = Field(default_factory=dict)
     context_pooling: float = DEFAULT_CONTEXT_POOLING
     sessions: SessionsOut = Field(default_factory=SessionsOut)
+    budget: BudgetOut | None = None
     promoted_arm: str | None
     canary_percent: float | None
     created_at: datetime
@@ -432,6 +453,27 @@ class ContextReport(BaseModel):
     arms: list[ContextArmReport]
 
 
+class PacingReport(BaseModel):
+    daily_usd: float
+    spent_usd: float = Field(description="feedback cost recorded since UTC midnight (shared)")
+    planned_usd: float = Field(description="daily_usd x the elapsed fraction of the UTC day")
+    ratio: float = Field(description="spent / planned; above 1 is ahead of plan")
+    multiplier: float = Field(description="1 + 4 x max(0, ratio - 1), at most 50")
+    cost_weight: float = Field(description="the objective's declared cost weight")
+    reference: float = Field(description="quality per USD of the workload's feedback")
+    paced_cost_weight: float = Field(
+        description="the cost weight decisions use now: cost_weight + max(cost_weight, "
+        "reference) x (multiplier - 1)"
+    )
+
+
+class EvaluationReport(BaseModel):
+    require_evaluation: bool = Field(description="the workload's promotion.require_evaluation")
+    stored: bool = Field(description="false: evaluations are computed on request, not stored")
+    latest: dict[str, Any] | None = Field(description="the latest stored evaluation (none yet)")
+    how: str = Field(description="how to get an evaluation")
+
+
 class ReportOut(BaseModel):
     workload: str
     strategy: StrategyName
@@ -444,6 +486,10 @@ class ReportOut(BaseModel):
         default_factory=list,
         description="per context with feedback (workloads with context_features)",
     )
+    pacing: PacingReport | None = Field(
+        default=None, description="the budget's pacing now (workloads with a budget)"
+    )
+    evaluation: EvaluationReport | None = None
     notes: list[str] = Field(
         default_factory=list,
         description="what of the workload's stored state is quarantined, and the fix",

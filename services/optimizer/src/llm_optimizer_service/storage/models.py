@@ -112,6 +112,8 @@ class FeedbackRow(Base):
     """Feedback on a decision; at most one per decision (idempotency)."""
 
     __tablename__ = "feedback"
+    # A budgeted workload's spend today is a range scan (storage.repository.Repository.load).
+    __table_args__ = (Index("ix_feedback_workload_created", "workload_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     decision_id: Mapped[str] = mapped_column(

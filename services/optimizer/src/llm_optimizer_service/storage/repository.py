@@ -27,6 +27,7 @@ from llm_optimizer_service.engine import (
     EngineError,
     LoggedOutcome,
     Observation,
+    day_start,
 )
 from llm_optimizer_service.storage.models import (
     ArmStatsRow,
@@ -69,6 +70,10 @@ class StoredWorkload:
     # context key -> arm -> statistics (an unreadable context row is left out: that context
     # then decides from the workload level)
     context_stats: dict[str, dict[str, ArmStats]] = field(default_factory=dict)
+    # With a budget: the feedback cost recorded for the workload since ``spent_since`` (the UTC
+    # midnight of the load), by every replica; shared state the pacing reads.
+    spent_today: float = 0.0
+    spent_since: datetime | None = None
 
 
 # What reading a damaged statistics row can raise (a non-finite or ill-typed value, a missing
@@ -153,6 +158,11 @@ def _record(row: Workload) -> WorkloadRecord:
         created_at=_aware(row.created_at),
         updated_at=_aware(row.updated_at),
     )
+
+
+def _budgeted(row: Workload) -> bool:
+    spec = row.spec
+    return isinstance(spec, dict) and bool(spec.get("budget"))
 
 
 def _aware(moment: datetime) -> datetime:
@@ -262,10 +272,32 @@ class Repository:
                     parsed, _ = read_stats(crow.stats)
                     if parsed is not None:
                         contexts[crow.workload_id].setdefault(crow.context, {})[crow.arm] = parsed
+            since = day_start(datetime.now(UTC))
+            spent = self._spent_since([row.id for row in rows if _budgeted(row)], since, session)
             return [
-                StoredWorkload(_record(row), stats[row.id], unreadable[row.id], contexts[row.id])
+                StoredWorkload(
+                    _record(row),
+                    stats[row.id],
+                    unreadable[row.id],
+                    contexts[row.id],
+                    spent_today=spent.get(row.id, 0.0),
+                    spent_since=since if _budgeted(row) else None,
+                )
                 for row in rows
             ]
+
+    @staticmethod
+    def _spent_since(ids: list[int], since: datetime, session: Session) -> dict[int, float]:
+        """Per workload, the cost of the feedback recorded since ``since`` (one range scan of
+        ``ix_feedback_workload_created`` per workload)."""
+        if not ids:
+            return {}
+        query = (
+            select(FeedbackRow.workload_id, func.coalesce(func.sum(FeedbackRow.cost_usd), 0.0))
+            .where(FeedbackRow.workload_id.in_(ids), FeedbackRow.created_at >= since)
+            .group_by(FeedbackRow.workload_id)
+        )
+        return {workload_id: float(total) for workload_id, total in session.execute(query)}
 
     def update_workload(
         self, name: str, spec: dict[str, Any], arms: Sequence[str]
