@@ -18,6 +18,7 @@ BENCHMARKS = {
     "decision_time": "benchmarks.decision_time",
     "regret": "benchmarks.regret",
     "contextual": "benchmarks.contextual",
+    "pacing": "benchmarks.pacing",
     "cost": "benchmarks.cost",
     "drift": "benchmarks.drift",
     "ope": "benchmarks.ope",
