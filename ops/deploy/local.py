@@ -653,6 +653,7 @@ def print_summary(cfg: LocalConfig, env: str, key: str, elapsed: float) -> None:
         f"  export {project.env('api_url')}={api} {project.env('api_key')}={key}\n"
         f"  curl -H 'Authorization: Bearer {key}' {api}/api/v1/workloads\n"
         f"  uv run invoke deploy.status     # is it up?\n"
+        f"  uv run invoke verify            # health, API, metrics, restart, backup\n"
         f"  uv run invoke deploy.down       # stop it\n"
         f"  uv run invoke deploy{'' if env == 'dev' else ' --env ' + env}"
         "            # redeploy onto the current code"
