@@ -73,6 +73,17 @@ def complete_platform(name: str) -> dict[str, object]:
     }
 
 
+def compatible_tags(name: str) -> list[str]:
+    """The wheel tags a pex for platform ``name`` accepts (UNIVERSAL: any of the platforms')."""
+    names = list(PLATFORMS) if name == UNIVERSAL else [name]
+    tags: list[str] = []
+    for each in names:
+        platform_tags = complete_platform(each)["compatible_tags"]
+        assert isinstance(platform_tags, list)
+        tags += platform_tags
+    return tags
+
+
 @dataclass(frozen=True)
 class Package:
     """A distributable package under services/: its directory, distribution and command."""

@@ -1,1 +1,1 @@
-"""Releases: the single version, cutting a release, the dependency and licence audit."""
+"""Releases: the single version, cutting and verifying a release, the dependency audit."""

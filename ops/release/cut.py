@@ -3,9 +3,9 @@
 ``invoke release`` = preconditions → build → notes → SHA256SUMS → tag; ``--dry-run`` does all of
 it except the tag (and never publishes). Artefacts: sdists and wheels, pex executables per
 platform (and the universal client pex), the images as ``docker save`` archives when an engine
-answers, the Helm chart ``.tgz``, a CycloneDX SBOM, SHA256SUMS and RELEASE_NOTES.md.
-``release.publish`` pushes images, the chart (OCI) and the GitHub release with credentials
-taken from the environment only.
+answers, the Helm chart ``.tgz``, a CycloneDX SBOM, the installer (scripts/install.sh),
+SHA256SUMS and RELEASE_NOTES.md. ``release.publish`` pushes images, the chart (OCI) and the
+GitHub release with credentials taken from the environment only.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ RELEASE_BRANCH = "main"
 TAG_PREFIX = "v"
 # Tools a release needs, whatever it builds (docker is optional: images only when it answers).
 REQUIRED_TOOLS = ("git", "helm")
+# The one-line installer, shipped with every release (it verifies a pex against SHA256SUMS).
+INSTALLER = Path("scripts") / "install.sh"
 # Environment variables release.publish reads (never arguments).
 PUBLISH_ENV = {
     "registry": project.env("registry"),
@@ -111,10 +113,12 @@ def release_notes(runner: Runner, version: str, target: Path) -> Path:
     return target
 
 
-def sbom(runner: Runner, target: Path, workdir: Path) -> Path:
-    """A CycloneDX SBOM (JSON) of every package's locked third-party dependencies."""
-    requirements = workdir / "sbom-requirements.txt"
-    locked = runner.output(
+def locked_requirements(runner: Runner, root: Path = project.ROOT) -> str:
+    """Every package's locked third-party runtime requirements, exported from uv.lock.
+
+    What the SBOM lists; ``release.verify`` compares an SBOM with the same export.
+    """
+    return runner.output(
         python_tools.uv(
             "export",
             "--frozen",
@@ -125,8 +129,14 @@ def sbom(runner: Runner, target: Path, workdir: Path) -> Path:
             "--no-header",
             "--no-annotate",
         ),
-        cwd=project.ROOT,
+        cwd=root,
     )
+
+
+def sbom(runner: Runner, target: Path, workdir: Path) -> Path:
+    """A CycloneDX SBOM (JSON) of every package's locked third-party dependencies."""
+    requirements = workdir / "sbom-requirements.txt"
+    locked = locked_requirements(runner)
     requirements.write_text(locked + "\n")
     runner.run(
         python_tools.uv_run(
@@ -199,6 +209,7 @@ def build_all(
                 for package, target in artifacts.pex_targets(platform):
                     artifacts.build_pex(runner, package, target, packages, staging, workdir)
         chart(runner, staging, workdir)
+        shutil.copy2(root / INSTALLER, staging / INSTALLER.name)
         if with_images:
             images(runner, staging)
         sbom(runner, staging / "sbom.cdx.json", workdir)

@@ -129,3 +129,20 @@ def publish(c: Context, version: str = "", dry_run: bool = False) -> None:
     version = versioning.validate(version or project.version())
     settings = cut.publish_settings()
     cut.publish(runner_for(c, dry_run=dry_run), version, settings)
+
+
+@task(
+    help={
+        "dir": "the release directory to check, e.g. dist/1.2.3",
+        "version": "the release's version (default: the directory's name)",
+    }
+)
+def verify(c: Context, dir: str, version: str = "") -> None:
+    """Check a release directory: SHA256SUMS, SBOM vs uv.lock, chart and pex versions."""
+    from pathlib import Path
+
+    from ops.release import verify as verify_
+
+    report = verify_.verify(runner_for(c), Path(dir), version)
+    report.raise_if_failed()
+    print(f"release {report.directory}: SHA256SUMS, SBOM, chart, pex files and packages verified")

@@ -16,37 +16,17 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from ops.build import artifacts
 from ops.core import project
 from ops.core.runner import Runner
 from ops.docker import engine
-from tests._support.tools import free_port, require_tool
-from tests.ops.release.conftest import clean_env, clone_repository, git
+from tests._support.tools import free_port
+from tests.ops.release.conftest import clean_env, git
 
 VERSION = project.version()
 SERVICE_PEX = f"{project.SERVICE_DIST}-{VERSION}-linux-x86_64.pex"
 CLI_UNIVERSAL_PEX = f"{project.CLI_DIST}-{VERSION}-universal.pex"
-
-
-@pytest.fixture(scope="module")
-def released(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """dist/<version>/ of a dry-run release in a clean clone (built once for this module)."""
-    require_tool("pex")
-    require_tool("helm")
-    repo = clone_repository(tmp_path_factory.mktemp("release") / "repo")
-    argv = [
-        "uv", "run", "--locked", "invoke", "release", "--dry-run", "--version", VERSION,
-        "--no-tests", "--platform", "linux-x86_64", "--platform", "universal",
-    ]  # fmt: skip
-    if not engine.status().answering:
-        argv.append("--no-images")
-    result = subprocess.run(
-        argv, cwd=repo, env=clean_env(), capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return repo / "dist" / VERSION
 
 
 def test_dry_run_release_writes_every_artefact(released: Path) -> None:

@@ -1,0 +1,284 @@
+"""Checking a release directory (dist/<version>/) before anyone ships or installs from it.
+
+``invoke release.verify --dir dist/<version>`` checks, and lists every problem it finds, each
+naming the artefact and the fix:
+
+- SHA256SUMS lists every file of the directory and nothing else, and every checksum matches;
+- the SBOM is CycloneDX JSON that validates against its schema (cyclonedx-python-lib's strict
+  validator) and lists exactly the locked runtime dependencies of what is shipped: the same
+  ``uv export`` of ``uv.lock`` the release built it from (so run it from the released commit);
+- the chart archive's Chart.yaml ``version`` and ``appVersion`` equal the release version;
+- every pex is named ``<dist>-<version>-<platform>.pex``, requires ``<dist>==<version>`` and
+  carries only wheels that install on its platform(s);
+- package and image archive names (and an image archive's tag) carry the version.
+
+Signatures are not checked yet (nothing is signed; see docs/releasing.md).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from invoke.exceptions import Exit
+
+from ops.build import artifacts
+from ops.core import project, python_tools
+from ops.core.runner import Runner
+from ops.release import cut, versioning
+
+SUMS = "SHA256SUMS"
+SBOM = "sbom.cdx.json"
+NOTES = "RELEASE_NOTES.md"
+SUMS_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
+REBUILD = "rebuild the release (invoke release.build) or download it again"
+# Validates an SBOM against the CycloneDX JSON schema of its specVersion (run in the release
+# group's environment, where cyclonedx-bom brings cyclonedx-python-lib[validation]).
+VALIDATE_SBOM = """\
+import json, sys
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+text = open(sys.argv[1]).read()
+schema = SchemaVersion.from_version(json.loads(text)["specVersion"])
+error = JsonStrictValidator(schema).validate_str(text)
+if error is not None:
+    print(error)
+    sys.exit(1)
+"""
+
+
+@dataclass
+class Report:
+    """The problems found in one release directory, each naming the artefact and the fix."""
+
+    directory: Path
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, artefact: str, problem: str, fix: str) -> None:
+        self.problems.append(f"{artefact}: {problem}; {fix}")
+
+    def raise_if_failed(self) -> None:
+        if self.problems:
+            lines = "\n".join(f"  - {problem}" for problem in self.problems)
+            raise Exit(
+                f"release {self.directory} failed verification ({len(self.problems)} "
+                f"problems):\n{lines}",
+                code=1,
+            )
+
+
+def release_files(directory: Path) -> set[str]:
+    """Every file of the release directory but SHA256SUMS, as POSIX paths relative to it."""
+    return {
+        p.relative_to(directory).as_posix()
+        for p in directory.rglob("*")
+        if p.is_file() and p.relative_to(directory).as_posix() != SUMS
+    }
+
+
+def check_sums(directory: Path, report: Report) -> None:
+    """SHA256SUMS lists every file and nothing else, and every listed checksum matches."""
+    sums = directory / SUMS
+    if not sums.is_file():
+        report.add(SUMS, "missing", REBUILD)
+        return
+    listed: dict[str, str] = {}
+    for number, line in enumerate(sums.read_text().splitlines(), 1):
+        match = SUMS_LINE.match(line)
+        if not match:
+            report.add(SUMS, f"line {number} is not `<sha256>  <path>`: {line!r}", REBUILD)
+            continue
+        listed[match.group(2)] = match.group(1)
+    present = release_files(directory)
+    for name in sorted(set(listed) - present):
+        report.add(name, f"listed in {SUMS} but missing from the directory", REBUILD)
+    for name in sorted(present - set(listed)):
+        report.add(
+            name, f"not listed in {SUMS}", "remove it, or rebuild the release if it belongs there"
+        )
+    for name in sorted(set(listed) & present):
+        actual = artifacts.sha256(directory / name)
+        if actual != listed[name]:
+            report.add(
+                name,
+                f"sha256 {actual} does not match {SUMS} ({listed[name]}): corrupt or tampered",
+                REBUILD,
+            )
+
+
+def locked_dependencies(runner: Runner, root: Path) -> dict[str, str]:
+    """Name (normalised) -> version of every locked runtime dependency the release ships."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    locked: dict[str, str] = {}
+    for line in cut.locked_requirements(runner, root).splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        requirement = Requirement(line)
+        pins = [s.version for s in requirement.specifier if s.operator == "=="]
+        locked[canonicalize_name(requirement.name)] = pins[0] if pins else ""
+    return locked
+
+
+def check_sbom(runner: Runner, directory: Path, report: Report, root: Path) -> None:
+    """The SBOM is schema-valid CycloneDX listing exactly the locked runtime dependencies."""
+    from packaging.utils import canonicalize_name
+
+    path = directory / SBOM
+    if not path.is_file():
+        report.add(SBOM, "missing", REBUILD)
+        return
+    try:
+        bom = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        report.add(SBOM, f"is not JSON ({error})", REBUILD)
+        return
+    if not isinstance(bom, dict) or bom.get("bomFormat") != "CycloneDX":
+        report.add(SBOM, "is not a CycloneDX document (bomFormat != CycloneDX)", REBUILD)
+        return
+    result = runner.run(
+        python_tools.uv_run(["release"], "python", "-c", VALIDATE_SBOM, str(path)),
+        cwd=root,
+        check=False,
+        capture=True,
+    )
+    if result is not None and result.exited != 0:
+        last = (result.stdout.strip() or result.stderr.strip()).splitlines()[-1:]
+        report.add(SBOM, f"fails the CycloneDX schema: {' '.join(last)}", REBUILD)
+    listed: dict[str, str] = {}
+    for component in bom.get("components", []):
+        name, version = component.get("name"), component.get("version")
+        if isinstance(name, str) and isinstance(version, str):
+            listed[canonicalize_name(name)] = version
+    locked = locked_dependencies(runner, root)
+    fix = "rebuild the release from the commit whose uv.lock it ships (invoke release.build)"
+    for name in sorted(set(locked) - set(listed)):
+        report.add(SBOM, f"does not list the locked dependency {name}=={locked[name]}", fix)
+    for name in sorted(set(listed) - set(locked)):
+        report.add(SBOM, f"lists {name}=={listed[name]}, which uv.lock does not ship", fix)
+    for name in sorted(set(listed) & set(locked)):
+        if listed[name] != locked[name]:
+            report.add(SBOM, f"lists {name}=={listed[name]} but uv.lock locks {locked[name]}", fix)
+
+
+def check_chart(directory: Path, version: str, report: Report) -> None:
+    """The chart archive exists and its Chart.yaml version and appVersion are the release's."""
+    name = f"{project.CHART_NAME}-{version}.tgz"
+    fix = f"package the chart at version {version} (invoke release.bump, then release.build)"
+    for other in sorted(directory.glob(f"{project.CHART_NAME}-*.tgz")):
+        if other.name != name:
+            report.add(other.name, f"is not the chart of release {version}", fix)
+    path = directory / name
+    if not path.is_file():
+        report.add(name, "the chart archive is missing", REBUILD)
+        return
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            member = archive.extractfile(f"{project.CHART_NAME}/Chart.yaml")
+            chart = yaml.safe_load(member.read()) if member else None
+    except (tarfile.TarError, KeyError, OSError, yaml.YAMLError) as error:
+        report.add(name, f"has no readable {project.CHART_NAME}/Chart.yaml ({error})", REBUILD)
+        return
+    if not isinstance(chart, dict):
+        report.add(name, "Chart.yaml is not a mapping", REBUILD)
+        return
+    for key in ("version", "appVersion"):
+        if str(chart.get(key)) != version:
+            report.add(name, f"Chart.yaml {key} is {chart.get(key)!r}, not {version}", fix)
+
+
+def pex_platform(name: str, version: str) -> tuple[str, str] | None:
+    """(distribution, platform) of a release pex file name, or None if it is not one."""
+    for package in artifacts.packages():
+        prefix = f"{package.dist}-{version}-"
+        if name.startswith(prefix) and name.endswith(".pex"):
+            platform = name.removeprefix(prefix).removesuffix(".pex")
+            if platform in artifacts.PLATFORMS or platform == artifacts.UNIVERSAL:
+                return package.dist, platform
+    return None
+
+
+def check_pex(path: Path, version: str, report: Report) -> None:
+    """The pex's name and its PEX-INFO carry the version; its wheels install on its platform."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    fix = f"rebuild it for {version} (invoke release.build)"
+    parsed = pex_platform(path.name, version)
+    if parsed is None:
+        report.add(
+            path.name,
+            f"is not named <dist>-{version}-<platform>.pex for a known platform",
+            fix,
+        )
+        return
+    dist, platform = parsed
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = json.loads(archive.read("PEX-INFO"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as error:
+        report.add(path.name, f"is not a pex with a readable PEX-INFO ({error})", REBUILD)
+        return
+    if f"{dist}=={version}" not in info.get("requirements", []):
+        report.add(path.name, f"does not require {dist}=={version} (PEX-INFO)", fix)
+    compatible = set(artifacts.compatible_tags(platform))
+    for wheel in info.get("distributions", {}):
+        try:
+            tags = {str(tag) for tag in parse_wheel_filename(wheel)[3]}
+        except InvalidWheelFilename:
+            report.add(path.name, f"carries {wheel}, which is not a wheel", fix)
+            continue
+        if not tags & compatible:
+            report.add(path.name, f"carries {wheel}, which does not install on {platform}", fix)
+
+
+def check_names(directory: Path, version: str, report: Report) -> None:
+    """Packages and image archives carry the version in their names (and the image its tag)."""
+    fix = f"rebuild it for {version} (invoke release.build)"
+    stems = {p.dist.replace("-", "_") for p in artifacts.packages()}
+    for path in sorted((directory / "packages").glob("*")):
+        if not any(path.name.startswith(f"{stem}-{version}") for stem in stems):
+            report.add(f"packages/{path.name}", f"is not a package of release {version}", fix)
+    for path in sorted(directory.glob("*.tar")):
+        if not path.name.endswith(f"-{version}.tar"):
+            report.add(path.name, f"is not an image archive of release {version}", fix)
+            continue
+        ref = f"{path.name.removesuffix(f'-{version}.tar')}:{version}"
+        try:
+            with tarfile.open(path) as archive:
+                member = archive.extractfile("manifest.json")
+                manifest = json.loads(member.read()) if member else []
+        except (tarfile.TarError, KeyError, OSError, ValueError) as error:
+            report.add(path.name, f"is not a docker save archive ({error})", REBUILD)
+            continue
+        tags = {tag for image in manifest for tag in image.get("RepoTags") or []}
+        if not any(tag.endswith(ref) for tag in tags):
+            report.add(path.name, f"does not hold the image {ref} (has {sorted(tags)})", fix)
+
+
+def verify(
+    runner: Runner, directory: Path, version: str = "", *, root: Path = project.ROOT
+) -> Report:
+    """Check every artefact of a release directory; the report lists every problem found."""
+    directory = directory.resolve()
+    if not directory.is_dir():
+        raise Exit(f"{directory} is not a directory; give --dir dist/<version>", code=1)
+    version = versioning.validate(version or directory.name)
+    report = Report(directory)
+    check_sums(directory, report)
+    if not (directory / NOTES).is_file():
+        report.add(NOTES, "missing", REBUILD)
+    pexes = sorted(directory.glob("*.pex"))
+    if not pexes:
+        report.add(f"{directory.name}/*.pex", "no pex file in the release", REBUILD)
+    for pex in pexes:
+        check_pex(pex, version, report)
+    check_chart(directory, version, report)
+    check_names(directory, version, report)
+    check_sbom(runner, directory, report, root)
+    return report

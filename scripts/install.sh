@@ -1,0 +1,145 @@
+#!/bin/sh
+# Install the LLM Auto Optimizer from a release: download the pex for this host, verify it
+# against the release's SHA256SUMS, install it and run `version`. Nothing is installed unless the
+# checksum matches. Signatures are not verified yet (see docs/releasing.md).
+#
+#   curl -fsSL "$URL/install.sh" | sh -s -- --base-url "$URL"
+#
+# where URL is a release's download location, e.g.
+# https://github.com/OWNER/REPO/releases/download/v1.2.3 (or a served dist/<version>/).
+set -eu
+
+usage() {
+    cat <<USAGE
+usage: install.sh --base-url URL [--prefix DIR] [--component cli|service] [--platform P]
+
+Download llm-optimizer-<component>-<version>-<platform>.pex and SHA256SUMS from URL, check the
+pex's sha256 against SHA256SUMS, install it as DIR/bin/llm-optimizer (cli) or
+DIR/bin/llm-optimizer-service (service) and run its \`version\`.
+
+  --base-url URL     the release's download location (or LLM_OPTIMIZER_BASE_URL)
+  --prefix DIR       install under DIR/bin (default: \$HOME/.local)
+  --component C      cli (the client, default) or service
+  --platform P       linux-x86_64, linux-aarch64, macos-x86_64 or macos-arm64
+                     (default: this host's, from uname)
+  -h, --help         show this help
+
+The pex needs python3 (3.11 or newer) on PATH. Exit 0 when installed and \`version\` ran;
+non-zero, with nothing installed, on a checksum mismatch or any other failure.
+USAGE
+}
+
+die() {
+    printf 'install.sh: %s\n' "$1" >&2
+    exit "${2:-1}"
+}
+
+BASE_URL=${LLM_OPTIMIZER_BASE_URL:-} PREFIX=${HOME:-}/.local COMPONENT=cli PLATFORM=""
+while [ $# -gt 0 ]; do
+    case $1 in
+        -h | --help) usage; exit 0 ;;
+        --base-url) [ $# -ge 2 ] || die "--base-url needs a URL" 2; BASE_URL=$2; shift 2 ;;
+        --prefix) [ $# -ge 2 ] || die "--prefix needs a directory" 2; PREFIX=$2; shift 2 ;;
+        --component) [ $# -ge 2 ] || die "--component needs cli or service" 2; COMPONENT=$2; shift 2 ;;
+        --platform) [ $# -ge 2 ] || die "--platform needs a platform" 2; PLATFORM=$2; shift 2 ;;
+        *) usage >&2; die "unknown argument: $1" 2 ;;
+    esac
+done
+[ -n "$BASE_URL" ] || die "give the release's download location: --base-url URL" 2
+BASE_URL=${BASE_URL%/}
+case $COMPONENT in
+    cli) COMMAND=llm-optimizer ;;
+    service) COMMAND=llm-optimizer-service ;;
+    *) die "--component must be cli or service, not '$COMPONENT'" 2 ;;
+esac
+
+# This host's pex platform, named as the release names its pex files.
+host_platform() {
+    os=$(uname -s)
+    machine=$(uname -m)
+    case $os in
+        Linux)
+            if ldd --version 2>&1 | grep -qi musl || ls /lib/ld-musl-* >/dev/null 2>&1; then
+                die "musl libc (e.g. Alpine) has no pex yet: use the container image or \
+pip install the wheel from the release's packages/ (see docs/releasing.md)"
+            fi
+            case $machine in
+                x86_64 | amd64) echo linux-x86_64 ;;
+                aarch64 | arm64) echo linux-aarch64 ;;
+                *) die "no pex for Linux on $machine; pip install the wheel from packages/" ;;
+            esac
+            ;;
+        Darwin)
+            case $machine in
+                x86_64) echo macos-x86_64 ;;
+                arm64) echo macos-arm64 ;;
+                *) die "no pex for macOS on $machine" ;;
+            esac
+            ;;
+        MINGW* | MSYS* | CYGWIN* | Windows_NT)
+            die "Windows has no pex: pip install the wheel from the release's packages/, or use WSL2"
+            ;;
+        *) die "no pex for $os; pip install the wheel from the release's packages/" ;;
+    esac
+}
+
+fetch() { # URL FILE
+    if command -v curl >/dev/null 2>&1; then
+        curl -fsSL --retry 3 -o "$2" "$1" || die "could not download $1"
+    elif command -v wget >/dev/null 2>&1; then
+        wget -q -O "$2" "$1" || die "could not download $1"
+    else
+        die "needs curl or wget to download"
+    fi
+}
+
+sha256_of() { # FILE
+    if command -v sha256sum >/dev/null 2>&1; then
+        sha256sum "$1" | cut -d ' ' -f 1
+    elif command -v shasum >/dev/null 2>&1; then
+        shasum -a 256 "$1" | cut -d ' ' -f 1
+    else
+        die "needs sha256sum or shasum to verify the download"
+    fi
+}
+
+[ -n "$PLATFORM" ] || PLATFORM=$(host_platform)
+command -v python3 >/dev/null 2>&1 || die "the pex needs python3 (3.11 or newer) on PATH"
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+    die "the pex needs python3 3.11 or newer; python3 on PATH is $(python3 --version 2>&1)"
+
+BIN=$PREFIX/bin
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"; rm -f "$BIN/.$COMMAND.installing"' EXIT
+trap 'exit 130' INT TERM
+fetch "$BASE_URL/SHA256SUMS" "$WORK/SHA256SUMS"
+
+# The one line of SHA256SUMS naming llm-optimizer-<component>-<version>-<platform>.pex.
+EXPECTED="" NAME=""
+while read -r sum path; do
+    case $path in
+        */*) ;;
+        "llm-optimizer-$COMPONENT-"*"-$PLATFORM.pex") EXPECTED=$sum NAME=$path ;;
+    esac
+done <"$WORK/SHA256SUMS"
+[ -n "$NAME" ] || die "$BASE_URL/SHA256SUMS lists no llm-optimizer-$COMPONENT pex for $PLATFORM"
+
+echo "downloading $NAME"
+fetch "$BASE_URL/$NAME" "$WORK/$NAME"
+ACTUAL=$(sha256_of "$WORK/$NAME")
+[ "$ACTUAL" = "$EXPECTED" ] ||
+    die "$NAME: sha256 $ACTUAL does not match SHA256SUMS ($EXPECTED); it is corrupt or was \
+tampered with: refusing it, nothing was installed"
+echo "$NAME: sha256 matches SHA256SUMS"
+
+# Install atomically: a temporary file in the target directory, renamed into place.
+mkdir -p "$BIN"
+cp "$WORK/$NAME" "$BIN/.$COMMAND.installing"
+chmod 0755 "$BIN/.$COMMAND.installing"
+mv -f "$BIN/.$COMMAND.installing" "$BIN/$COMMAND"
+echo "installed $BIN/$COMMAND"
+"$BIN/$COMMAND" version
+case ":${PATH:-}:" in
+    *":$BIN:"*) ;;
+    *) echo "add $BIN to your PATH to run $COMMAND" ;;
+esac

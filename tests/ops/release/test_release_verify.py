@@ -1,0 +1,187 @@
+"""`invoke release.verify` accepts the dry-run release and refuses each kind of tampering.
+
+Each test tampers with a copy of the session's dry-run release (hard links, so copying is cheap;
+a tampered file is replaced, never written through the link). Where a test re-signs SHA256SUMS
+after tampering, it proves the check behind it (SBOM, chart, pex) catches what the checksums
+alone would not.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ops.build import artifacts
+from ops.core import project
+from ops.core.runner import Runner
+from ops.release import verify
+from tests.ops.release.conftest import VERSION, clean_env
+
+CLI_PEX = f"{project.CLI_DIST}-{VERSION}-linux-x86_64.pex"
+CHART = f"{project.CHART_NAME}-{VERSION}.tgz"
+
+
+@pytest.fixture
+def release(released: Path, tmp_path: Path) -> Path:
+    """A private copy of the release directory (hard-linked files; replace, never edit)."""
+    return Path(shutil.copytree(released, tmp_path / VERSION, copy_function=os.link))
+
+
+def replace(path: Path, data: bytes) -> None:
+    """Give ``path`` new content without touching the file it is hard-linked to."""
+    path.unlink()
+    path.write_bytes(data)
+
+
+def resum(release: Path) -> None:
+    """Rewrite SHA256SUMS over the directory as it is now (as a careful attacker would)."""
+    (release / verify.SUMS).unlink()
+    files = [p for p in release.rglob("*") if p.is_file()]
+    artifacts.write_sha256sums(release, files)
+
+
+Check = Callable[[Path], list[str]]
+
+
+@pytest.fixture
+def check(released: Path) -> Check:
+    """Problems verify reports for a directory, comparing its SBOM with the clone's uv.lock."""
+    clone = released.parent.parent
+    return lambda directory: verify.verify(Runner(echo=False), directory, root=clone).problems
+
+
+def test_the_dry_run_release_verifies(release: Path, check: Check) -> None:
+    assert check(release) == []
+
+
+def test_invoke_release_verify_passes_then_refuses_with_the_artefact_named(
+    released: Path, release: Path
+) -> None:
+    argv = [sys.executable, "-m", "invoke", "release.verify", "--dir"]
+    ok = subprocess.run(
+        [*argv, str(released)], cwd=project.ROOT, env=clean_env(), capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "verified" in ok.stdout
+    (release / "notes.txt").write_text("not part of the release\n")
+    refused = subprocess.run(
+        [*argv, str(release)], cwd=project.ROOT, env=clean_env(), capture_output=True, text=True
+    )
+    assert refused.returncode == 1
+    assert "notes.txt: not listed in SHA256SUMS; remove it" in refused.stderr
+
+
+def flip_a_byte(release: Path) -> None:
+    data = bytearray((release / CLI_PEX).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    replace(release / CLI_PEX, bytes(data))
+
+
+def add_a_file(release: Path) -> None:
+    (release / "extra.pex").write_bytes(b"#!/bin/sh\necho owned\n")
+
+
+def remove_a_file(release: Path) -> None:
+    (release / CHART).unlink()
+
+
+def change_an_sbom_version(release: Path) -> None:
+    bom = json.loads((release / verify.SBOM).read_text())
+    component = next(c for c in bom["components"] if c["name"] == "httpx")
+    component["version"] = "0.0.1"
+    replace(release / verify.SBOM, json.dumps(bom).encode())
+    resum(release)
+
+
+def drop_an_sbom_component(release: Path) -> None:
+    bom = json.loads((release / verify.SBOM).read_text())
+    bom["components"] = [c for c in bom["components"] if c["name"] != "sqlalchemy"]
+    replace(release / verify.SBOM, json.dumps(bom).encode())
+    resum(release)
+
+
+def break_the_sbom_schema(release: Path) -> None:
+    bom = json.loads((release / verify.SBOM).read_text())
+    del bom["components"][0]["type"]
+    replace(release / verify.SBOM, json.dumps(bom).encode())
+    resum(release)
+
+
+def repackage_the_chart_at_another_version(release: Path) -> None:
+    source = release / CHART
+    out = io.BytesIO()
+    with tarfile.open(source, "r:gz") as old, tarfile.open(fileobj=out, mode="w:gz") as new:
+        for member in old.getmembers():
+            data = old.extractfile(member)
+            content = data.read() if data else b""
+            if member.name == f"{project.CHART_NAME}/Chart.yaml":
+                chart = yaml.safe_load(content)
+                chart["version"] = "9.9.9"
+                content = yaml.safe_dump(chart).encode()
+                member.size = len(content)
+            new.addfile(member, io.BytesIO(content) if data else None)
+    replace(source, out.getvalue())
+    resum(release)
+
+
+def give_the_pex_another_version(release: Path) -> None:
+    source = release / CLI_PEX
+    data = source.read_bytes()
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as old, zipfile.ZipFile(out, "w") as new:
+        for item in old.infolist():
+            content = old.read(item)
+            if item.filename == "PEX-INFO":
+                info = json.loads(content)
+                info["requirements"] = [
+                    r.replace(f"=={VERSION}", "==0.0.9") for r in info["requirements"]
+                ]
+                content = json.dumps(info).encode()
+            new.writestr(item, content)
+    replace(source, out.getvalue())
+    resum(release)
+
+
+TAMPERING: dict[str, tuple[Callable[[Path], None], str]] = {
+    "changed byte in a pex": (flip_a_byte, f"{CLI_PEX}: sha256 "),
+    "extra file": (add_a_file, "extra.pex: not listed in SHA256SUMS"),
+    "missing file": (remove_a_file, f"{CHART}: listed in SHA256SUMS but missing"),
+    "wrong SBOM version": (change_an_sbom_version, "sbom.cdx.json: lists httpx==0.0.1 but"),
+    "SBOM entry missing": (
+        drop_an_sbom_component,
+        "does not list the locked dependency sqlalchemy",
+    ),
+    "SBOM off schema": (break_the_sbom_schema, "sbom.cdx.json: fails the CycloneDX schema"),
+    "chart at another version": (
+        repackage_the_chart_at_another_version,
+        f"{CHART}: Chart.yaml version is '9.9.9', not {VERSION}",
+    ),
+    "pex of another version": (
+        give_the_pex_another_version,
+        f"{CLI_PEX}: does not require {project.CLI_DIST}=={VERSION}",
+    ),
+}
+
+
+@pytest.mark.parametrize("tamper", TAMPERING, ids=list(TAMPERING))
+def test_verify_refuses_tampering(release: Path, check: Check, tamper: str) -> None:
+    change, expected = TAMPERING[tamper]
+    change(release)
+    found = check(release)
+    assert any(expected in problem for problem in found), found
+    assert all("; " in problem for problem in found)  # each names its fix
+
+
+def test_verify_leaves_the_shared_release_untouched(released: Path, check: Check) -> None:
+    assert check(released) == []
