@@ -8,7 +8,9 @@ Concurrent keep-alive clients on 127.0.0.1 load, in the same run and interleaved
   settings, event loop, HTTP parser and process model;
 - ``POST /api/v1/feedback`` on fresh decisions (each id once) against the same bare endpoint;
 - gRPC ``Decide`` against a bare ``grpc.aio`` servicer of the same service definition;
-- ``GET /version`` of the same service, a second line: it pays the same middleware.
+- ``GET /version`` of the same service, a second line: it pays the same middleware;
+- ``server.workers``: decide on PostgreSQL with 1 and with 2 workers (A B A B), req/s and p99
+  and the ratio; on a 2-core machine the load generator takes a core too, so the gain is bounded.
 
 Targets: decide >= 0.7x the bare endpoint's req/s and decide p99 <= 3x the bare p99 (and the
 same for feedback and gRPC). A second service and bare app on asyncio's own loop and h11 show
@@ -214,7 +216,9 @@ class Service:
     key: str
 
 
-def _service(directory: Path, implementation: dict[str, str]) -> Service:
+def _service(
+    directory: Path, implementation: dict[str, str], extra: dict[str, str] | None = None
+) -> Service:
     directory.mkdir()
     key = secrets.token_urlsafe(24)
     (directory / "keys").write_text(f"{key}\n")
@@ -226,11 +230,16 @@ def _service(directory: Path, implementation: dict[str, str]) -> Service:
             "LLM_OPTIMIZER_SERVER__METRICS_PORT": str(free_port()),
             "LLM_OPTIMIZER_SERVER__GRPC_PORT": str(grpc_port),
             "LLM_OPTIMIZER_AUTH__API_KEYS_FILE": str(directory / "keys"),
+            **(extra or {}),
         }
     )
     command = [sys.executable, "-c", "from llm_optimizer_service.cli import main; main()", "serve"]
 
+    workers = int((extra or {}).get("LLM_OPTIMIZER_SERVER__WORKERS", "1"))
+
     def ready() -> bool:
+        if workers > 1 and '"all workers ready"' not in (directory / "service.log").read_text():
+            return False
         return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200
 
     process = _spawn(command, env, directory / "service.log", ready)
@@ -457,4 +466,69 @@ def run(options: Options) -> list[Target]:
             "http_decide", "decision-log writer share of CPU (profiled)", figure, share is not None
         )
     )
+    with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp, _stopped_at_exit() as more:
+        targets.extend(run_workers(options, Path(tmp), more))
     return targets
+
+
+def run_workers(options: Options, root: Path, started: list[Process]) -> list[Target]:
+    """decide with ``server.workers`` 1 and 2 on one PostgreSQL, interleaved."""
+    from ops.core import tools
+    from tests._support.postgres import postgres_server
+
+    slice_seconds = 0.5 if options.quick else 2.0
+    with postgres_server(tools.require) as pg:
+        services = {}
+        for workers in (1, 2):
+            extra = {
+                "LLM_OPTIMIZER_DATABASE__URL": pg.create_database("bench"),
+                "LLM_OPTIMIZER_SERVER__WORKERS": str(workers),
+            }
+            services[workers] = _service(root / f"workers-{workers}", FAST, extra)
+            started.append(services[workers].process)
+        figures = {workers: Figures() for workers in services}
+        requests = {
+            workers: _request("POST", "/api/v1/workloads/bench/decide", svc.key, b"{}")
+            for workers, svc in services.items()
+        }
+        time.sleep(1.5)  # every worker has loaded the workload (cycle interval)
+        for workers, svc in services.items():  # warm up
+            _run(_http_load(svc.port, _constant(requests[workers]), 0.5, Figures(), None))
+        for _ in range(ROUNDS):
+            for workers, svc in services.items():
+                load = _http_load(
+                    svc.port, _constant(requests[workers]), slice_seconds, figures[workers], None
+                )
+                _run(load)
+        for name, measured in figures.items():
+            if measured.failures:
+                raise RuntimeError(f"workers={name}: {measured.failures[0]}")
+        for process in started[-2:]:  # stop them before PostgreSQL goes
+            process.process.send_signal(signal.SIGTERM)
+            process.process.wait(60)
+    one, two = figures[1], figures[2]
+    ratio = two.rps / one.rps
+    print(
+        f"server.workers on PostgreSQL, decide, {CONNECTIONS} keep-alive connections, "
+        f"{os.cpu_count()} cores (the load generator shares them):"
+    )
+    print(
+        table(
+            ("workers", "req/s", "p50 ms", "p99 ms"),
+            [one.row("1 (default)"), two.row("2")],
+        )
+    )
+    p99 = two.percentile(99) / one.percentile(99)
+    print(f"decide with 2 workers / 1 worker: {ratio:.2f}x req/s, p99 {p99:.2f}x")
+    return [
+        Target(
+            "http_decide",
+            "decide req/s with 2 workers vs 1 (PostgreSQL)",
+            f"{ratio:.2f}x ({two.rps:.0f} vs {one.rps:.0f} req/s)",
+            ratio > 1.0,
+        )
+    ]
+
+
+def _constant(request: bytes) -> NextRequest:
+    return lambda: request

@@ -12,20 +12,30 @@ Extension points:
   STOPPING=1, WATCHDOG=1 via :mod:`llm_optimizer_service.sdnotify`);
 - :data:`EXTRA_SERVERS`: factories of further servers (the gRPC API; the Kafka bridge, inert
   without ``kafka.brokers``) started and stopped with the HTTP one.
+
+With ``server.workers`` above 1, ``serve`` becomes the supervisor of that many worker processes
+(:mod:`llm_optimizer_service.supervisor`), each of which runs :func:`serve` with a
+:class:`Worker`: the REST socket comes from the supervisor, gRPC binds with SO_REUSEPORT beside
+the other workers, and /metrics is the supervisor's.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import ctypes
 import math
+import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client import REGISTRY, CollectorRegistry
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -37,12 +47,13 @@ from llm_optimizer_service.api import create_app
 from llm_optimizer_service.grpc_api import GrpcServer, grpc_server
 from llm_optimizer_service.kafka_ingest import kafka_bridge
 from llm_optimizer_service.listenfds import inherited_sockets, reuses_port
-from llm_optimizer_service.logging_setup import get_logger
+from llm_optimizer_service.logging_setup import configure_logging, get_logger
 from llm_optimizer_service.runtime import LifecycleHooks, Runtime
 from llm_optimizer_service.sdnotify import SystemdNotifier
-from llm_optimizer_service.settings import Settings
+from llm_optimizer_service.settings import Settings, load_settings, workers_problem
 from llm_optimizer_service.storage import migrations
 from llm_optimizer_service.storage.db import make_engine
+from llm_optimizer_service.supervisor import Listeners, supervise
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -62,6 +73,15 @@ class ExtraServer(Protocol):
 EXTRA_SERVERS: list[Callable[[Settings, Runtime], ExtraServer]] = [grpc_server, kafka_bridge]
 
 
+@dataclass(frozen=True)
+class Worker:
+    """One of ``server.workers`` processes (:mod:`llm_optimizer_service.supervisor`)."""
+
+    index: int
+    http_socket: socket.socket  # bound and listening, made by the supervisor
+    handed_over: bool  # the supervisor got it by socket activation (shared by every worker)
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: ours decides what SIGTERM means."""
 
@@ -70,12 +90,12 @@ class _Server(uvicorn.Server):
         yield
 
 
-def metrics_app() -> Starlette:
+def metrics_app(registry: CollectorRegistry = REGISTRY) -> Starlette:
     """Only /metrics (Prometheus text format); everything else is 404."""
 
     async def scrape(_: Request) -> Response:
         return Response(
-            metrics.generate_latest(),
+            metrics.generate_latest(registry),
             media_type="text/plain; version=0.0.4; charset=utf-8",
         )
 
@@ -139,12 +159,36 @@ def systemd_hooks(hooks: LifecycleHooks) -> SystemdNotifier:
     return notifier
 
 
-async def serve(settings: Settings) -> int:
+async def serve(settings: Settings, worker: Worker | None = None) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code."""
     problem = await preflight(settings)
     if problem:
         log.error(problem)
         return 1
+    if worker is None and settings.server.workers > 1:
+        try:
+            listeners = worker_listeners(settings)
+        except OSError as exc:
+            log.error(str(exc))
+            return 1
+
+        def metrics_server(registry: CollectorRegistry) -> _Server:
+            return _Server(
+                uvicorn_config(
+                    metrics_app(registry),
+                    settings.server.metrics_host or settings.server.host,
+                    settings.server.metrics_port,
+                    settings,
+                    lifespan="off",
+                )
+            )
+
+        problem = workers_problem(settings)  # load_settings said so already; Settings() did not
+        if problem:
+            log.error(problem)
+            return 1
+        entry = f"from {__name__} import {worker_main.__name__} as main; raise SystemExit(main())"
+        return await supervise(settings, listeners, metrics_server, entry)
     hooks = LifecycleHooks()
     notifier = systemd_hooks(hooks)
     app: FastAPI = create_app(settings, hooks)
@@ -158,35 +202,44 @@ async def serve(settings: Settings) -> int:
             lifespan="on",
         )
     )
-    scrape = _Server(
-        uvicorn_config(
-            metrics_app(),
-            settings.server.metrics_host or settings.server.host,
-            settings.server.metrics_port,
-            settings,
-            lifespan="off",
+    scrape = None
+    if worker is None:  # a worker's metrics are served by the supervisor
+        scrape = _Server(
+            uvicorn_config(
+                metrics_app(),
+                settings.server.metrics_host or settings.server.host,
+                settings.server.metrics_port,
+                settings,
+                lifespan="off",
+            )
         )
-    )
     extras: list[ExtraServer] = []
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    handed_over = inherited_sockets()  # socket activation (systemd, the local deploy)
+    # socket activation (systemd, the local deploy); a worker's socket comes from its supervisor
+    handed_over = inherited_sockets() if worker is None else {}
+    metrics_socket = None
     try:
-        http_socket = listener(
-            handed_over, settings.server.host, settings.server.http_port, "HTTP_PORT"
-        )
-        metrics_socket = listener(
-            handed_over,
-            settings.server.metrics_host or settings.server.host,
-            settings.server.metrics_port,
-            "METRICS_PORT",
-        )
+        if worker is None:
+            http_socket = listener(
+                handed_over, settings.server.host, settings.server.http_port, "HTTP_PORT"
+            )
+            metrics_socket = listener(
+                handed_over,
+                settings.server.metrics_host or settings.server.host,
+                settings.server.metrics_port,
+                "METRICS_PORT",
+            )
+        else:
+            http_socket = worker.http_socket
+            http_socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # A manager that hands over SO_REUSEPORT sockets starts the next instance beside this
-        # one: gRPC, which binds its own port, must let it bind too.
-        share_grpc = any(reuses_port(sock) for sock in handed_over.values())
+        # one, and workers serve gRPC side by side: gRPC, which binds its own port, must let
+        # them bind too.
+        share_grpc = worker is not None or any(reuses_port(s) for s in handed_over.values())
         for port, unused in handed_over.items():
             if unused not in (http_socket, metrics_socket):
                 log.warning("a handed-over socket matches no listener; closing it", port=port)
@@ -204,32 +257,38 @@ async def serve(settings: Settings) -> int:
             await extra.stop(0)
         return 1
     http_task = asyncio.create_task(http.serve(sockets=[http_socket]), name="http")
-    metrics_task = asyncio.create_task(scrape.serve(sockets=[metrics_socket]), name="metrics")
+    metrics_task = None
+    if scrape is not None and metrics_socket is not None:
+        metrics_task = asyncio.create_task(scrape.serve(sockets=[metrics_socket]), name="metrics")
     stop_task = asyncio.create_task(stop.wait(), name="signal")
     while not http.started and not http_task.done() and not stop.is_set():
         await asyncio.sleep(0.02)
     if http_task.done():  # failed to start (schema not at head, port taken, ...)
-        scrape.should_exit = True
-        await metrics_task
+        if scrape is not None and metrics_task is not None:
+            scrape.should_exit = True
+            await metrics_task
         stop_task.cancel()
         for extra in extras:
             await extra.stop(0)
         return 1
+    where: dict[str, Any] = {"worker": worker.index} if worker is not None else {}
+    if worker is None:
+        where["metrics"] = (
+            f"{settings.server.metrics_host or settings.server.host}:{settings.server.metrics_port}"
+        )
     log.info(
         "listening",
         **implementations(http.config),
         http=f"{settings.server.host}:{settings.server.http_port}",
-        metrics=f"{settings.server.metrics_host or settings.server.host}:"
-        f"{settings.server.metrics_port}",
+        **where,
         handed_over=sorted(handed_over),  # ports whose socket came by socket activation
     )
     # Type=notify: `systemctl start` returns only now, when every listener is up.
     notifier.ready()
     notifier.start_watchdog()
 
-    done, _ = await asyncio.wait(
-        {http_task, metrics_task, stop_task}, return_when=asyncio.FIRST_COMPLETED
-    )
+    watched = {http_task, stop_task} | ({metrics_task} if metrics_task is not None else set())
+    done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
     if stop_task not in done:
         log.error("a server stopped unexpectedly; shutting down")
         stop_task.cancel()
@@ -238,7 +297,7 @@ async def serve(settings: Settings) -> int:
         runtime,
         (http, scrape, http_task, metrics_task),
         extras,
-        handover=bool(handed_over),
+        handover=bool(handed_over) or (worker is not None and worker.handed_over),
     )
     await notifier.stop_watchdog()
     return 0 if stop_task in done else max(code, 1)
@@ -256,7 +315,7 @@ def listener(
     return sock
 
 
-def bind(host: str, port: int, setting: str) -> socket.socket:
+def bind(host: str, port: int, setting: str, *, reuse_port: bool = False) -> socket.socket:
     """A listening socket, or OSError saying which setting to change.
 
     Every accepted connection gets TCP_NODELAY. Without it a keep-alive client waits about
@@ -264,7 +323,10 @@ def bind(host: str, port: int, setting: str) -> socket.socket:
     holds the body back until the headers are acknowledged, and the client delays that ACK.
     asyncio sets the option only on sockets whose protocol is IPPROTO_TCP (``socket.
     create_server`` leaves it 0), so the socket is made with it; the option is also set on the
-    listener, which Linux copies to each accepted socket whatever the event loop does."""
+    listener, which Linux copies to each accepted socket whatever the event loop does.
+
+    ``reuse_port`` (SO_REUSEPORT) lets several sockets listen on the port, the kernel spreading
+    new connections over them: the supervisor of ``server.workers`` makes one per worker."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
@@ -272,6 +334,8 @@ def bind(host: str, port: int, setting: str) -> socket.socket:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(2048)
     except OSError as exc:
@@ -281,6 +345,62 @@ def bind(host: str, port: int, setting: str) -> socket.socket:
             f"LLM_OPTIMIZER_SERVER__{setting}"
         ) from exc
     return sock
+
+
+def worker_listeners(settings: Settings) -> Listeners:
+    """The supervisor's sockets: REST once per worker with SO_REUSEPORT (the kernel spreads new
+    connections over them), or the handed-over REST socket shared by every worker; /metrics."""
+    server = settings.server
+    handed_over = inherited_sockets()
+    made: list[socket.socket] = []
+    try:
+        shared = handed_over.get(server.http_port) if server.http_port else None
+        if shared is not None:
+            shared.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            http = [shared] * server.workers
+        else:
+            made.append(bind(server.host, server.http_port, "HTTP_PORT", reuse_port=True))
+            port = made[0].getsockname()[1]  # the one the kernel chose when http_port is 0
+            for _ in range(server.workers - 1):
+                made.append(bind(server.host, port, "HTTP_PORT", reuse_port=True))
+            http = list(made)
+        scrape = listener(
+            handed_over, server.metrics_host or server.host, server.metrics_port, "METRICS_PORT"
+        )
+    except OSError:
+        for sock in made:
+            sock.close()
+        raise
+    for port, unused in handed_over.items():
+        if unused is not shared and unused is not scrape:
+            log.warning("a handed-over socket matches no listener; closing it", port=port)
+            unused.close()
+    return Listeners(http, scrape, shared is not None)
+
+
+def worker_main(argv: list[str] | None = None) -> int:
+    """A worker of ``server.workers`` (started by the supervisor): the settings from the
+    environment, the REST socket inherited as ``--fd``."""
+    parser = argparse.ArgumentParser(prog="llm-optimizer-service worker")
+    parser.add_argument("--worker", type=int, required=True)
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--handed-over", action="store_true")
+    parser.add_argument("--parent", type=int, required=True)
+    args = parser.parse_args(argv)
+    _die_with_parent(args.parent)
+    settings = load_settings()  # the supervisor read the same ones: they are valid
+    configure_logging(settings.log)
+    http_socket = socket.socket(fileno=args.fd)
+    return run(serve(settings, Worker(args.worker, http_socket, args.handed_over)), settings)
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM this worker when the supervisor dies (even by SIGKILL): no orphan keeps serving."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # pragma: no cover - it died before prctl
+        os._exit(1)
 
 
 async def preflight(settings: Settings) -> str | None:
@@ -344,7 +464,9 @@ async def _drain_handed_over(http: uvicorn.Server, limit: float) -> None:
 async def _shutdown(
     settings: Settings,
     runtime: Runtime,
-    servers: tuple[uvicorn.Server, uvicorn.Server, asyncio.Task[None], asyncio.Task[None]],
+    servers: tuple[
+        uvicorn.Server, uvicorn.Server | None, asyncio.Task[None], asyncio.Task[None] | None
+    ],
     extras: list[ExtraServer],
     *,
     handover: bool,
@@ -371,9 +493,10 @@ async def _shutdown(
         http.force_exit = True
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(http_task, 1.0)
-    scrape.should_exit = True
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(metrics_task, 2.0)
+    if scrape is not None and metrics_task is not None:
+        scrape.should_exit = True
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(metrics_task, 2.0)
     log.info("stopped")
     return 0
 

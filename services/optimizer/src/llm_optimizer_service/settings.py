@@ -32,6 +32,7 @@ FILE_SUFFIX = "_FILE"
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_GRPC_PORT = 50051
 DEFAULT_METRICS_PORT = 9090
+WORKERS_NEED_A_SERVER = "server.workers above 1 needs a database server, not the embedded SQLite"
 
 
 def _default_data_dir() -> Path:
@@ -122,6 +123,13 @@ class ServerSettings(_Section):
     http: Literal["auto", "httptools", "h11"] = Field(
         default="auto",
         description="HTTP/1.1 parser: httptools when installed (auto), or h11 (pure Python)",
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="serving processes on the same ports (REST and gRPC), each on its own core; "
+        "above 1 they share the database and Redis as replicas do, so PostgreSQL is required",
     )
 
 
@@ -441,10 +449,22 @@ def describe_validation_error(error: ValidationError) -> list[str]:
     return lines
 
 
+def workers_problem(settings: Settings) -> str | None:
+    """Several workers write as replicas do: the embedded SQLite (one writer) cannot serve them."""
+    if settings.server.workers > 1 and settings.database_url.startswith("sqlite"):
+        return (
+            f"{WORKERS_NEED_A_SERVER}: server.workers={settings.server.workers} runs that many "
+            "processes that write decisions and feedback at once, and SQLite takes one writer; "
+            "set LLM_OPTIMIZER_DATABASE__URL=postgresql+psycopg://USER:PASSWORD@HOST/DB (the "
+            "workers share it as replicas do) or LLM_OPTIMIZER_SERVER__WORKERS=1"
+        )
+    return None
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from every source; raises SettingsError with readable lines."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         lines = describe_validation_error(exc)
         config = os.environ.get(CONFIG_FILE_ENV)
@@ -454,6 +474,10 @@ def load_settings(**overrides: Any) -> Settings:
                 "(the variable wins over the file)"
             )
         raise SettingsError("; ".join(lines)) from exc
+    problem = workers_problem(settings)
+    if problem:
+        raise SettingsError(problem)
+    return settings
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:
