@@ -79,10 +79,11 @@ def test_budget_and_its_pacing_in_the_report(running_service: RunningService) ->
     report = ok_json(running_service, "report", name)
     assert isinstance(report, dict)
     assert report["pacing"]["daily_usd"] == 12.5
-    assert report["evaluation"]["stored"] is False
+    assert report["evaluation"]["latest"] is None
     table = cli(running_service, "report", name)
     assert table.returncode == 0, table.stderr
     assert "budget $12.5/day: spent $0.00 of $" in table.stdout
+    assert "no stored evaluation" in table.stdout
     refused = cli(running_service, "workload", "create", f"{name}-x", "--arm", "a=m-a",
                   "--arm", "b=m-b", "--daily-budget-usd", "0")  # fmt: skip
     assert refused.returncode != 0
@@ -231,6 +232,19 @@ def test_evaluate_a_candidate(
     assert table.returncode == 0, table.stderr
     assert "effective sample size" in table.stdout
     assert "snips" in table.stdout
+    assert "against logged" in table.stdout
+    # the latest evaluation is stored and shown by the report
+    stored = ok_json(running_service, "report", workload)
+    assert isinstance(stored, dict)
+    latest = stored["evaluation"]["latest"]
+    assert latest["candidate"] == {"arm": arm}
+    assert latest["source"] == "evaluate"
+    assert latest["limit"] == 10_000
+    shown = cli(running_service, "report", workload)
+    assert shown.returncode == 0, shown.stderr
+    assert f"latest evaluation: arm {arm} fixed" in shown.stdout
+    assert "dr" in shown.stdout
+    assert "no stored evaluation" not in shown.stdout
     candidate = tmp_path / "candidate.yaml"
     candidate.write_text("arms: [cheap, strong, brand-new]\n")
     refused = cli(running_service, "evaluate", workload, "--candidate", str(candidate))

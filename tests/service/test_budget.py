@@ -51,11 +51,10 @@ def test_budget_is_paced_from_todays_spend(make_client: Callable[..., TestClient
     assert fresh["pacing"]["paced_cost_weight"] == 0.0
     assert fresh["evaluation"] == {
         "require_evaluation": False,
-        "stored": False,
         "latest": None,
-        "how": "evaluations are computed on request and not stored; POST "
-        "/api/v1/workloads/paced/evaluate (CLI: llm-optimizer evaluate paced) estimates a "
-        "candidate on the logged decisions",
+        "how": "POST /api/v1/workloads/paced/evaluate (CLI: llm-optimizer evaluate paced) "
+        "estimates a candidate on the logged decisions; each evaluation is stored and the "
+        "latest shown here",
     }
     assert _report(client, "unpaced")["pacing"] is None
 

@@ -1,16 +1,23 @@
 """``POST /api/v1/workloads/{name}/evaluate``: off-policy estimates of candidate policies on the
 workload's logged decisions, in process on SQLite and PostgreSQL — known arm qualities, so the
-estimates can be checked — and every refusal."""
+estimates can be checked — and every refusal; each result stored (the latest in the report, a
+bounded history), a damaged stored one noted in the report instead of failing it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from llm_optimizer_service.auth import ApiKey, digest
+from llm_optimizer_service.evaluations import EVALUATIONS_KEPT
+from llm_optimizer_service.storage.db import make_engine
 
 from tests._support.api import create_workload, round_trips
+from tests.service.conftest import Keys
 
 ARMS = [{"name": "good", "model": "m-good"}, {"name": "poor", "model": "m-poor"}]
 QUALITY = {"good": 0.9, "poor": 0.3}
@@ -132,3 +139,160 @@ def test_promotion_without_evidence_is_refused_when_required(
     assert refused.json()["error"]["code"] == "evaluation_required"
     assert "promote it as a canary" in refused.json()["error"]["message"]
     assert client.patch("/api/v1/workloads/ope", json={"promotion": None}).status_code == 422
+
+
+def _key_id(key: str) -> str:
+    return ApiKey(digest(key), frozenset()).key_id
+
+
+def _latest(client: TestClient) -> Any:
+    answer = client.get("/api/v1/workloads/ope/report")
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _sql(url: str, statement: str, **params: Any) -> list[Any]:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            result = connection.execute(sa.text(statement), params)
+            return list(result.all()) if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def _ids(url: str) -> list[int]:
+    return [row[0] for row in _sql(url, "SELECT id FROM evaluations ORDER BY id")]
+
+
+def test_each_evaluation_is_stored_and_the_report_shows_the_latest(
+    logged: TestClient, make_client: Callable[..., TestClient], keys: Keys, database_url: str
+) -> None:
+    report = _latest(logged)
+    assert report["evaluation"]["latest"] is None
+    assert report["notes"] == []
+
+    answer = _evaluate(logged, {"arm": "good"}, limit=500)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["verdict"] == "better"
+    latest = _latest(logged)["evaluation"]["latest"]
+    estimate = answer.json()
+    assert latest["candidate"] == {"arm": "good"}
+    assert latest["description"] == "arm good fixed (what promoting it would do)"
+    assert latest["probabilities"] == {"good": 1.0}
+    assert latest["limit"] == 500
+    assert latest["outcomes"] == 120
+    assert latest["effective_sample_size"] == pytest.approx(estimate["effective_sample_size"])
+    for name in ("ips", "snips", "dr", "logged"):
+        assert latest[name]["value"] == pytest.approx(estimate[name]["value"])
+        assert latest[name]["ci95"] == pytest.approx(estimate[name]["ci95"])
+    assert latest["verdict"] == "better"
+    assert latest["evaluated_by"] == _key_id(keys.admin)
+    assert latest["source"] == "evaluate"
+    assert latest["evaluated_at"].startswith("20")
+
+    # a read-scoped caller's evaluation is stored too (derived data), under its key id
+    reader = make_client(key="reader")
+    changed = {"strategy": "epsilon_greedy", "strategy_params": {"epsilon": 0.2}}
+    assert _evaluate(reader, changed).status_code == 200
+    latest = _latest(reader)["evaluation"]["latest"]
+    assert latest["candidate"] == changed
+    assert latest["description"] == (
+        'the workload with strategy "epsilon_greedy"; strategy_params {"epsilon":0.2}'
+    )
+    assert latest["evaluated_by"] == _key_id(keys.reader)
+    assert latest["verdict"] == "better"  # 0.84 against the logged 0.6
+    assert _evaluate(reader, {}).json()["verdict"] == "inconclusive"  # the policy as it is
+    assert _latest(reader)["evaluation"]["latest"]["description"] == (
+        "the workload as it is (its current policy)"
+    )
+    worse = _evaluate(reader, {"arm": "poor"})
+    assert worse.json()["verdict"] == "worse"
+
+    # a refused candidate stores nothing: the latest stays
+    stored = _ids(database_url)
+    assert _evaluate(reader, {"arm": "new-arm"}).status_code == 422
+    assert _evaluate(reader, {"strategy": "fixed"}).status_code == 422
+    assert _ids(database_url) == stored
+    assert _latest(reader)["evaluation"]["latest"]["candidate"] == {"arm": "poor"}
+
+
+def test_the_history_is_bounded_and_goes_with_the_workload(
+    logged: TestClient, database_url: str
+) -> None:
+    for _ in range(EVALUATIONS_KEPT + 3):
+        assert _evaluate(logged, {"arm": "good"}).status_code == 200
+    ids = _ids(database_url)
+    assert len(ids) == EVALUATIONS_KEPT  # the most recent kept
+    assert _latest(logged)["evaluation"]["latest"]["candidate"] == {"arm": "good"}
+    assert logged.delete("/api/v1/workloads/ope").status_code == 204
+    assert _ids(database_url) == []
+
+
+def test_the_promotion_gate_stores_its_evaluation(logged: TestClient, keys: Keys) -> None:
+    path = "/api/v1/workloads/ope"
+    assert logged.patch(path, json={"promotion": {"require_evaluation": True}}).status_code == 200
+    assert logged.post(f"{path}/promote", json={"arm": "poor"}).status_code == 409
+    evaluation = _latest(logged)["evaluation"]
+    assert evaluation["require_evaluation"] is True
+    latest = evaluation["latest"]
+    assert (latest["source"], latest["verdict"]) == ("promote", "worse")
+    assert latest["candidate"] == {"arm": "poor"}
+    assert latest["evaluated_by"] == _key_id(keys.admin)
+
+
+def _damage(result: dict[str, Any], key: str, value: Any) -> Any:
+    if key == "":
+        return value
+    return {**result, key: value}
+
+
+DAMAGE = [
+    pytest.param("verdict", "great", "verdict", id="unknown-verdict"),
+    pytest.param("outcomes", "many", "outcomes", id="ill-typed"),
+    pytest.param("dr", {"value": 0.5}, "dr.ci95", id="missing-field"),
+    pytest.param("surprise", 1, "surprise", id="unknown-field"),
+    pytest.param("", ["a", "list"], "not an object", id="not-an-object"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "says"), DAMAGE)
+def test_a_damaged_stored_evaluation_is_noted_not_fatal(
+    logged: TestClient, database_url: str, key: str, value: Any, says: str
+) -> None:
+    assert _evaluate(logged, {"arm": "good"}).status_code == 200
+    ((ident, raw),) = _sql(database_url, "SELECT id, CAST(result AS TEXT) FROM evaluations")
+    damaged = json.dumps(_damage(json.loads(raw), key, value))
+    cast = "CAST(:raw AS JSON)" if database_url.startswith("postgresql") else ":raw"
+    _sql(database_url, f"UPDATE evaluations SET result = {cast}", raw=damaged)
+    report = _latest(logged)
+    assert report["evaluation"]["latest"] is None
+    (note,) = report["notes"]
+    assert f"the latest stored evaluation (id {ident}) cannot be read" in note
+    assert says in note
+    assert "evaluate again" in note
+    assert report["arms"]  # the rest of the report stands
+    # a new evaluation supersedes it; the damaged row is left alone
+    assert _evaluate(logged, {"arm": "poor"}).status_code == 200
+    report = _latest(logged)
+    assert report["notes"] == []
+    assert report["evaluation"]["latest"]["candidate"] == {"arm": "poor"}
+    assert ident in _ids(database_url)
+
+
+def test_stored_text_that_is_not_json_is_noted(logged: TestClient, database_url: str) -> None:
+    """SQLite keeps JSON as text, which may be damaged into no JSON at all, or its time into no
+    time; PostgreSQL's JSON type refuses the first on write."""
+    assert _evaluate(logged, {"arm": "good"}).status_code == 200
+    if database_url.startswith("postgresql"):
+        with pytest.raises(sa.exc.DBAPIError, match="json"):
+            _sql(database_url, "UPDATE evaluations SET result = CAST('{not json' AS JSON)")
+        return
+    _sql(database_url, "UPDATE evaluations SET result = '{not json'")
+    report = _latest(logged)
+    assert report["evaluation"]["latest"] is None
+    assert "not JSON" in report["notes"][0]
+    _sql(database_url, "UPDATE evaluations SET created_at = 'yesterday'")
+    report = _latest(logged)
+    assert report["evaluation"]["latest"] is None
+    assert "unreadable row" in report["notes"][0]

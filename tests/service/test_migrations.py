@@ -30,6 +30,7 @@ TABLES = {
     "decisions",
     "feedback",
     "policy_audit",
+    "evaluations",
     "alembic_version",
 }
 
@@ -76,6 +77,7 @@ def test_cli_db_commands(url: str) -> None:
     assert sql.exit_code == 0, sql.stderr
     assert "CREATE TABLE workloads" in sql.stdout
     assert "CREATE INDEX ix_feedback_workload_created" in sql.stdout  # 0004, budgets
+    assert "CREATE TABLE evaluations" in sql.stdout  # 0005, stored evaluations
     assert tables(url) <= {"alembic_version"}  # --sql applied nothing
     assert cli(url, "db", "upgrade").exit_code == 0
     current = cli(url, "db", "current")
@@ -85,6 +87,7 @@ def test_cli_db_commands(url: str) -> None:
     down_sql = cli(url, "db", "downgrade", "base", "--sql")
     assert "DROP TABLE workloads" in down_sql.stdout
     assert "DROP INDEX ix_feedback_workload_created" in down_sql.stdout
+    assert "DROP TABLE evaluations" in down_sql.stdout
     assert cli(url, "db", "downgrade", "base").exit_code == 0
     assert cli(url, "db", "check").exit_code != 0
 

@@ -26,9 +26,22 @@ SPEC: dict[str, Any] = {
     "strategy": "thompson",
 }
 
+ESTIMATE = {"value": 0.5, "ci95": [0.4, 0.6]}
+EVALUATION: dict[str, Any] = {
+    "candidate": {"arm": "large"},
+    "description": "arm large fixed (what promoting it would do)",
+    "probabilities": {"large": 1.0},
+    "outcomes": 30,
+    "limit": 10000,
+    "effective_sample_size": 14.5,
+    **{name: ESTIMATE for name in ("ips", "snips", "dr", "logged")},
+    "verdict": "inconclusive",
+}
+
 
 def seed(url: str, *, workload: str = "chat", decisions: int = 40, seed: int = 1) -> None:
-    """Migrate, then a workload with decisions, feedback on most of them, a promote + rollback."""
+    """Migrate, then a workload with decisions, feedback on most of them, an evaluation, a
+    promote + rollback."""
     migrations.upgrade(url)
     rng = random.Random(f"{seed}-{workload}")
     engine = make_engine(url, pool_size=1, max_overflow=0)
@@ -62,6 +75,7 @@ def seed(url: str, *, workload: str = "chat", decisions: int = 40, seed: int = 1
                 for d in batch[: decisions * 3 // 4]
             ]
         )
+        repo.store_evaluation(record.id, "evaluate", "dave", EVALUATION, keep=10)
         repo.promote(workload, "large", 10.0, "alice")
         repo.promote(workload, "small", None, "bob")
         repo.rollback(workload, "carol")

@@ -93,6 +93,7 @@ def test_round_trip(cli: Cli, db_url: str, redis: RedisServer, tmp_path: Path) -
     before, redis_before = snapshot(db_url), redis_snapshot(redis.url)
     assert before["feedback"][0] == 30
     assert before["policy_audit"][0] == 3
+    assert before["evaluations"][0] == 1  # the whole database is backed up: every table
     archive = _create(cli, tmp_path / "backups", url=db_url, redis=redis.url)
 
     with tarfile.open(archive) as tar:

@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+from llm_optimizer_service.auth import ApiKey, digest
 from llm_optimizer_service.cli import app
 from llm_optimizer_service.grpc_api import GrpcServer
 from llm_optimizer_service.grpc_api._generated import optimizer_pb2 as pb
@@ -307,7 +308,7 @@ def test_report_pacing_and_evaluation_like_rest(
     assert report["pacing"]["daily_usd"] == 3
     assert report["evaluation"] == rest["evaluation"]
     assert report["evaluation"]["require_evaluation"] is True
-    assert report["evaluation"]["stored"] is False
+    assert report["evaluation"]["latest"] is None
 
 
 def test_grpc_metrics_are_exported(service: RunningService, channel: grpc.Channel) -> None:
@@ -392,6 +393,18 @@ def test_evaluate_a_candidate_like_rest(service: RunningService, channel: grpc.C
     evaluation = json_format.MessageToDict(answer.evaluation)
     assert evaluation["candidate"] == {"smart": 1.0}
     assert evaluation["snips"]["value"] == pytest.approx(0.8)
+    assert evaluation["verdict"] == "better"
+    # stored (a read key's too) and shown by GetReport, as by the REST report
+    report = stub.GetReport(pb.GetReportRequest(workload="ope"), metadata=key)
+    latest = json_format.MessageToDict(report.report)["evaluation"]["latest"]
+    assert latest["candidate"] == {"arm": "smart"}
+    assert latest["description"] == "arm smart fixed (what promoting it would do)"
+    assert (latest["verdict"], latest["source"], latest["limit"]) == ("better", "evaluate", 1000)
+    assert latest["dr"]["value"] == pytest.approx(evaluation["dr"]["value"])
+    assert latest["evaluated_by"] == ApiKey(digest(service.read_key), frozenset()).key_id
+    with service.client() as client:
+        rest = client.get("/api/v1/workloads/ope/report").json()["evaluation"]["latest"]
+    assert rest["evaluated_at"] == latest["evaluated_at"]
     unknown = struct_pb2.Struct()
     unknown.update({"arm": "no-such-arm"})
     bad = struct_pb2.Struct()

@@ -254,7 +254,33 @@ def report(ctx: typer.Context, workload: Annotated[str, typer.Argument()]) -> No
             f"; budget ${pacing['daily_usd']:g}/day: spent ${pacing['spent_usd']:.2f} of "
             f"${pacing['planned_usd']:.2f} planned, cost weight x{pacing['multiplier']:.2f}"
         )
+    evaluation = data.get("evaluation") or {}
+    latest = evaluation.get("latest")
+    if evaluation.get("require_evaluation"):
+        title += "; promotion requires an evaluation"
+    if not latest:
+        title += "; no stored evaluation"
     render(data, state.output, columns=ARM_COLUMNS, rows=data["arms"], title=title)
+    if latest:
+        render(latest, state.output, **_estimates(latest, "latest evaluation: "))
+    for note in data.get("notes") or []:
+        print(f"note: {note}")
+
+
+def _estimates(data: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """A stored evaluation's estimators as table rows, titled with what was evaluated."""
+    rows = [
+        {"estimator": name, "value": data[name]["value"], "ci95": data[name]["ci95"]}
+        for name in ("ips", "snips", "dr", "logged")
+    ]
+    shares = ", ".join(f"{name} {p:.0%}" for name, p in data["probabilities"].items())
+    title = (
+        f"{prefix}{data['description']} ({shares}): {data['verdict']} against logged; "
+        f"{data['outcomes']} logged outcomes, effective sample size "
+        f"{data['effective_sample_size']:.0f}; {data['evaluated_at']} by "
+        f"{data['evaluated_by']} ({data['source']})"
+    )
+    return {"columns": ("estimator", "value", "ci95"), "rows": rows, "title": title}
 
 
 @app.command()
@@ -312,6 +338,8 @@ def evaluate(
         f"{data['workload']}: candidate {shares}; {data['outcomes']} logged outcomes, "
         f"effective sample size {data['effective_sample_size']:.0f}"
     )
+    if "verdict" in data:  # a service that stores evaluations also judges them
+        title += f"; {data['verdict']} against logged"
     render(data, state.output, columns=("estimator", "value", "ci95"), rows=rows, title=title)
 
 

@@ -47,6 +47,14 @@ from llm_optimizer_service.engine import (
     pace_workload,
 )
 from llm_optimizer_service.engine import evaluate as off_policy_estimates
+from llm_optimizer_service.evaluations import (
+    EVALUATIONS_KEPT,
+    Source,
+    StoredEvaluation,
+    read_evaluation,
+    stored_result,
+    unreadable_note,
+)
 from llm_optimizer_service.logging_setup import get_logger
 from llm_optimizer_service.ratelimit import RateLimiter
 from llm_optimizer_service.redis_bus import PolicyBus
@@ -237,17 +245,18 @@ def canary_status(state: WorkloadState) -> str:
     return "canary"
 
 
-def evaluation_section(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The report's ``evaluation``: off-policy evaluations are computed on request and not
-    stored, so this gives the workload's evaluation requirement and says where to get one."""
+def evaluation_section(
+    name: str, spec: Mapping[str, Any], latest: StoredEvaluation | None
+) -> dict[str, Any]:
+    """The report's ``evaluation``: the workload's evaluation requirement and its latest stored
+    off-policy evaluation (None before the first)."""
     promotion = spec.get("promotion") or {}
     return {
         "require_evaluation": bool(promotion.get("require_evaluation", False)),
-        "stored": False,
-        "latest": None,
-        "how": "evaluations are computed on request and not stored; POST "
-        f"/api/v1/workloads/{name}/evaluate (CLI: llm-optimizer evaluate {name}) estimates a "
-        "candidate on the logged decisions",
+        "latest": None if latest is None else latest.model_dump(mode="json"),
+        "how": f"POST /api/v1/workloads/{name}/evaluate (CLI: llm-optimizer evaluate {name}) "
+        "estimates a candidate on the logged decisions; each evaluation is stored and the "
+        "latest shown here",
     }
 
 
@@ -825,30 +834,81 @@ class Runtime:
         snapshot when the database is down."""
         state = self.workloads[name]
         policy, spec = state.policy, state.record.spec
-        with contextlib.suppress(ServiceUnavailableError):
+        notes = list(self.quarantined.get(name, []))
+        latest: StoredEvaluation | None = None
+        try:
             await self._flush_decisions()
             stored = await self._db(self.repository.load, [name])
             if stored:
                 with contextlib.suppress(*SPEC_ERRORS):  # changed meanwhile: the snapshot stands
                     policy = build_state(stored[0]).policy
                     spec = stored[0].record.spec
+            latest, note = await self._latest_evaluation(state)
+            if note is not None:
+                notes.append(note)
+        except ServiceUnavailableError:
+            notes.append(
+                "the database is unavailable: this report is from the replica's last snapshot "
+                "and without the stored evaluation"
+            )
         rng = report_rng(name, policy.stats)
         report = build_report(policy, rng)
         report["contexts"] = context_report(policy, rng)
         report["pacing"] = None if policy.pacing is None else policy.pacing.as_dict()
-        report["evaluation"] = evaluation_section(name, spec)
-        report["notes"] = list(self.quarantined.get(name, []))
+        report["evaluation"] = evaluation_section(name, spec, latest)
+        report["notes"] = notes
         return report
+
+    async def _latest_evaluation(
+        self, state: WorkloadState
+    ) -> tuple[StoredEvaluation | None, str | None]:
+        """The workload's latest stored evaluation, or None and a note when it cannot be read
+        (quarantined: left alone, the next evaluation supersedes it)."""
+        entry = await self._db(self.repository.latest_evaluation, state.record.id)
+        if entry is None:
+            return None, None
+        why = entry.problem
+        if why is None:
+            latest, why = read_evaluation(entry.result, entry.created_at, entry.actor, entry.source)
+            if latest is not None:
+                return latest, None
+        log.warning("stored evaluation unreadable", workload=state.name, id=entry.id, why=why)
+        return None, unreadable_note(state.name, entry.id, str(why))
 
     # -- off-policy evaluation ----------------------------------------------------------------
 
-    async def evaluate(self, state: WorkloadState, candidate: Candidate, limit: int) -> Evaluation:
-        """Estimate ``candidate`` on the workload's ``limit`` most recent logged outcomes."""
+    async def evaluate(
+        self,
+        state: WorkloadState,
+        candidate: Candidate,
+        limit: int,
+        *,
+        actor: str,
+        source: Source = "evaluate",
+    ) -> Evaluation:
+        """Estimate ``candidate`` on the workload's ``limit`` most recent logged outcomes, and
+        store the result (derived data, stored whoever asked; the report shows the latest)."""
         probabilities, objective = candidate_probabilities(
             state.name, state.record.spec, state.stats, candidate, self.rng
         )
         logs = await self._db(self.repository.logged_outcomes, state.record.id, limit)
-        return await anyio.to_thread.run_sync(off_policy_estimates, probabilities, logs, objective)
+        result = await anyio.to_thread.run_sync(
+            off_policy_estimates, probabilities, logs, objective
+        )
+        record = stored_result(candidate, result, limit)
+        _, why = read_evaluation(record, datetime.now(UTC), actor, source)
+        if why is not None:  # e.g. a non-finite estimate, which JSON cannot hold
+            log.warning("evaluation not stored", workload=state.name, why=why)
+            return result
+        await self._db(
+            self.repository.store_evaluation,
+            state.record.id,
+            source,
+            actor,
+            record,
+            EVALUATIONS_KEPT,
+        )
+        return result
 
     # -- admin --------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from llm_optimizer_service.engine import (
     Policy,
     UnsupportedCandidateError,
 )
+from llm_optimizer_service.evaluations import verdict
 from llm_optimizer_service.runtime import Runtime, WorkloadState
 from llm_optimizer_service.specs import to_engine
 from llm_optimizer_service.storage.repository import (
@@ -253,13 +254,15 @@ async def evaluate_candidate(
     name: WorkloadName,
     body: s.EvaluateBody,
     runtime: RuntimeDep,
-    _: Annotated[Principal, Depends(reader)],
+    principal: Annotated[Principal, Depends(reader)],
 ) -> s.EvaluationOut:
     """Estimate what a candidate policy would earn per decision on this workload's logged
     decisions (IPS, SNIPS, doubly robust; 95% intervals, effective sample size), before
-    promoting or changing anything. 422 ``unsupported_candidate`` when the logs cannot tell."""
+    promoting or changing anything. 422 ``unsupported_candidate`` when the logs cannot tell.
+    The result is stored whoever asks (derived data; the report shows the latest)."""
     state = _state(runtime, name)
-    result = await runtime.evaluate(state, body.candidate.to_candidate(), body.limit)
+    candidate = body.candidate.to_candidate()
+    result = await runtime.evaluate(state, candidate, body.limit, actor=principal.key_id)
     return s.EvaluationOut.of(name, result)
 
 
@@ -287,7 +290,7 @@ async def promote_arm(
         raise ApiError(422, "invalid_promotion", str(exc)) from exc
     promotion = state.record.spec.get("promotion") or {}
     if promotion.get("require_evaluation") and body.canary_percent is None:
-        await _evaluation_supports(runtime, state, body.arm)
+        await _evaluation_supports(runtime, state, body.arm, principal.key_id)
     try:
         record = await runtime.db(
             runtime.repository.promote, name, body.arm, body.canary_percent, principal.key_id
@@ -298,11 +301,16 @@ async def promote_arm(
     return _policy_out(record, principal.key_id)
 
 
-async def _evaluation_supports(runtime: Runtime, state: WorkloadState, arm: str) -> None:
+async def _evaluation_supports(
+    runtime: Runtime, state: WorkloadState, arm: str, actor: str
+) -> None:
     """The workload asks for evidence before a full promotion: the arm's off-policy estimate
-    must be supported by the logs and not clearly below what the logged policies earned."""
+    must be supported by the logs and not clearly below what the logged policies earned (it is
+    stored like any evaluation, source ``promote``)."""
     try:
-        result = await runtime.evaluate(state, Candidate(arm=arm), s.EVALUATION_LIMIT)
+        result = await runtime.evaluate(
+            state, Candidate(arm=arm), s.EVALUATION_LIMIT, actor=actor, source="promote"
+        )
     except UnsupportedCandidateError as exc:
         raise ApiError(
             409,
@@ -310,7 +318,7 @@ async def _evaluation_supports(runtime: Runtime, state: WorkloadState, arm: str)
             f"promotion.require_evaluation is set and {exc}; promote it as a canary "
             "(canary_percent) to gather that evidence",
         ) from exc
-    if result.dr.ci95[1] < result.logged.ci95[0]:
+    if verdict(result) == "worse":
         raise ApiError(
             409,
             "evaluation_refuses",

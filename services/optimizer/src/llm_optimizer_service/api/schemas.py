@@ -39,6 +39,7 @@ from llm_optimizer_service.engine import (
     Estimate,
     Evaluation,
 )
+from llm_optimizer_service.evaluations import StoredEvaluation, Verdict, verdict
 from llm_optimizer_service.storage.repository import FeedbackInput, SessionFeedback
 
 WORKLOAD_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -469,8 +470,10 @@ class PacingReport(BaseModel):
 
 class EvaluationReport(BaseModel):
     require_evaluation: bool = Field(description="the workload's promotion.require_evaluation")
-    stored: bool = Field(description="false: evaluations are computed on request, not stored")
-    latest: dict[str, Any] | None = Field(description="the latest stored evaluation (none yet)")
+    latest: StoredEvaluation | None = Field(
+        description="the latest stored evaluation (null before the first, or when it cannot be "
+        "read: notes say why)"
+    )
     how: str = Field(description="how to get an evaluation")
 
 
@@ -547,6 +550,10 @@ class EvaluationOut(BaseModel):
     snips: EstimateOut
     dr: EstimateOut
     logged: EstimateOut = Field(description="what the logged decisions earned (on-policy)")
+    verdict: Verdict = Field(
+        description="against the logged decisions: better/worse when the DR 95% interval lies "
+        "wholly above/below the logged interval, else inconclusive"
+    )
 
     @classmethod
     def of(cls, workload: str, result: Evaluation) -> EvaluationOut:
@@ -562,6 +569,7 @@ class EvaluationOut(BaseModel):
             snips=out(result.snips),
             dr=out(result.dr),
             logged=out(result.logged),
+            verdict=verdict(result),
         )
 
 

@@ -298,7 +298,7 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
         self, request: pb.EvaluateRequest, context: Context
     ) -> pb.EvaluateResponse:
         try:
-            await self._authorize(context, Scope.READ)
+            principal = await self._authorize(context, Scope.READ)
             state = self.runtime.workloads.get(request.workload)
             if state is None:
                 raise _no_workload(self.runtime, request.workload)
@@ -306,7 +306,10 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
             try:
                 with _mapped():
                     result = await self.runtime.evaluate(
-                        state, body.candidate.to_candidate(), body.limit
+                        state,
+                        body.candidate.to_candidate(),
+                        body.limit,
+                        actor=principal.key_id,
                     )
             except UnsupportedCandidateError as exc:
                 raise _RpcError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from exc

@@ -148,3 +148,19 @@ class PolicyAudit(Base):
     previous_canary_percent: Mapped[float | None] = mapped_column(Float, nullable=True)
     actor: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EvaluationRow(Base):
+    """One off-policy evaluation of a candidate policy, as computed (derived data: the report
+    shows each workload's latest; the repository keeps the ``EVALUATIONS_KEPT`` most recent per
+    workload). ``result`` is ``evaluations.StoredEvaluation``'s JSON, read back validated."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (Index("ix_evaluations_workload_latest", "workload_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(16))  # "evaluate" or "promote" (the gate)
+    actor: Mapped[str] = mapped_column(String(128))  # the caller's key id
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -7,6 +7,7 @@ never lose an update and converge to the same statistics.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, delete, func, insert, select, text
+from sqlalchemy import Engine, Text, cast, delete, func, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -33,6 +34,7 @@ from llm_optimizer_service.storage.models import (
     ArmStatsRow,
     ContextArmStatsRow,
     DecisionRow,
+    EvaluationRow,
     FeedbackRow,
     PolicyAudit,
     Workload,
@@ -87,6 +89,19 @@ def read_stats(raw: Any) -> tuple[ArmStats | None, str | None]:
         return ArmStats.from_dict(dict(raw)), None
     except UNREADABLE_STATS_ERRORS as exc:
         return None, f"unreadable statistics ({exc})"
+
+
+@dataclass(frozen=True)
+class EvaluationEntry:
+    """A stored evaluation as read: ``result`` is the decoded JSON, or None when the stored
+    text is not JSON (``problem`` says why)."""
+
+    id: int
+    source: str
+    actor: str
+    created_at: datetime
+    result: Any
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -338,7 +353,13 @@ class Repository:
             if row is None:
                 raise NotFoundError(name)
             record = _record(row)
-            for table in (FeedbackRow, DecisionRow, ArmStatsRow, ContextArmStatsRow):
+            for table in (
+                EvaluationRow,
+                FeedbackRow,
+                DecisionRow,
+                ArmStatsRow,
+                ContextArmStatsRow,
+            ):
                 session.execute(delete(table).where(table.workload_id == row.id))
             session.delete(row)
             return record
@@ -575,6 +596,75 @@ class Repository:
                 LoggedOutcome(arm, propensity, quality, cost, latency, bool(error))
                 for arm, propensity, quality, cost, latency, error in session.execute(query)
             ]
+
+    # -- evaluations ----------------------------------------------------------------------------
+
+    def store_evaluation(
+        self, workload_id: int, source: str, actor: str, result: dict[str, Any], keep: int
+    ) -> int | None:
+        """Store an evaluation's result and keep the workload's ``keep`` most recent; the new
+        row's id (None: the workload was deleted meanwhile)."""
+        with self._write() as session:
+            if session.get(Workload, workload_id) is None:
+                return None
+            row = EvaluationRow(
+                workload_id=workload_id,
+                source=source,
+                actor=actor,
+                result=result,
+                created_at=datetime.now(UTC),
+            )
+            session.add(row)
+            session.flush()
+            older = list(
+                session.scalars(
+                    select(EvaluationRow.id)
+                    .where(EvaluationRow.workload_id == workload_id)
+                    .order_by(EvaluationRow.id.desc())
+                    .offset(keep)
+                )
+            )
+            if older:
+                session.execute(delete(EvaluationRow).where(EvaluationRow.id.in_(older)))
+            return row.id
+
+    def latest_evaluation(self, workload_id: int) -> EvaluationEntry | None:
+        """The workload's most recent evaluation. Its result is read as text and decoded here,
+        so a damaged row gives an entry with a ``problem``, never an exception."""
+        query = (
+            select(
+                EvaluationRow.id,
+                EvaluationRow.source,
+                EvaluationRow.actor,
+                EvaluationRow.created_at,
+                cast(EvaluationRow.result, Text),
+            )
+            .where(EvaluationRow.workload_id == workload_id)
+            .order_by(EvaluationRow.id.desc())
+            .limit(1)
+        )
+        with self._sessions() as session:
+            try:
+                found = session.execute(query).one_or_none()
+            except (ValueError, TypeError) as exc:  # SQLite: a stored time that is no time
+                ident = session.scalar(
+                    select(func.max(EvaluationRow.id)).where(
+                        EvaluationRow.workload_id == workload_id
+                    )
+                )
+                return EvaluationEntry(
+                    ident or 0, "", "", datetime.now(UTC), None, f"unreadable row ({exc})"
+                )
+        if found is None:
+            return None
+        ident, source, actor, created_at, raw = found
+        try:
+            result = json.loads(raw) if raw is not None else None
+        except ValueError as exc:
+            return EvaluationEntry(
+                ident, source, actor, _aware(created_at), None, f"not JSON ({exc})"
+            )
+        return EvaluationEntry(ident, source, actor, _aware(created_at), result)
 
     # -- repair ---------------------------------------------------------------------------------
 
