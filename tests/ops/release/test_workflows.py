@@ -106,6 +106,13 @@ def test_project_code_runs_only_through_nox_sessions_or_invoke_tasks(path: Path)
 def test_ci_jobs_and_python_matrix_follow_pyproject() -> None:
     ci = load(project.ROOT / ".github" / "workflows" / "ci.yml")
     assert {"lint", "typecheck", "tests", "infra", "images", "build"} <= set(ci["jobs"])
+    assert {"audit", "coverage", "bench"} <= set(ci["jobs"])
+    assert [entry["cron"] for entry in ci[True]["schedule"]]  # nightly (YAML 1.1: on -> True)
+    coverage_steps = " ".join(step.get("run", "") for step in ci["jobs"]["coverage"]["steps"])
+    assert re.search(r"invoke test\.coverage --fail-under [1-9]\d", coverage_steps)
+    bench = ci["jobs"]["bench"]["steps"]
+    assert any("nox -s bench" in step.get("run", "") for step in bench)
+    assert any(step.get("uses", "").startswith("actions/upload-artifact@") for step in bench)
     matrix = ci["jobs"]["tests"]["strategy"]["matrix"]
     classifiers = load_classifier_versions()
     assert matrix["python"] == classifiers
