@@ -68,15 +68,16 @@ def test_the_dry_run_release_verifies(release: Path, check: Check) -> None:
 def test_invoke_release_verify_passes_then_refuses_with_the_artefact_named(
     released: Path, release: Path
 ) -> None:
+    clone = released.parent.parent  # the released commit: its tasks and its uv.lock
     argv = [sys.executable, "-m", "invoke", "release.verify", "--dir"]
     ok = subprocess.run(
-        [*argv, str(released)], cwd=project.ROOT, env=clean_env(), capture_output=True, text=True
+        [*argv, str(released)], cwd=clone, env=clean_env(), capture_output=True, text=True
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "verified" in ok.stdout
     (release / "notes.txt").write_text("not part of the release\n")
     refused = subprocess.run(
-        [*argv, str(release)], cwd=project.ROOT, env=clean_env(), capture_output=True, text=True
+        [*argv, str(release)], cwd=clone, env=clean_env(), capture_output=True, text=True
     )
     assert refused.returncode == 1
     assert "notes.txt: not listed in SHA256SUMS; remove it" in refused.stderr
