@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import tarfile
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,12 +143,15 @@ def check_sbom(runner: Runner, directory: Path, report: Report, root: Path) -> N
     if not isinstance(bom, dict) or bom.get("bomFormat") != "CycloneDX":
         report.add(SBOM, "is not a CycloneDX document (bomFormat != CycloneDX)", REBUILD)
         return
-    result = runner.run(
-        python_tools.uv_run(["release"], "python", "-c", VALIDATE_SBOM, str(path)),
-        cwd=root,
-        check=False,
-        capture=True,
-    )
+    with tempfile.TemporaryDirectory(prefix="llm-optimizer-verify-") as work:
+        script = Path(work) / "validate_sbom.py"
+        script.write_text(VALIDATE_SBOM)
+        result = runner.run(
+            python_tools.uv_run(["release"], "python", str(script), str(path)),
+            cwd=root,
+            check=False,
+            capture=True,
+        )
     if result is not None and result.exited != 0:
         last = (result.stdout.strip() or result.stderr.strip()).splitlines()[-1:]
         report.add(SBOM, f"fails the CycloneDX schema: {' '.join(last)}", REBUILD)
