@@ -41,6 +41,7 @@ from typing import Any
 from invoke.exceptions import Exit
 
 from ops.core import project, tools
+from ops.core.ports import free_port
 from ops.core.runner import Runner
 
 HOST = "127.0.0.1"
@@ -103,13 +104,6 @@ class Cluster:
 
 
 # --- processes ------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def port_in_use(port: int) -> bool:
@@ -522,7 +516,7 @@ def up(runner: Runner, cluster: Cluster, *, timeout: float = 60.0, crds: bool = 
 def _up(runner: Runner, cluster: Cluster, timeout: float) -> None:
     make_pki(runner, cluster)
     names = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-    ports = {name: free_port() for name in names}
+    ports = {name: free_port(HOST) for name in names}
     server = f"https://{HOST}:{ports['kube-apiserver']}"
     write_kubeconfig(cluster, "admin", server, cluster.kubeconfig)
     for client in ("kube-controller-manager", "kube-scheduler", "kwok"):
