@@ -414,3 +414,39 @@ TOOL_CHECKS: dict[str, Callable[[Runner], list[str]]] = {
     "panel queries parse (promtool)": panel_queries_parse,
     "amtool check-config": amtool_check_config,
 }
+
+
+def _report(name: str, problems: list[str]) -> bool:
+    print(f"{'ok  ' if not problems else 'FAIL'} {name}", flush=True)
+    for problem in problems:
+        print("     " + problem.replace("\n", "\n     "), flush=True)
+    return not problems
+
+
+def scrape_problems(metrics_url: str) -> list[str]:
+    """The metrics cross-check against the service answering at ``metrics_url``."""
+    import httpx
+
+    try:
+        exposition = httpx.get(metrics_url, timeout=5.0).raise_for_status().text
+    except httpx.HTTPError as exc:
+        return [
+            f"cannot scrape {metrics_url} ({exc}); start the service (`uv run invoke deploy`) and "
+            "drive some traffic (`llm-optimizer-service simulate`), pass --metrics-url, or "
+            "use --offline"
+        ]
+    return cross_check(exposition) + cross_check_label_values(exposition)
+
+
+def run_all(runner: Runner, *, metrics_url: str | None) -> list[str]:
+    """Every check, each reported as it finishes (``ok``/``FAIL`` and its problems); the names
+    of the failed ones. ``metrics_url`` None skips the cross-check against a running service
+    (and says so)."""
+    failed = [name for name, check in PYTHON_CHECKS.items() if not _report(name, check())]
+    failed += [name for name, check in TOOL_CHECKS.items() if not _report(name, check(runner))]
+    name = "metrics cross-check against the running service"
+    if metrics_url is None:
+        print(f"skip {name} (--offline)")
+    elif not _report(name, scrape_problems(metrics_url)):
+        failed.append(name)
+    return failed

@@ -21,13 +21,6 @@ from ops.core.runner import runner_for
 LOCAL_SERVICE = f"127.0.0.1:{project.METRICS_PORT}"
 
 
-def _report(name: str, problems: list[str]) -> bool:
-    print(f"{'ok  ' if not problems else 'FAIL'} {name}", flush=True)
-    for problem in problems:
-        print("     " + problem.replace("\n", "\n     "), flush=True)
-    return not problems
-
-
 @task(
     help={
         "metrics_url": "the running service's metrics URL for the cross-check "
@@ -37,34 +30,10 @@ def _report(name: str, problems: list[str]) -> bool:
 )
 def check(c: Context, metrics_url: str = "", offline: bool = False) -> None:
     """Run every monitoring check; exit 1 naming each failed one."""
-    import httpx
-
     from ops.monitoring import checks
 
-    runner = runner_for(c)
-    failed = [
-        name for name, function in checks.PYTHON_CHECKS.items() if not _report(name, function())
-    ]
-    failed += [
-        name for name, function in checks.TOOL_CHECKS.items() if not _report(name, function(runner))
-    ]
-    name = "metrics cross-check against the running service"
-    if offline:
-        print(f"skip {name} (--offline)")
-    else:
-        url = metrics_url or f"http://{LOCAL_SERVICE}/metrics"
-        try:
-            exposition = httpx.get(url, timeout=5.0).raise_for_status().text
-        except httpx.HTTPError as exc:
-            problems = [
-                f"cannot scrape {url} ({exc}); start the service (`uv run invoke deploy`) and "
-                "drive some traffic (`llm-optimizer-service simulate`), pass --metrics-url, or "
-                "use --offline"
-            ]
-        else:
-            problems = checks.cross_check(exposition) + checks.cross_check_label_values(exposition)
-        if not _report(name, problems):
-            failed.append(name)
+    url = None if offline else (metrics_url or f"http://{LOCAL_SERVICE}/metrics")
+    failed = checks.run_all(runner_for(c), metrics_url=url)
     if failed:
         raise Exit(f"monitoring checks failed: {'; '.join(failed)}", code=1)
 
