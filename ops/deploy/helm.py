@@ -169,6 +169,12 @@ def rollback(
     dry_run: bool,
 ) -> None:
     """helm rollback to ``revision`` (0: the previous one), then the release's history."""
+    if revision < 0:
+        raise Exit(
+            f"--revision {revision} is not a revision; pass one `helm history` lists, "
+            "or 0 for the previous one",
+            code=2,
+        )
     with kubernetes.cluster(c, context=context, namespace=namespace, dry_run=dry_run) as (
         runner,
         pre,

@@ -118,6 +118,8 @@ def endpoint(
             key = local.plain_key(Path(api_key_file).expanduser().read_text())
         except OSError as error:
             key, why = None, f"cannot read {api_key_file}: {error.strerror}"
+        except UnicodeDecodeError:
+            key, why = None, f"{api_key_file} is not UTF-8 text; write one key per line"
         else:
             why = f"{api_key_file} holds no plain-text key (only sha256: digests)"
         found = Endpoint(

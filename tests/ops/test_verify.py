@@ -177,3 +177,16 @@ def test_compose_restart_and_backup_command_lines(
     assert create[-5:] == ["backup", "create", "--json", "--dir", "/backups"]
     assert f"--volume={host_dir}:/backups" in check
     assert check[-4:] == ["backup", "verify", "/backups/llm-optimizer-backup-x.tar.gz", "--json"]
+
+
+def test_a_key_file_that_is_not_text_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LLM_OPTIMIZER_API_KEY", raising=False)
+    binary = tmp_path / "keys"
+    binary.write_bytes(b"\xff\xfe\x00key")
+    found = verify.endpoint(
+        Context(), "compose", url="http://127.0.0.1:1", api_key_file=str(binary)
+    )
+    assert found.api_key == ""
+    assert "is not UTF-8 text" in found.why_no_key

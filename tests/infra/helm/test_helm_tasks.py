@@ -213,3 +213,9 @@ def test_invoke_deploy_dispatches_here(
     assert expected in output
     assert "could not run here" in output
     assert "no Kubernetes context is set" in output
+
+
+def test_rollback_refuses_a_negative_revision() -> None:
+    with pytest.raises(Exit, match="is not a revision") as raised:
+        helm_target.rollback(Context(), revision=-1, dry_run=True)
+    assert raised.value.code == 2
