@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests._support.api import WORKLOADS, create_workload, round_trips
-from tests._support.service import RunningService
+from tests._support.service import START_TIMEOUT, RunningService, wait_ready
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -35,13 +35,10 @@ def test_replicas_pace_from_the_shared_spend(
     service_factory: Callable[..., RunningService], postgres_url: str
 ) -> None:
     env = {"LLM_OPTIMIZER_DATABASE__URL": postgres_url}
-    first = service_factory(env, wait=False)
+    first = service_factory(env, wait=False)  # both at once: each migrates under the lock
     second = service_factory(env)
-    deadline = time.monotonic() + 60
+    wait_ready(first.http_url, first.process, first.log_path, START_TIMEOUT)
     with first.client() as a, second.client() as b:
-        while a.get("/health/ready").status_code != 200:
-            assert time.monotonic() < deadline, first.logs()[-2000:]
-            time.sleep(0.2)
         create_workload(a, "shared-budget", ARMS, budget={"daily_usd": 1})
         create_workload(a, "no-budget", ARMS)
         decisions = round_trips(a, "shared-budget", 24, _outcome)  # all spend through A
