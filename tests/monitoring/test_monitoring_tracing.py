@@ -117,12 +117,19 @@ def test_http_and_database_spans_of_a_real_request_arrive_over_otlp(
         env={"LLM_OPTIMIZER_OTEL__ENDPOINT": otlp_receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
     )
     drive_traffic(service, workload="traced")
+    with service.client() as client:
+        given = client.post("/api/v1/workloads/traced/decide", headers={"X-Request-ID": "rid-42"})
+        generated = client.post("/api/v1/workloads/traced/decide").headers["x-request-id"]
+    assert given.headers["x-request-id"] == "rid-42"
     decide = otlp_receiver.wait_for(
         "the decide request",
         lambda s: (
             s.kind == Span.SPAN_KIND_SERVER and s.name == "POST /api/v1/workloads/{name}/decide"
         ),
     )
+    # The server span carries the request id the answer (and the logs) carry, given or generated.
+    for request_id in ("rid-42", generated):
+        otlp_receiver.wait_for(f"the server span of request {request_id}", _server_span(request_id))
     assert decide.service == "llm-optimizer-service"
     assert decide.attributes.get("http.route", decide.attributes.get("url.path")) in (
         "/api/v1/workloads/{name}/decide", "/api/v1/workloads/traced/decide")  # fmt: skip
@@ -134,6 +141,12 @@ def test_http_and_database_spans_of_a_real_request_arrive_over_otlp(
     assert set(otlp_receiver.paths) == {"/v1/traces"}
     # Probes are excluded: they would drown real traffic.
     assert not any("health/ready" in span.name for span in otlp_receiver.spans)
+
+
+def _server_span(request_id: str) -> Callable[[ReceivedSpan], bool]:
+    return lambda s: (
+        s.kind == Span.SPAN_KIND_SERVER and s.attributes.get("request_id") == request_id
+    )
 
 
 GRPC_AND_KAFKA = textwrap.dedent(

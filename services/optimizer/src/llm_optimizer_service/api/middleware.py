@@ -17,6 +17,7 @@ import uuid
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_optimizer_service import metrics
@@ -128,6 +129,9 @@ class RequestContextMiddleware:
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        # The request's server span (when tracing is on) carries the id the logs and the
+        # X-Request-ID answer carry, so a trace is found by it; a no-op without tracing.
+        trace.get_current_span().set_attribute("request_id", request_id)
         status = 500
         started = False
 
