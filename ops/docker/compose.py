@@ -4,7 +4,8 @@
 - ``prod``: ``compose.yml`` + ``compose.prod.yml`` (hardened, secrets from files, replicas behind
   a reverse proxy; its required settings are ``${VAR:?message}`` and must come from the caller);
 - ``standins=True`` adds ``compose.ci.yml``: local stand-ins for postgres and redis built from
-  Debian packages, for machines (like CI here) that can't pull images.
+  Debian packages, for machines (like CI here) that can't pull images; for ``prod`` also
+  ``compose.ci.prod.yml``, the reverse proxy's stand-in (Debian's nginx).
 
 Interpolation variables (host ports, ``OPTIMIZER_IMAGE``, ...) are passed in the environment of
 the ``docker compose`` process; none of them reaches the optimizer as a setting.
@@ -31,6 +32,7 @@ COMPOSE_DIR = INFRA_DIR / "docker"
 BASE_FILE = COMPOSE_DIR / "compose.yml"
 PROD_FILE = COMPOSE_DIR / "compose.prod.yml"
 CI_FILE = COMPOSE_DIR / "compose.ci.yml"
+CI_PROD_FILE = COMPOSE_DIR / "compose.ci.prod.yml"
 ENVIRONMENTS: Mapping[str, tuple[Path, ...]] = {
     "dev": (BASE_FILE,),
     "prod": (BASE_FILE, PROD_FILE),
@@ -56,18 +58,23 @@ PROD_PLACEHOLDERS: Mapping[str, str] = {
 @dataclass(frozen=True)
 class Stack:
     """The stack the tasks drive, from the ``llm_optimizer`` config: ``compose.project``,
-    ``compose.env`` and ``compose.standins``, and the service image (``registry``/``image_tag``)."""
+    ``compose.env``, ``compose.standins`` and ``compose.services`` (what ``deploy`` starts; empty:
+    every service), and the service image (``registry``/``image_tag``)."""
 
     project: str
     env: str
     standins: bool
     image: str
+    services: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, standins: bool = False) -> Stack:
         compose = dict(config.get("compose", {}))
         env = str(compose.get("env", "dev"))
         files(env)  # an unknown environment fails here, naming the choices
+        services = compose.get("services") or ()
+        if isinstance(services, str):
+            services = services.split(",")
         return cls(
             project=str(compose.get("project", PROJECT)),
             env=env,
@@ -77,6 +84,7 @@ class Stack:
                 docker_images.default_tag(str(config.get("image_tag", ""))),
                 str(config.get("registry", "")),
             ),
+            services=tuple(str(s).strip() for s in services if str(s).strip()),
         )
 
     def argv(self, *args: str) -> list[str]:
@@ -102,10 +110,12 @@ def combinations() -> list[dict[str, Any]]:
 
 
 def files(env: str, *, standins: bool = False) -> list[Path]:
-    """The compose files of ``env`` (plus the CI stand-ins override)."""
+    """The compose files of ``env`` (plus the CI stand-ins overrides)."""
     if env not in ENVIRONMENTS:
         raise Exit(f"unknown environment {env!r}; choose one of: {', '.join(ENVIRONMENTS)}", 1)
-    return [*ENVIRONMENTS[env], *([CI_FILE] if standins else [])]
+    if not standins:
+        return list(ENVIRONMENTS[env])
+    return [*ENVIRONMENTS[env], CI_FILE, *([CI_PROD_FILE] if env == "prod" else [])]
 
 
 def argv(

@@ -35,7 +35,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "namespace": "llm-optimizer",  # helm/k8s tasks (ops/k8s/helm.py, ops/k8s/kube.py)
         "helm": {"values": []},  # extra values files for `invoke deploy --target helm`
         # The Compose stack the compose.* tasks and `--target compose` drive (ops/docker/compose.py)
-        "compose": {"project": project.PROJECT, "env": "dev", "standins": False},
+        "compose": {"project": project.PROJECT, "env": "dev", "standins": False, "services": ""},
         "deploy": {"target": "local", "env": "dev"},
         # `invoke cluster.*` (ops/k8s/cluster.py);
         # empty state_dir: ~/.local/state/llm-optimizer/cluster
