@@ -167,6 +167,21 @@ CONTROLLER_GEN = GoBuild(
     "sigs.k8s.io/controller-tools/cmd/controller-gen",
     ldflags=(f"-X sigs.k8s.io/controller-tools/pkg/version.version={_CONTROLLER_TOOLS}",),
 )
+# cosign signs the release's images (by digest) and its chart (an OCI artifact): with a key in
+# tests (no Rekor/Fulcio here: --tlog-upload=false), keyless in the release workflow. v2, not v3:
+# v3 fetches its signing config and trusted root from Sigstore's TUF repository by default.
+_COSIGN = "v2.6.5"
+_RELEASE_UTILS = "sigs.k8s.io/release-utils/version"
+COSIGN = GoBuild(
+    "github.com/sigstore/cosign/v2",
+    _COSIGN,
+    "github.com/sigstore/cosign/v2/cmd/cosign",
+    ldflags=(
+        f"-X {_RELEASE_UTILS}.gitVersion={_COSIGN}",
+        f"-X {_RELEASE_UTILS}.gitTreeState=clean",
+        f"-X {_RELEASE_UTILS}.buildDate=1970-01-01T00:00:00Z",  # reproducible
+    ),
+)
 # The Prometheus Operator's API types (Go, kubebuilder markers): controller-gen makes the CRDs of
 # the chart's ServiceMonitor and PrometheusRule from them (ops.k8s.cluster.operator_crds).
 PROMETHEUS_OPERATOR_APIS = GoBuild(
@@ -313,6 +328,13 @@ CATALOGUE: dict[str, Tool] = {
             "d2e71a0605bd41c597b764c67d0aa667ecc9122c79fad741ffc4b0145e9dbf50",
             "the Prometheus Operator's CRDs for the local cluster, from their Go API types",
             ("--version",),
+        ),
+        _go(
+            "cosign",
+            COSIGN,
+            "84784be35fceedf9ee3d7e11d37ebc29a1d1bc4c90fab7e1184eec577ae7f4a4",
+            "signs and verifies the release's images and chart (invoke release, release.verify)",
+            ("version",),
         ),
         _deb("openssl", "openssl", "3.0", "the local cluster's CA and certificates"),
         _deb("promtool", "prometheus", "2.42", "check/test Prometheus config and rules"),
