@@ -2,12 +2,16 @@
 
 Which stack: the ``llm_optimizer.compose`` config (project, env, standins) and the service image
 (``registry``/``image_tag``), read by ``ops.docker.compose.Stack``. ``apply`` builds the service
-image and brings the whole stack up, waiting until every service is running and healthy;
+image and brings the stack up (``compose.services``, default all), waiting until every service is
+running and healthy; with ``--env prod`` on a stack whose optimizer already runs it rolls the
+replicas onto the new image instead, one set beside the other behind the proxy, so no request
+fails (``ops.docker.rollout``). ``restart`` of a prod stack is the same rollout without a build.
 ``down`` removes containers and network and keeps the volumes (the data).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,13 +57,37 @@ def up(
         image=target.image,
         standins=target.standins,
         wait=wait,
-        services=services,
+        services=services or target.services,
     )
 
 
+def _running_replicas(project_name: str) -> int:
+    """How many optimizer replicas run in the project (0 too when no engine answers)."""
+    from ops.docker import engine, rollout
+
+    if not engine.status().answering:
+        return 0
+    return len(rollout.replicas(project_name))
+
+
 def apply(c: Context, *, env: str, dry_run: bool) -> None:
-    """Build the image and bring the whole stack up for ``env``, healthy."""
-    up(c, env=env, dry_run=dry_run)
+    """Build the image and bring the stack up for ``env``, healthy; a running prod stack's
+    optimizer replicas are rolled onto the new image with no failed request."""
+    from ops.docker import compose as compose_stack
+    from ops.docker import images as docker_images
+    from ops.docker import rollout
+    from ops.docker.build_context import IMAGES
+
+    require(env, compose_stack.ENVIRONMENTS)
+    target = dataclasses.replace(stack(c), env=env)
+    running = _running_replicas(target.project) if env == "prod" else 0
+    if not running:
+        up(c, env=env, dry_run=dry_run)
+        return
+    runner = runner_for(c, dry_run=dry_run)
+    print(f"compose prod: {running} optimizer replica(s) run; rolling them onto {target.image}")
+    docker_images.build(runner, IMAGES["service"], tags=[target.image])
+    rollout.roll(runner, target)
 
 
 def status(c: Context) -> int:
@@ -90,9 +118,15 @@ def down(c: Context, *, dry_run: bool) -> None:
 
 
 def restart(c: Context) -> None:
-    """Recreate the ``optimizer`` service's containers (``up --force-recreate --no-deps``) and
-    wait until they are healthy; the image is not rebuilt."""
+    """prod: the rollout of ``apply`` onto the image the stack names, without building it (no
+    failed request). dev: recreate the ``optimizer`` service's containers (``up
+    --force-recreate --no-deps``) and wait until they are healthy; the image is not rebuilt."""
+    from ops.docker import rollout
+
     target = stack(c)
+    if target.env == "prod":
+        rollout.roll(Runner(ctx=c), target)
+        return
     Runner(ctx=c).run(
         target.argv("up", "--detach", "--force-recreate", "--no-deps", "--wait", "optimizer"),
         env={"OPTIMIZER_IMAGE": target.image},

@@ -32,6 +32,8 @@ class LoadFigures:
     errors: dict[str, int] = field(default_factory=dict)  # kind of failure -> how many
     first_failure: float | None = None
     last_failure: float | None = None
+    decided: list[str] = field(default_factory=list)  # decision ids answered 200
+    acknowledged: list[str] = field(default_factory=list)  # decision ids whose feedback got 202
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, seconds: float, error: str | None) -> None:
@@ -113,7 +115,11 @@ def steady_load(
                         figures, lambda: http.post(f"/api/v1/workloads/{WORKLOAD}/decide"), 200
                     )
                     if decided.status_code == 200:
-                        _timed(figures, _feedback_call(http, decided.json()["decision_id"]), 202)
+                        decision_id = str(decided.json()["decision_id"])
+                        figures.decided.append(decision_id)
+                        answer = _timed(figures, _feedback_call(http, decision_id), 202)
+                        if answer.status_code == 202:
+                            figures.acknowledged.append(decision_id)
                 except httpx.HTTPError:
                     pass  # recorded; keep going
                 time.sleep(pause_s)
