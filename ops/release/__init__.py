@@ -1,1 +1,1 @@
-"""Releases: the single version, cutting and verifying a release, the dependency audit."""
+"""Releases: the single version, cutting, signing and verifying a release, the dependency audit."""

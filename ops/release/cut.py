@@ -4,13 +4,16 @@
 it except the tag (and never publishes). Artefacts: sdists and wheels, pex executables per
 platform (and the universal client pex), the images as ``docker save`` archives when an engine
 answers, the Helm chart ``.tgz``, a CycloneDX SBOM, the installer (scripts/install.sh),
-SHA256SUMS and RELEASE_NOTES.md. ``release.publish`` pushes images, the chart (OCI) and the
-GitHub release with credentials taken from the environment only.
+SHA256SUMS and RELEASE_NOTES.md. ``release.publish`` pushes images and the chart (OCI), signs
+each by its digest with cosign (``ops.release.sign``) and creates the GitHub release, with
+credentials taken from the environment only.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -22,7 +25,7 @@ from invoke.exceptions import Exit
 from ops.build import artifacts
 from ops.core import project, python_tools
 from ops.core.runner import Runner
-from ops.release import versioning
+from ops.release import sign, versioning
 
 RELEASE_BRANCH = "main"
 TAG_PREFIX = "v"
@@ -246,13 +249,19 @@ def publish_settings(env: Mapping[str, str] = os.environ) -> dict[str, str]:
     return {key: env[name] for key, name in PUBLISH_ENV.items()}
 
 
-def publish(runner: Runner, version: str, settings: Mapping[str, str]) -> None:
-    """Push the images and the chart, then create the GitHub release with every artefact.
+def publish(
+    runner: Runner,
+    version: str,
+    settings: Mapping[str, str],
+    signer: sign.Signer,
+    directory: Path | None = None,
+) -> None:
+    """Push and sign the images and the chart, then create the GitHub release.
 
     Runs only what the release build produced (dist/<version>/); the runner prints each command
-    (secrets go through stdin, never argv).
+    (secrets go through stdin or the environment, never argv).
     """
-    directory = dist_dir(version)
+    directory = directory or dist_dir(version)
     if not (directory / "SHA256SUMS").is_file():
         raise Exit(f"{directory} has no release build; run `invoke release` first", code=1)
     registry = settings["registry"].rstrip("/")
@@ -261,12 +270,6 @@ def publish(runner: Runner, version: str, settings: Mapping[str, str]) -> None:
         ["docker", "login", host, "--username", settings["registry_user"], "--password-stdin"],
         stdin=settings["registry_password"],
     )
-    for archive in sorted(directory.glob("*.tar")):
-        runner.run(["docker", "load", "--input", archive])
-        name = archive.name.removesuffix(f"-{version}.tar")
-        target = f"{registry}/{name}:{version}"
-        runner.run(["docker", "tag", f"{name}:{version}", target])
-        runner.run(["docker", "push", target])
     from ops.k8s import helm
 
     with tempfile.TemporaryDirectory() as home:
@@ -284,9 +287,76 @@ def publish(runner: Runner, version: str, settings: Mapping[str, str]) -> None:
             stdin=settings["registry_password"],
             env=env,
         )
-        chart_archive = directory / f"{project.CHART_NAME}-{version}.tgz"
-        runner.run(["helm", "push", chart_archive, f"oci://{registry}/charts"], env=env)
+        push_and_sign(runner, directory, version, registry, signer, helm_env=env)
     github_release(version, directory, settings, dry_run=runner.dry_run)
+
+
+HELM_DIGEST = re.compile(r"^Digest:\s*(sha256:[0-9a-f]{64})\s*$", re.MULTILINE)
+
+
+def push_images(runner: Runner, directory: Path, version: str, registry: str) -> list[str]:
+    """Load and push every image archive of ``directory``; each pushed image by digest."""
+    pushed = []
+    for archive in sorted(directory.glob("*.tar")):
+        runner.run(["docker", "load", "--input", archive])
+        name = archive.name.removesuffix(f"-{version}.tar")
+        target = f"{registry}/{name}:{version}"
+        runner.run(["docker", "tag", f"{name}:{version}", target])
+        runner.run(["docker", "push", target])
+        repository = f"{registry}/{name}"
+        if runner.dry_run:
+            pushed.append(f"{repository}@{sign.PUSHED_DIGEST}")
+            continue
+        digests = json.loads(
+            runner.output(
+                ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", target]
+            )
+            or "[]"
+        )
+        mine = [d for d in digests or [] if d.startswith(f"{repository}@")]
+        if len(mine) != 1:
+            raise Exit(f"docker push {target} left no single digest ({digests}); push it again", 1)
+        pushed.append(mine[0])
+    return pushed
+
+
+def push_chart(
+    runner: Runner, directory: Path, version: str, registry: str, helm_env: Mapping[str, str]
+) -> str:
+    """Push the chart archive as an OCI artifact to ``registry``/charts; the chart by digest."""
+    chart_archive = directory / f"{project.CHART_NAME}-{version}.tgz"
+    argv: list[str | os.PathLike[str]] = ["helm", "push", chart_archive, f"oci://{registry}/charts"]
+    if sign.is_loopback(registry):
+        argv.append("--plain-http")
+    result = runner.run(argv, env=helm_env, capture=True)
+    repository = f"{registry}/charts/{project.CHART_NAME}"
+    if result is None:
+        return f"{repository}@{sign.PUSHED_DIGEST}"
+    match = HELM_DIGEST.search(f"{result.stdout}\n{result.stderr}")
+    if match is None:
+        raise Exit(f"helm push printed no digest for {chart_archive.name}: {result.stderr}", 1)
+    print(f"pushed {repository}:{version} ({match.group(1)})")
+    return f"{repository}@{match.group(1)}"
+
+
+def push_and_sign(
+    runner: Runner,
+    directory: Path,
+    version: str,
+    registry: str,
+    signer: sign.Signer,
+    *,
+    helm_env: Mapping[str, str],
+) -> list[str]:
+    """Push the images and the chart of a release directory and sign each by its digest."""
+    if not runner.dry_run:
+        from ops.core import tools
+
+        tools.require("cosign")  # before anything is pushed: nothing goes out unsigned
+    pushed = [*push_images(runner, directory, version, registry)]
+    pushed.append(push_chart(runner, directory, version, registry, helm_env))
+    sign.sign(runner, pushed, signer)
+    return pushed
 
 
 def github_release(

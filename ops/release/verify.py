@@ -12,7 +12,9 @@ naming the artefact and the fix:
   carries only wheels that install on its platform(s);
 - package and image archive names (and an image archive's tag) carry the version.
 
-Signatures are not checked yet (nothing is signed; see docs/releasing.md).
+With ``--registry`` it also checks, with cosign, that every image and the chart pushed there at
+the version carry a valid signature: by the release's public key (``--key``), or by the release
+workflow's keyless identity (``--certificate-identity`` and ``--certificate-oidc-issuer``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from invoke.exceptions import Exit
 from ops.build import artifacts
 from ops.core import project, python_tools
 from ops.core.runner import Runner
-from ops.release import cut, versioning
+from ops.release import cut, sign, versioning
 
 SUMS = "SHA256SUMS"
 SBOM = "sbom.cdx.json"
@@ -55,9 +57,9 @@ if error is not None:
 
 @dataclass
 class Report:
-    """The problems found in one release directory, each naming the artefact and the fix."""
+    """The problems found in a release (directory, registry), each naming artefact and fix."""
 
-    directory: Path
+    subject: str
     problems: list[str] = field(default_factory=list)
 
     def add(self, artefact: str, problem: str, fix: str) -> None:
@@ -67,7 +69,7 @@ class Report:
         if self.problems:
             lines = "\n".join(f"  - {problem}" for problem in self.problems)
             raise Exit(
-                f"release {self.directory} failed verification ({len(self.problems)} "
+                f"release {self.subject} failed verification ({len(self.problems)} "
                 f"problems):\n{lines}",
                 code=1,
             )
@@ -273,7 +275,7 @@ def verify(
     if not directory.is_dir():
         raise Exit(f"{directory} is not a directory; give --dir dist/<version>", code=1)
     version = versioning.validate(version or directory.name)
-    report = Report(directory)
+    report = Report(str(directory))
     check_sums(directory, report)
     if not (directory / NOTES).is_file():
         report.add(NOTES, "missing", REBUILD)
@@ -286,3 +288,49 @@ def verify(
     check_names(directory, version, report)
     check_sbom(runner, directory, report, root)
     return report
+
+
+def registry_references(registry: str, version: str) -> list[str]:
+    """What a release pushes at ``version``: every image and the chart (an OCI artifact)."""
+    from ops.docker import images as docker_images
+
+    registry = registry.rstrip("/")
+    refs = [f"{registry}/{spec.name}:{version}" for spec in docker_images.select("all")]
+    return [*refs, f"{registry}/charts/{project.CHART_NAME}:{version}"]
+
+
+def signature_fix(problem: str, trust: sign.Trust) -> str:
+    """What to do about a signature cosign refused (its error says which case it is)."""
+    if "no signatures found" in problem:
+        return (
+            "the tag points at a digest nobody signed (pushed over after signing, or never "
+            "signed): do not use it; publish the release again (invoke release.publish) or sign "
+            "what you pushed by its digest (invoke release.sign --ref <name>@sha256:...)"
+        )
+    if "digest in claim" in problem:
+        return (
+            "do not use it: the signature it carries was made for another digest (copied onto "
+            "this one); publish the release again (invoke release.publish)"
+        )
+    return (
+        f"do not use it: its signature does not verify against {trust.describe()}; check that "
+        "you trust the release's own key or identity (docs/releasing.md), otherwise publish the "
+        "release again"
+    )
+
+
+def check_signatures(
+    runner: Runner, registry: str, version: str, trust: sign.Trust, report: Report
+) -> None:
+    """Every image and the chart at ``version`` in ``registry`` carry a valid signature."""
+    from ops.core import tools
+
+    tools.require("cosign")
+    for reference in registry_references(registry, version):
+        digest, problem = sign.verify(runner, reference, trust)
+        if problem:
+            report.add(
+                reference, f"signature check failed: {problem}", signature_fix(problem, trust)
+            )
+        elif digest:
+            print(f"{reference}: signed ({digest}) by {trust.describe()}")

@@ -1,7 +1,9 @@
 """Invoke collection: release — bump the single version, build every artefact, tag, publish.
 
 ``invoke release --version X.Y.Z`` checks the preconditions, builds everything into
-dist/X.Y.Z/ and tags vX.Y.Z; ``--dry-run`` does everything except the tag. See docs/releasing.md.
+dist/X.Y.Z/ and tags vX.Y.Z; ``--dry-run`` does everything except the tag. ``release.publish``
+pushes and signs; ``release.sign`` signs pushed references; ``release.verify`` checks a release
+directory and the signatures in a registry. See docs/releasing.md.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from invoke.tasks import task
 from ops.build import artifacts
 from ops.core import project
 from ops.core.runner import runner_for
-from ops.release import cut, versioning
+from ops.release import cut, sign, versioning
 
 PLATFORM_CHOICES = ", ".join([*artifacts.PLATFORMS, artifacts.UNIVERSAL])
 
@@ -121,28 +123,79 @@ def release(
 @task(
     help={
         "version": "the released version to publish (default: the repository version)",
-        "dry_run": "print every push and upload, do none",
+        "dry_run": "print every push, signature and upload, do none",
     }
 )
 def publish(c: Context, version: str = "", dry_run: bool = False) -> None:
-    """Push images and chart (OCI) and create the GitHub release; credentials from env only."""
+    """Push images and chart (OCI), sign each by digest (cosign), create the GitHub release.
+
+    Credentials and the signing key come from the environment only: COSIGN_KEY (a private key
+    file; its password in COSIGN_PASSWORD or the file COSIGN_PASSWORD_FILE), or keyless without it.
+    """
     version = versioning.validate(version or project.version())
     settings = cut.publish_settings()
-    cut.publish(runner_for(c, dry_run=dry_run), version, settings)
+    cut.publish(runner_for(c, dry_run=dry_run), version, settings, sign.signer_from_env())
+
+
+@task(
+    help={
+        "ref": "an image or chart pushed to a registry, by digest: <registry>/<name>@sha256:<hex>"
+        " (repeat)",
+        "dry_run": "print the cosign commands, sign nothing",
+    },
+    iterable=["ref"],
+    name="sign",
+)
+def sign_(c: Context, ref: list[str] | None = None, dry_run: bool = False) -> None:
+    """Sign pushed images or charts by digest with cosign: COSIGN_KEY's key, or keyless."""
+    if not ref:
+        raise Exit("give at least one --ref <registry>/<name>@sha256:<digest> to sign", code=2)
+    signer = sign.signer_from_env()
+    sign.sign(runner_for(c, dry_run=dry_run), ref, signer)
+    how = "keyless" if signer.keyless else f"with {signer.key}"
+    print(f"{'[dry-run] would sign' if dry_run else 'signed'} {len(ref)} reference(s) {how}")
 
 
 @task(
     help={
         "dir": "the release directory to check, e.g. dist/1.2.3",
-        "version": "the release's version (default: the directory's name)",
+        "version": "the release's version (default: the directory's name, else the repository's)",
+        "registry": "also check the signatures of the images and chart pushed there at the "
+        "version, e.g. ghcr.io/OWNER",
+        "key": "the cosign public key the release was signed with (key-signed releases)",
+        "certificate_identity": "the keyless signer's identity: the release workflow at the tag",
+        "certificate_oidc_issuer": "the keyless signer's OIDC issuer (GitHub Actions': "
+        f"{sign.GITHUB_ISSUER})",
     }
 )
-def verify(c: Context, dir: str, version: str = "") -> None:
-    """Check a release directory: SHA256SUMS, SBOM vs uv.lock, chart and pex versions."""
+def verify(
+    c: Context,
+    dir: str = "",
+    version: str = "",
+    registry: str = "",
+    key: str = "",
+    certificate_identity: str = "",
+    certificate_oidc_issuer: str = "",
+) -> None:
+    """Check a release: SHA256SUMS, SBOM vs uv.lock, chart and pex versions; registry signatures."""
     from pathlib import Path
 
     from ops.release import verify as verify_
 
-    report = verify_.verify(runner_for(c), Path(dir), version)
+    if not (dir or registry):
+        raise Exit("give --dir dist/<version>, --registry <registry>, or both", code=2)
+    runner = runner_for(c)
+    checked = []
+    if dir:
+        report = verify_.verify(runner, Path(dir), version)
+        version = version or Path(dir).resolve().name
+        checked.append("SHA256SUMS, SBOM, chart, pex files and packages")
+    else:
+        report = verify_.Report(registry)
+    if registry:
+        trust = sign.trust_from_options(key, certificate_identity, certificate_oidc_issuer)
+        version = versioning.validate(version or project.version())
+        verify_.check_signatures(runner, registry, version, trust, report)
+        checked.append(f"the signatures of every image and the chart in {registry}")
     report.raise_if_failed()
-    print(f"release {report.directory}: SHA256SUMS, SBOM, chart, pex files and packages verified")
+    print(f"release {version}: {' and '.join(checked)} verified")

@@ -60,6 +60,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "release.bump": ("--part", "patch"),
     "release.release": ("--version", "99.0.0"),
     "release.publish": (),
+    "release.sign": ("--ref", "ghcr.io/owner/llm-optimizer-service@sha256:" + "0" * 64),
     "monitoring.up": (),
     "cluster.up": (),
     "cluster.down": (),

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,9 +32,9 @@ from ops.docker.build_context import IMAGES
 from ops.docker.images import BuildResult
 from ops.tasks import docker as docker_tasks
 from tests._support import docker as containers
+from tests._support import registry
 from tests._support.api import create_workload, round_trips
 from tests._support.docker import TEST_TAG
-from tests._support.tools import free_port, require_tool
 
 # The first test here may build the base image and the images from cold (minutes on 2 busy cores).
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -360,35 +359,9 @@ def test_cli_image_runs_the_client_hardened(cli_image: BuildResult) -> None:
 
 @pytest.fixture
 def local_registry(tmp_path: Path) -> Iterator[str]:
-    """Debian's docker-registry (distribution 2.8) on a free 127.0.0.1 port; the engine allows
-    plain HTTP to registries on 127.0.0.0/8."""
-    binary = require_tool("docker-registry")
-    port = free_port()
-    config = tmp_path / "registry.yml"
-    config.write_text(
-        "version: 0.1\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    log = (tmp_path / "registry.log").open("wb")
-    process = subprocess.Popen([str(binary), "serve", str(config)], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            pytest.fail(
-                f"docker-registry did not answer: {(tmp_path / 'registry.log').read_text()}"
-            )
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+    """Debian's docker-registry on a free 127.0.0.1 port (tests/_support/registry.py)."""
+    with registry.local_registry(tmp_path) as address:
+        yield address
 
 
 def test_push_task_pushes_to_the_configured_registry(
