@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from ops.core import project, tools
+from ops.release import sign
 from tests._support.entrypoints import invoke_tasks, nox_sessions
 from tests._support.tools import require_tool
 
@@ -135,3 +136,35 @@ def test_release_workflow_builds_every_platform_of_the_build_session() -> None:
     assert platforms == ["packages", *artifacts.PLATFORMS, artifacts.UNIVERSAL]
     assert release[True] == {"push": {"tags": ["v*"]}}  # YAML 1.1 reads the key `on` as True
     assert tools.CATALOGUE["pex"]  # the build job installs it with invoke setup --only pex
+
+
+def test_release_workflow_signs_keyless_and_verifies_the_signatures() -> None:
+    """Images and chart are signed by digest with the workflow's OIDC identity (no key in the
+    workflow), then release.verify checks them in the registry against that identity."""
+    path = project.ROOT / ".github" / "workflows" / "release.yml"
+    release = load(path)
+    assert "COSIGN_KEY" not in path.read_text()  # keyless: nothing to leak
+    scripts = {
+        job: " ".join(step.get("run", "") for step in spec["steps"])
+        for job, spec in release["jobs"].items()
+    }
+    for job in ("images", "publish"):
+        assert release["jobs"][job]["permissions"]["id-token"] == "write", job
+        assert re.search(r"invoke setup (--only \S+ )*--only cosign", scripts[job]), job
+    assert scripts["images"].index("imagetools create") < scripts["images"].index(
+        "invoke release.sign"
+    )
+    assert '--ref "$REGISTRY/$image@$digest"' in scripts["images"]  # by digest, never a tag
+    assert "invoke release.publish" in scripts["publish"]  # pushes and signs the chart
+    verify_step = next(
+        step
+        for step in release["jobs"]["publish"]["steps"]
+        if "release.verify" in step.get("run", "") and "--registry" in step["run"]
+    )
+    assert "--certificate-identity" in verify_step["run"]
+    assert verify_step["env"]["IDENTITY"] == "https://github.com/${{ github.workflow_ref }}"
+    assert verify_step["env"]["ISSUER"] == sign.GITHUB_ISSUER
+    publish_steps = [s.get("run", "") for s in release["jobs"]["publish"]["steps"]]
+    assert publish_steps.index(verify_step["run"]) > next(
+        i for i, run in enumerate(publish_steps) if "invoke release.publish" in run
+    )
