@@ -3,8 +3,9 @@
 - ``dev``: ``compose.yml`` (the development stack);
 - ``prod``: ``compose.yml`` + ``compose.prod.yml`` (hardened, secrets from files, replicas behind
   a reverse proxy; its required settings are ``${VAR:?message}`` and must come from the caller);
-- ``standins=True`` adds ``compose.ci.yml``: local stand-ins for postgres and redis built from
-  Debian packages, for machines (like CI here) that can't pull images; for ``prod`` also
+- ``standins=True`` adds ``compose.ci.yml``: local stand-ins for the development stack's images
+  (Debian packages; kafka's binary from the tools cache, built by ``ops.docker.standins`` before
+  ``compose up``), for machines (like CI here) that can't pull images; for ``prod`` also
   ``compose.ci.prod.yml``, the reverse proxy's stand-in (Debian's nginx).
 
 Interpolation variables (host ports, ``OPTIMIZER_IMAGE``, ...) are passed in the environment of
@@ -26,6 +27,7 @@ from ops.core.project import INFRA_DIR, PROJECT, SERVICE_IMAGE
 from ops.core.runner import Runner
 from ops.docker import commands
 from ops.docker import images as docker_images
+from ops.docker import standins as standins_images
 from ops.docker.build_context import IMAGES
 
 COMPOSE_DIR = INFRA_DIR / "docker"
@@ -177,6 +179,8 @@ def up(
     """Build the service image as ``image`` (unless ``build`` is false), then ``compose up``."""
     if build:
         docker_images.build(runner, IMAGES["service"], tags=[image])
+    if standins:
+        standins_images.build(runner, CI_FILE)
     args = ["up", "--detach", "--remove-orphans"]
     if wait:
         args += ["--wait", "--wait-timeout", str(WAIT_TIMEOUT_S)]

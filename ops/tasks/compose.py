@@ -2,8 +2,8 @@
 
 ``invoke deploy --target compose`` is ``ops.deploy.compose``. The project name is
 ``llm_optimizer.compose.project`` (default ``llm-optimizer``); with
-``--standins`` (or ``llm_optimizer.compose.standins: true``) postgres and redis are the local
-stand-ins of compose.ci.yml, for machines that can't pull images (``ops.docker.compose.Stack``).
+``--standins`` (or ``llm_optimizer.compose.standins: true``) the images are the local stand-ins
+of compose.ci.yml, for machines that can't pull images (``ops.docker.compose.Stack``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ops.docker import compose as compose_stack
 
 ENV_HELP = "dev (default) or prod (compose.yml + compose.prod.yml)"
-STANDINS_HELP = "add compose.ci.yml: postgres/redis stand-ins built from Debian packages"
+STANDINS_HELP = "add compose.ci.yml: stand-ins built here for every image but grafana/jaeger"
 DRY_RUN_HELP = "print every command and change nothing"
 
 
