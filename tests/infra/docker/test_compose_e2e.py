@@ -1,6 +1,6 @@
-"""Compose end to end: `compose.up --wait` brings up the optimizer, the one-off migrate, postgres
-and redis (the CI stand-ins of compose.ci.yml, since no image can be pulled here), a decide and
-feedback round trip works through the published port, migrations ran once, the db tasks back up,
+"""Compose end to end: `compose.up --wait` brings up the optimizer, the one-off migrate, postgres,
+redis and kafka (the CI stand-ins of compose.ci.yml, since no image can be pulled here), a decide
+and feedback round trip works through the published port, migrations ran once, the db tasks back up,
 verify and restore the stack's PostgreSQL and Redis with `--target compose` (pg_dump/pg_restore
 from the service image), and `down -v` leaves no container, network or volume behind."""
 
@@ -92,7 +92,8 @@ def stack(service_image: BuildResult, monkeypatch_module: pytest.MonkeyPatch) ->
         monkeypatch_module.setenv(key, value)
     ctx = _context(name)
     try:
-        compose_tasks.up(ctx, env="dev", wait=True, services="optimizer")
+        # kafka too: compose.yml gives the optimizer its broker (no depends_on: it is optional).
+        compose_tasks.up(ctx, env="dev", wait=True, services="optimizer,kafka")
         yield Stack(name, f"http://127.0.0.1:{http_port}", api_key)
     finally:
         compose_tasks.down(ctx, volumes=True)
@@ -111,8 +112,8 @@ def test_stack_is_up_and_healthy_with_migrate_completed(stack: Stack) -> None:
         row["Service"]: row
         for row in compose_stack.ps(Runner(echo=False), project=stack.project, standins=True)
     }
-    assert set(rows) == {"optimizer", "migrate", "postgres", "redis"}, rows
-    for service in ("optimizer", "postgres", "redis"):
+    assert set(rows) == {"optimizer", "migrate", "postgres", "redis", "kafka"}, rows
+    for service in ("optimizer", "postgres", "redis", "kafka"):
         assert rows[service]["State"] == "running", rows[service]
         assert rows[service]["Health"] == "healthy", rows[service]
     assert rows["migrate"]["State"] == "exited"
@@ -131,7 +132,7 @@ def test_decide_and_feedback_round_trip_through_the_published_port(stack: Stack)
         assert components["database"] == "ok", health
         assert components["redis"] == "ok", health
         assert components["migrations"] == "ok", health
-        assert components["kafka"] == "disabled", health
+        assert components["kafka"] == "ok", health
         arms = [{"name": "a", "model": "m-a"}, {"name": "b", "model": "m-b"}]
         created = http.post("/api/v1/workloads", json={"name": "compose-e2e", "arms": arms})
         assert created.status_code == 201, created.text
