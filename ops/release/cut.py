@@ -355,7 +355,7 @@ def push_and_sign(
         tools.require("cosign")  # before anything is pushed: nothing goes out unsigned
     pushed = [*push_images(runner, directory, version, registry)]
     pushed.append(push_chart(runner, directory, version, registry, helm_env))
-    sign.sign(runner, pushed, signer)
+    sign.sign(runner, pushed, signer, version)
     return pushed
 
 

@@ -1,7 +1,9 @@
 """Signing the release's images and chart in a registry with cosign, and checking signatures.
 
 Everything is signed by digest (``registry/name@sha256:...``), never by tag: a tag can be
-pushed over, a digest cannot. Two ways to sign:
+pushed over, a digest cannot. Each signature carries the release version as an annotation
+(``org.opencontainers.image.version``) and ``verify`` requires it, so an older release's signed
+image re-tagged as a newer version is refused too. Two ways to sign:
 
 - **with a key** (tests, or a team that keeps its own key): ``COSIGN_KEY`` names the private key
   file (``cosign generate-key-pair``), its password comes from ``COSIGN_PASSWORD`` or from the file
@@ -40,6 +42,8 @@ GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 # from fetching Sigstore's (TUF) one, which it would not use.
 EMPTY_TRUSTED_ROOT = {"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}
 LOOPBACK = ("127.", "localhost", "[::1]")
+# The signed payload's annotation that binds a signature to the release version.
+VERSION_ANNOTATION = "org.opencontainers.image.version"
 # What a dry run shows where the digest of a push would be (nothing was pushed).
 PUSHED_DIGEST = "<digest of the push>"
 
@@ -107,17 +111,20 @@ def by_digest(reference: str, *, dry_run: bool = False) -> str:
     return reference
 
 
-def sign_command(reference: str, signer: Signer, *, dry_run: bool = False) -> list[str]:
-    """The cosign command that signs ``reference`` (by digest) as ``signer`` says."""
-    argv = ["cosign", "sign", "--yes"]
+def sign_command(
+    reference: str, signer: Signer, version: str, *, dry_run: bool = False
+) -> list[str]:
+    """The cosign command that signs ``reference`` (by digest) for ``version``."""
+    argv = ["cosign", "sign", "--yes", "-a", f"{VERSION_ANNOTATION}={version}"]
     if signer.key is not None:
         argv += ["--key", str(signer.key), "--tlog-upload=false"]
     return [*argv, *registry_flags(reference), by_digest(reference, dry_run=dry_run)]
 
 
-def sign(runner: Runner, references: Sequence[str], signer: Signer) -> None:
-    """Sign every reference (each by digest); the key's password goes through the environment."""
-    commands = [sign_command(r, signer, dry_run=runner.dry_run) for r in references]  # all valid
+def sign(runner: Runner, references: Sequence[str], signer: Signer, version: str) -> None:
+    """Sign every reference (each by digest) for ``version``; a key's password goes through the
+    environment."""
+    commands = [sign_command(r, signer, version, dry_run=runner.dry_run) for r in references]
     env = {PASSWORD_ENV: signer.password} if signer.key is not None else None
     for argv, reference in zip(commands, references, strict=True):
         runner.run(argv, env=env, hint=f"cosign could not sign {reference}")
@@ -156,9 +163,11 @@ def trust_from_options(key: str, identity: str, issuer: str) -> Trust:
     return Trust(identity=identity, issuer=issuer)
 
 
-def verify_command(reference: str, trust: Trust, trusted_root: Path | None) -> list[str]:
-    """The cosign command that checks the signatures of ``reference`` against ``trust``."""
-    argv = ["cosign", "verify", "--output", "json"]
+def verify_command(
+    reference: str, trust: Trust, version: str, trusted_root: Path | None
+) -> list[str]:
+    """The cosign command that checks ``reference``'s signatures for ``version`` (``trust``)."""
+    argv = ["cosign", "verify", "--output", "json", "-a", f"{VERSION_ANNOTATION}={version}"]
     if trust.key is not None:
         argv += ["--key", str(trust.key), "--insecure-ignore-tlog=true"]
         if trusted_root is not None:
@@ -173,8 +182,9 @@ def verify_command(reference: str, trust: Trust, trusted_root: Path | None) -> l
     return [*argv, *registry_flags(reference), reference]
 
 
-def verify(runner: Runner, reference: str, trust: Trust) -> tuple[str, str]:
-    """(signed digest, "") when ``reference`` carries a valid signature; ("", problem) if not.
+def verify(runner: Runner, reference: str, trust: Trust, version: str) -> tuple[str, str]:
+    """(signed digest, "") when ``reference`` carries a valid signature for ``version``; ("",
+    problem) if not.
 
     The problem is cosign's own last error line (e.g. "no signatures found", "invalid
     signature"), for the caller to name with the artefact and the fix.
@@ -185,7 +195,7 @@ def verify(runner: Runner, reference: str, trust: Trust) -> tuple[str, str]:
             trusted_root = Path(work) / "trusted_root.json"
             trusted_root.write_text(json.dumps(EMPTY_TRUSTED_ROOT))
         result = runner.run(
-            verify_command(reference, trust, trusted_root), check=False, capture=True
+            verify_command(reference, trust, version, trusted_root), check=False, capture=True
         )
     if result is None:  # dry run
         return "", ""

@@ -13,8 +13,9 @@ naming the artefact and the fix:
 - package and image archive names (and an image archive's tag) carry the version.
 
 With ``--registry`` it also checks, with cosign, that every image and the chart pushed there at
-the version carry a valid signature: by the release's public key (``--key``), or by the release
-workflow's keyless identity (``--certificate-identity`` and ``--certificate-oidc-issuer``).
+the version carry a valid signature for that version: by the release's public key (``--key``), or
+by the release workflow's keyless identity (``--certificate-identity`` and
+``--certificate-oidc-issuer``).
 """
 
 from __future__ import annotations
@@ -307,6 +308,11 @@ def signature_fix(problem: str, trust: sign.Trust) -> str:
             "signed): do not use it; publish the release again (invoke release.publish) or sign "
             "what you pushed by its digest (invoke release.sign --ref <name>@sha256:...)"
         )
+    if "incorrect annotation" in problem:
+        return (
+            "do not use it: it is signed, but for another version (an older release re-tagged, "
+            "or pushed over); publish the release again (invoke release.publish)"
+        )
     if "digest in claim" in problem:
         return (
             "do not use it: the signature it carries was made for another digest (copied onto "
@@ -327,7 +333,7 @@ def check_signatures(
 
     tools.require("cosign")
     for reference in registry_references(registry, version):
-        digest, problem = sign.verify(runner, reference, trust)
+        digest, problem = sign.verify(runner, reference, trust, version)
         if problem:
             report.add(
                 reference, f"signature check failed: {problem}", signature_fix(problem, trust)

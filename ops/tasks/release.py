@@ -141,17 +141,21 @@ def publish(c: Context, version: str = "", dry_run: bool = False) -> None:
     help={
         "ref": "an image or chart pushed to a registry, by digest: <registry>/<name>@sha256:<hex>"
         " (repeat)",
+        "version": "the release version the signatures vouch for (default: the repository's)",
         "dry_run": "print the cosign commands, sign nothing",
     },
     iterable=["ref"],
     name="sign",
 )
-def sign_(c: Context, ref: list[str] | None = None, dry_run: bool = False) -> None:
+def sign_(
+    c: Context, ref: list[str] | None = None, version: str = "", dry_run: bool = False
+) -> None:
     """Sign pushed images or charts by digest with cosign: COSIGN_KEY's key, or keyless."""
     if not ref:
         raise Exit("give at least one --ref <registry>/<name>@sha256:<digest> to sign", code=2)
+    version = versioning.validate(version or project.version())
     signer = sign.signer_from_env()
-    sign.sign(runner_for(c, dry_run=dry_run), ref, signer)
+    sign.sign(runner_for(c, dry_run=dry_run), ref, signer, version)
     how = "keyless" if signer.keyless else f"with {signer.key}"
     print(f"{'[dry-run] would sign' if dry_run else 'signed'} {len(ref)} reference(s) {how}")
 

@@ -258,6 +258,39 @@ def test_a_signature_copied_from_another_digest_is_refused(
     assert "the signature it carries was made for another digest" in found[0]
 
 
+def test_a_signed_image_of_another_version_re_tagged_is_refused(
+    published: Published, keys: Keys
+) -> None:
+    """An image signed (with the release key) for another version, pushed at this version's tag:
+    the signature is valid for its digest, but vouches for another version."""
+    name = project.CLI_IMAGE
+    older = "0.0.0-older.1"
+    target = f"{published.registry}/{name}:{older}"
+    import_image(target, b"an older release\n")
+    try:
+        for line in engine.client().images.push(target, stream=True, decode=True):
+            assert "error" not in line, line
+        digest = manifest_digest(published.registry, name, older)
+        sign.sign(
+            Runner(echo=False),
+            [f"{published.registry}/{name}@{digest}"],
+            sign.Signer(keys.private, PASSWORD),
+            older,
+        )
+        retagged = f"{published.registry}/{name}:{VERSION}"
+        engine.client().images.get(target).tag(retagged)
+        for line in engine.client().images.push(retagged, stream=True, decode=True):
+            assert "error" not in line, line
+        assert manifest_digest(published.registry, name, VERSION) == digest
+    finally:
+        remove_image(target)
+    found = problems(published, keys.public)
+    assert len(found) == 1, found
+    assert found[0].startswith(f"{published.registry}/{name}:{VERSION}: signature check failed")
+    assert "missing or incorrect annotation" in found[0]  # cosign's words
+    assert "it is signed, but for another version" in found[0]
+
+
 def test_a_re_pushed_chart_is_refused(published: Published, keys: Keys, tmp_path: Path) -> None:
     other = package_chart(tmp_path, published.helm_home)
     with tarfile.open(other, "r:gz") as archive:  # the same chart, one byte of values changed
@@ -307,8 +340,9 @@ DIGEST = "sha256:" + "ab" * 32
 
 
 def test_only_references_by_digest_are_signed() -> None:
+    tag = f"ghcr.io/o/{project.CLI_IMAGE}:{VERSION}"
     with pytest.raises(Exit, match=r"is not a reference by digest.*never by a tag"):
-        sign.sign(Runner(dry_run=True), [f"ghcr.io/o/{project.CLI_IMAGE}:{VERSION}"], sign.Signer())
+        sign.sign(Runner(dry_run=True), [tag], sign.Signer(), VERSION)
 
 
 def test_signer_comes_from_the_environment(tmp_path: Path) -> None:
@@ -358,13 +392,14 @@ def test_release_sign_dry_run_prints_the_cosign_commands(keys: Keys) -> None:
     ref = f"ghcr.io/owner/{project.SERVICE_IMAGE}@{DIGEST}"
     keyless = run_invoke("release.sign", "--dry-run", "--ref", ref, env={sign.KEY_ENV: ""})
     assert keyless.returncode == 0, keyless.stderr
-    assert f"[dry-run] cosign sign --yes {ref}" in keyless.stderr
+    annotation = f"-a {sign.VERSION_ANNOTATION}={project.version()}"  # the repository version
+    assert f"[dry-run] cosign sign --yes {annotation} {ref}" in keyless.stderr
     keyed = run_invoke(
         "release.sign", "--dry-run", "--ref", ref,
         env={sign.KEY_ENV: str(keys.private), sign.PASSWORD_ENV: PASSWORD},
     )  # fmt: skip
     assert keyed.returncode == 0, keyed.stderr
-    line = f"[dry-run] cosign sign --yes --key {keys.private} --tlog-upload=false {ref}"
+    line = f"cosign sign --yes {annotation} --key {keys.private} --tlog-upload=false {ref}"
     assert line in keyed.stderr
     assert PASSWORD not in keyed.stdout + keyed.stderr
     refused = run_invoke("release.sign", "--dry-run", "--ref", ref.replace(f"@{DIGEST}", ":1.0.0"))
@@ -376,8 +411,9 @@ def test_keyless_verify_checks_the_release_workflow_identity() -> None:
     identity = "https://github.com/owner/repo/.github/workflows/release.yml@refs/tags/v1.2.3"
     trust = sign.trust_from_options("", identity, sign.GITHUB_ISSUER)
     ref = f"ghcr.io/owner/{project.SERVICE_IMAGE}:1.2.3"
-    assert sign.verify_command(ref, trust, None) == [
-        "cosign", "verify", "--output", "json", "--certificate-identity", identity,
+    assert sign.verify_command(ref, trust, "1.2.3", None) == [
+        "cosign", "verify", "--output", "json", "-a", f"{sign.VERSION_ANNOTATION}=1.2.3",
+        "--certificate-identity", identity,
         "--certificate-oidc-issuer", "https://token.actions.githubusercontent.com", ref,
     ]  # fmt: skip
     result = run_invoke(
@@ -397,5 +433,6 @@ def test_publish_dry_run_pushes_then_signs_each_push_by_its_digest(
     err = capfd.readouterr().err
     for repository in [*IMAGES, f"charts/{project.CHART_NAME}"]:
         pending = f"ghcr.io/owner/{repository}@{sign.PUSHED_DIGEST}"
-        assert f"[dry-run] cosign sign --yes {shlex.quote(pending)}" in err
+        annotation = f"-a {sign.VERSION_ANNOTATION}={VERSION}"
+        assert f"[dry-run] cosign sign --yes {annotation} {shlex.quote(pending)}" in err
     assert err.index("helm push") < err.index("cosign sign")

@@ -155,6 +155,7 @@ def test_release_workflow_signs_keyless_and_verifies_the_signatures() -> None:
         "invoke release.sign"
     )
     assert '--ref "$REGISTRY/$image@$digest"' in scripts["images"]  # by digest, never a tag
+    assert 'invoke release.sign --version "$version"' in scripts["images"]
     assert "invoke release.publish" in scripts["publish"]  # pushes and signs the chart
     verify_step = next(
         step
