@@ -201,6 +201,7 @@ def push_over_the_tag(published: Published, name: str) -> str:
     return manifest_digest(published.registry, name, VERSION)
 
 
+@pytest.mark.docker
 def test_publish_signs_every_image_and_the_chart_by_digest_and_verify_passes(
     published: Published, keys: Keys
 ) -> None:
@@ -220,6 +221,7 @@ def test_publish_signs_every_image_and_the_chart_by_digest_and_verify_passes(
         assert f"signed ({ref.split('@')[1]}) by the public key {keys.public}" in result.stdout
 
 
+@pytest.mark.docker
 def test_an_image_pushed_over_the_signed_tag_is_refused(published: Published, keys: Keys) -> None:
     name = project.CLI_IMAGE
     push_over_the_tag(published, name)
@@ -230,6 +232,7 @@ def test_an_image_pushed_over_the_signed_tag_is_refused(published: Published, ke
     assert "pushed over after signing" in found[0]
 
 
+@pytest.mark.docker
 def test_a_signature_copied_from_another_digest_is_refused(
     published: Published, keys: Keys
 ) -> None:
@@ -258,6 +261,7 @@ def test_a_signature_copied_from_another_digest_is_refused(
     assert "the signature it carries was made for another digest" in found[0]
 
 
+@pytest.mark.docker
 def test_a_signed_image_of_another_version_re_tagged_is_refused(
     published: Published, keys: Keys
 ) -> None:
@@ -291,6 +295,7 @@ def test_a_signed_image_of_another_version_re_tagged_is_refused(
     assert "it is signed, but for another version" in found[0]
 
 
+@pytest.mark.docker
 def test_a_re_pushed_chart_is_refused(published: Published, keys: Keys, tmp_path: Path) -> None:
     other = package_chart(tmp_path, published.helm_home)
     with tarfile.open(other, "r:gz") as archive:  # the same chart, one byte of values changed
@@ -317,6 +322,7 @@ def test_a_re_pushed_chart_is_refused(published: Published, keys: Keys, tmp_path
     assert found[0].startswith(f"{chart}: signature check failed: no signatures found")
 
 
+@pytest.mark.docker
 def test_the_wrong_public_key_is_refused_for_every_artefact(
     published: Published, keys: Keys
 ) -> None:
@@ -424,6 +430,7 @@ def test_keyless_verify_checks_the_release_workflow_identity() -> None:
         assert f"--certificate-oidc-issuer {sign.GITHUB_ISSUER} {reference}" in result.stderr
 
 
+@pytest.mark.docker
 def test_publish_dry_run_pushes_then_signs_each_push_by_its_digest(
     release_dir: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
