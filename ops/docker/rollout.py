@@ -6,8 +6,9 @@ its N replicas without a failed request:
 1. **migrate**: the new image's ``db upgrade`` (the ``migrate`` service, recreated and run to its
    exit; PostgreSQL's advisory lock keeps it from racing anything);
 2. **scale out**: ``up --no-recreate --scale optimizer=2N``: N new replicas on the new image
-   beside the N old ones, which are left alone; compose waits until they are healthy;
-3. **ready**: every new replica answers ``/health/ready`` with 200 (asked inside it);
+   beside the N old ones, which are left alone;
+3. **ready**: every new replica is healthy and answers ``/health/ready`` with 200 (asked inside
+   it); one that exits or is restarted fails the rollout at once;
 4. **proxy**: Docker's DNS lists a replica under the service's name from the moment its
    container starts; nginx re-resolves that name every ``valid=`` seconds of its ``resolver``
    (infra/docker/proxy/nginx.conf), so waiting that long after the last new replica started
@@ -49,7 +50,6 @@ SERVICE = "optimizer"
 MIGRATE = "migrate"
 NGINX_CONF = Path(__file__).resolve().parents[2] / "infra" / "docker" / "proxy" / "nginx.conf"
 READY_TIMEOUT_S = 120.0
-WAIT_TIMEOUT_S = 180
 _RESOLVER_VALID = re.compile(r"^\s*resolver\s[^;]*\bvalid=(\d+)s\b", re.MULTILINE)
 # Asked inside the replica: the host may not reach the Compose network (and the replicas publish
 # nothing). The image's Python, standard library only.
@@ -87,27 +87,53 @@ class Rollout:
         )
 
 
-def replicas(project: str, service: str = SERVICE) -> list[Container]:
-    """The running containers of ``service`` in the Compose ``project``, oldest first."""
+def replicas(project: str, service: str = SERVICE, *, running: bool = True) -> list[Container]:
+    """The containers of ``service`` in the Compose ``project`` (only the running ones unless
+    ``running`` is false), oldest first."""
     from ops.docker import engine
 
     api = engine.client()
     labels = [f"com.docker.compose.project={project}", f"com.docker.compose.service={service}"]
-    found = api.containers.list(filters={"label": labels, "status": "running"})
+    filters: dict[str, str | list[str] | bool] = {"label": labels}
+    if running:
+        filters["status"] = "running"
+    found = api.containers.list(all=not running, filters=filters)
     return sorted(found, key=lambda c: str(c.attrs["Created"]))
 
 
 def is_ready(container: Container) -> bool:
     """True when the replica answers ``/health/ready`` with 200."""
-    code, _ = container.exec_run(list(READY_PROBE))
+    import docker.errors
+
+    try:
+        code, _ = container.exec_run(list(READY_PROBE))
+    except docker.errors.APIError:  # not running (any more)
+        return False
     return code == 0
+
+
+def _ready_and_healthy(container: Container) -> bool:
+    """True once the replica is ready and Docker calls it healthy; Exit as soon as it has
+    exited or been restarted (new code that cannot serve fails fast, not at a timeout)."""
+    container.reload()
+    state = container.attrs["State"]
+    restarts = int(container.attrs.get("RestartCount") or 0)
+    if restarts:
+        raise Exit(f"new replica {container.name} exited and was restarted instead of serving", 1)
+    if state["Status"] in ("exited", "dead"):
+        raise Exit(
+            f"new replica {container.name} exited (code {state['ExitCode']}) instead of serving",
+            code=1,
+        )
+    health = (state.get("Health") or {}).get("Status", "healthy")  # no healthcheck: running
+    return health == "healthy" and is_ready(container)
 
 
 def _wait_ready(containers: list[Container], timeout: float = READY_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout
     waiting = list(containers)
     while waiting:
-        waiting = [c for c in waiting if not is_ready(c)]
+        waiting = [c for c in waiting if not _ready_and_healthy(c)]
         if not waiting:
             return
         if time.monotonic() > deadline:
@@ -134,7 +160,8 @@ def plan(stack: Stack, replicas_now: int) -> list[str]:
     return [
         f"migrate: run `{MIGRATE}` on {stack.image} (db upgrade) to its exit",
         f"scale out: {n} new {SERVICE} replica(s) on {stack.image} beside the {n} running",
-        f"ready: wait until each new replica answers /health/ready (≤ {READY_TIMEOUT_S:.0f} s)",
+        f"ready: wait until each new replica is healthy and answers /health/ready "
+        f"(≤ {READY_TIMEOUT_S:.0f} s; one that exits fails the rollout)",
         f"proxy: wait {valid + 1:.0f} s after the last one started (nginx re-resolves every "
         f"{valid:.0f} s)",
         f"stop the old: SIGTERM each of the {n} old replica(s) (it drains), then remove it",
@@ -163,7 +190,7 @@ def roll(
     migrate = ["up", "--no-deps", "--force-recreate", "--no-color", "--exit-code-from", MIGRATE]
     migrate_argv = stack.argv(*migrate, MIGRATE)
     scale = ["up", "--detach", "--no-deps", "--no-recreate", "--scale", f"{SERVICE}={2 * n}"]
-    scale_argv = stack.argv(*scale, "--wait", "--wait-timeout", str(WAIT_TIMEOUT_S), SERVICE)
+    scale_argv = stack.argv(*scale, SERVICE)
     if runner.dry_run:
         runner.run(migrate_argv, env=env)
         runner.run(scale_argv, env=env)
@@ -179,13 +206,13 @@ def roll(
     began = time.monotonic()
     old_ids = {c.id for c in old}
     try:
-        runner.run(scale_argv, env=env, hint="the new replicas did not become healthy")
+        runner.run(scale_argv, env=env, hint="the new replicas did not start")
         new = [c for c in replicas(stack.project) if c.id not in old_ids]
         if len(new) != n:
             raise Exit(f"expected {n} new replica(s), found {len(new)}", code=1)
         _wait_ready(new)
     except Exit as failure:
-        stray = [c for c in replicas(stack.project) if c.id not in old_ids]
+        stray = [c for c in replicas(stack.project, running=False) if c.id not in old_ids]
         logs = "\n".join(f"--- {c.name}\n{_tail(c)}" for c in stray)
         _remove(stray)
         raise Exit(

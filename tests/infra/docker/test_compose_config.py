@@ -237,3 +237,16 @@ def test_prod_keys_file_mode_is_one_the_service_accepts(tmp_path: Path) -> None:
     keys.chmod(int(mode, 8))
     settings = load_settings(environment="production", auth={"api_keys_file": keys})
     assert production_problems(settings) == []
+
+
+def test_compose_ci_prod_adds_the_proxy_standin_to_prod_only() -> None:
+    """compose.ci.prod.yml: nginx's stand-in (and no broker or tracing backend for the
+    optimizer), added after compose.ci.yml for prod only: the development stack has no proxy."""
+    ci_prod = yaml.safe_load(compose_stack.CI_PROD_FILE.read_text())
+    assert set(ci_prod["services"]) == {"proxy", "optimizer", "migrate"}
+    assert ci_prod["services"]["proxy"]["build"]["context"] == "standins/nginx"
+    assert compose_stack.files("prod", standins=True)[-2:] == [
+        compose_stack.CI_FILE,
+        compose_stack.CI_PROD_FILE,
+    ]
+    assert compose_stack.CI_PROD_FILE not in compose_stack.files("dev", standins=True)

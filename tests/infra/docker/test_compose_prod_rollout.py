@@ -34,10 +34,14 @@ import docker.errors
 import httpx
 import pytest
 from docker.models.containers import Container
+from invoke.config import Config
+from invoke.context import Context
+from invoke.exceptions import Exit
 
 from ops.core import project
 from ops.core.project import IMAGE_UID, ROOT
 from ops.core.runner import Runner
+from ops.deploy import compose as compose_target
 from ops.deploy import load
 from ops.docker import commands, engine, rollout
 from ops.docker import compose as compose_stack
@@ -333,6 +337,73 @@ def test_deploy_onto_new_code_under_load_fails_no_request_and_loses_no_feedback(
             counted = sum(arm["feedback"] for arm in report["arms"])
             time.sleep(0.5)
     assert counted == len(acknowledged), report
+
+
+def _variables(prod: ProdStack) -> dict[str, str]:
+    """The stack's Compose variables (the secrets' files, ports, ...), without Invoke's."""
+    return {k: v for k, v in prod.invoke_env.items() if not k.startswith("INVOKE_")}
+
+
+def test_a_rollout_whose_new_replicas_cannot_serve_leaves_the_old_ones_serving(
+    prod: ProdStack,
+) -> None:
+    """New code that migrates but cannot serve (its metrics listener is set to an address that
+    is not the container's, so `serve` exits 1): the rollout fails at once naming it, removes
+    the new replicas, and the old ones never stop serving."""
+    broken = f"{IMAGE}-broken"
+    Runner(echo=True).run(
+        ["docker", "build", "--quiet", "--tag", broken, "-"],
+        env=dict(commands.BUILD_ENV),
+        stdin=f"FROM {IMAGE}\nENV LLM_OPTIMIZER_SERVER__METRICS_HOST=192.0.2.1\n",
+        capture=True,
+    )
+    stack = compose_stack.Stack(prod.project, "prod", True, broken)
+    before = sorted(str(c.id) for c in rollout.replicas(prod.project))
+    try:
+        with (
+            load.steady_load(prod.url, prod.api_key, workers=2) as figures,
+            pytest.raises(Exit) as failure,
+        ):
+            rollout.roll(Runner(echo=True), stack, variables=_variables(prod))
+    finally:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            engine.client().images.remove(broken, force=True)  # migrate ran on it
+    print(f"failed rollout under load: {figures.summary()}")
+    assert "removed the new replica(s), the 2 old one(s) still serve" in str(failure.value)
+    assert re.search(r"new replica \S+ exited .*instead of serving", str(failure.value))
+    assert "cannot listen on 192.0.2.1" in str(failure.value)  # the new replica's log
+    assert sorted(str(c.id) for c in _containers(prod.project, "optimizer")) == before
+    assert figures.requests > 0
+    assert figures.failed == 0, figures.summary()
+
+
+def test_restart_of_a_prod_stack_rolls_the_replicas_without_a_failed_request(
+    prod: ProdStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compose target's restart (what `invoke verify` measures) on a prod stack is the
+    rollout onto the image it runs, without a build."""
+    for key, value in _variables(prod).items():  # what `compose` needs: the secrets' files
+        monkeypatch.setenv(key, value)
+    compose = {"project": prod.project, "env": "prod", "standins": True}
+    ctx = Context(
+        Config(
+            overrides={
+                "llm_optimizer": {"registry": "", "image_tag": ROLLOUT_TAG, "compose": compose}
+            }
+        )
+    )
+    before = {str(c.id) for c in rollout.replicas(prod.project)}
+    image_id = str(commands.image_attrs(IMAGE)["Id"])
+    with load.steady_load(prod.url, prod.api_key, workers=4) as figures:
+        time.sleep(1.0)
+        compose_target.restart(ctx)
+        time.sleep(1.0)
+    print(f"compose prod restart under load: {figures.summary()}")
+    after = rollout.replicas(prod.project)
+    assert len(after) == REPLICAS
+    assert not before & {str(c.id) for c in after}
+    assert {c.attrs["Image"] for c in after} == {image_id}
+    assert figures.failed == 0, figures.summary()
 
 
 def test_down_volumes_leaves_nothing_behind(prod: ProdStack) -> None:
