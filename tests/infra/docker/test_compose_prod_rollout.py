@@ -160,8 +160,8 @@ def prod(
     }
     runner = Runner(echo=True)
     try:
-        # `compose up` itself (not ops.docker.compose.up, which also builds the host-built
-        # stand-ins of the development stack, kafka and jaeger, that these services don't use).
+        # `compose up` itself: ops.docker.compose.up would also build the development stack's
+        # host-built stand-in (kafka), which these services don't use.
         wait = ["--wait", "--wait-timeout", str(compose_stack.WAIT_TIMEOUT_S)]
         runner.run(
             compose_stack.argv("prod", name, "up", "--detach", *wait, *SERVICES, standins=True),
