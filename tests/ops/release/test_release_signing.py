@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -219,6 +220,10 @@ def test_publish_signs_every_image_and_the_chart_by_digest_and_verify_passes(
     assert f"release {VERSION}: the signatures of every image and the chart" in result.stdout
     for ref in published.pushed:
         assert f"signed ({ref.split('@')[1]}) by the public key {keys.public}" in result.stdout
+    for reference in verify.registry_references(published.registry, VERSION):
+        assert re.search(rf"^\+ cosign verify .* --key {keys.public} .* {re.escape(reference)}$",
+                         result.stderr, re.MULTILINE)  # fmt: skip
+    assert "TUF" not in result.stderr  # offline: the empty trusted root stops cosign fetching one
 
 
 @pytest.mark.docker
