@@ -37,6 +37,7 @@ from ops.release import cut, sign, verify
 from tests._support import registry
 from tests._support.docker import docker_engine  # noqa: F401
 from tests._support.tools import require_tool
+from tests.ops.release.conftest import clean_env
 
 VERSION = "0.0.1-signing.1"  # not the repository's: nothing a real build tagged is touched
 PASSWORD = "correct horse battery staple"  # the test key pair's password (COSIGN_PASSWORD)
@@ -448,3 +449,43 @@ def test_publish_dry_run_pushes_then_signs_each_push_by_its_digest(
         annotation = f"-a {sign.VERSION_ANNOTATION}={VERSION}"
         assert f"[dry-run] cosign sign --yes {annotation} {shlex.quote(pending)}" in err
     assert err.index("helm push") < err.index("cosign sign")
+
+
+@pytest.mark.docker
+def test_release_verify_checks_a_directory_and_its_registry_in_one_run(
+    docker_engine: engine.EngineStatus,  # noqa: F811 (fixture)
+    released: Path,
+    keys: Keys,
+    tmp_path: Path,
+) -> None:
+    """What the release workflow runs after publishing: --dir and --registry together, from the
+    released commit. The registry holds the release's own chart and one-file images at its
+    version (tagged only under the registry's name: no local tag of a real build is touched)."""
+    version = released.name
+    (tmp_path / "registry").mkdir()
+    with registry.local_registry(tmp_path / "registry") as address:
+        pushed = []
+        try:
+            for name in IMAGES:
+                target = f"{address}/{name}:{version}"
+                import_image(target, f"{name} {version}\n".encode())
+                for line in engine.client().images.push(target, stream=True, decode=True):
+                    assert "error" not in line, line
+                pushed.append(f"{address}/{name}@{manifest_digest(address, name, version)}")
+            runner = Runner(echo=False)
+            helm_env = helm.helm_home_env(tmp_path / "helm")
+            pushed.append(cut.push_chart(runner, released, version, address, helm_env))
+            sign.sign(runner, pushed, sign.Signer(keys.private, PASSWORD), version)
+            argv = [sys.executable, "-m", "invoke", "release.verify", "--dir", str(released),
+                    "--registry", address, "--key", str(keys.public)]  # fmt: skip
+            result = subprocess.run(
+                argv, cwd=released.parent.parent, env=clean_env(), capture_output=True, text=True
+            )
+        finally:
+            for name in IMAGES:
+                remove_image(f"{address}/{name}:{version}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        f"release {version}: SHA256SUMS, SBOM, chart, pex files and packages and the signatures "
+        f"of every image and the chart in {address} verified"
+    ) in result.stdout
