@@ -1,11 +1,12 @@
 """Rolling update of the optimizer replicas of a running Compose stack behind its reverse proxy.
 
 ``invoke deploy --target compose --env prod`` on a stack whose optimizer already runs replaces
-its N replicas without a failed request:
+its N replicas by M on the new image (M: the files' ``deploy.replicas``, ``OPTIMIZER_REPLICAS``)
+without a failed request:
 
 1. **migrate**: the new image's ``db upgrade`` (the ``migrate`` service, recreated and run to its
    exit; PostgreSQL's advisory lock keeps it from racing anything);
-2. **scale out**: ``up --no-recreate --scale optimizer=2N``: N new replicas on the new image
+2. **scale out**: ``up --no-recreate --scale optimizer=N+M``: M new replicas on the new image
    beside the N old ones, which are left alone;
 3. **ready**: every new replica is healthy and answers ``/health/ready`` with 200 (asked inside
    it); one that exits or is restarted fails the rollout at once;
@@ -21,7 +22,7 @@ its N replicas without a failed request:
    it retries elsewhere). nginx retries a POST whose upstream failed (``non_idempotent``):
    feedback is idempotent per decision id, and a decide is retried only when it failed before
    the replica answered it (see docs/operations.md for what that means);
-6. **check**: exactly N replicas run, all on the new image.
+6. **check**: exactly M replicas run, all on the new image.
 
 A failure in steps 2 or 3 removes the new replicas and leaves the old ones serving. A dry run prints
 the plan and every command, and touches nothing.
@@ -153,19 +154,29 @@ def _remove(containers: list[Container]) -> None:
         commands.remove(container)
 
 
-def plan(stack: Stack, replicas_now: int) -> list[str]:
-    """The steps of a rollout of ``replicas_now`` replicas, in words."""
+def configured_replicas(runner: Runner, stack: Stack, env: Mapping[str, str]) -> int:
+    """How many optimizer replicas the stack's files ask for (``deploy.replicas``, e.g.
+    compose.prod.yml's ``OPTIMIZER_REPLICAS``; 1 when unset). Read even in a dry run."""
+    import json
+
+    model = json.loads(runner.output(stack.argv("config", "--format", "json"), env=dict(env)))
+    replicas = (model["services"][SERVICE].get("deploy") or {}).get("replicas")
+    return int(replicas) if replicas is not None else 1
+
+
+def plan(stack: Stack, replicas_now: int, wanted: int) -> list[str]:
+    """The steps of a rollout from ``replicas_now`` replicas to ``wanted`` new ones, in words."""
     n = replicas_now
     valid = proxy_resolve_interval()
     return [
         f"migrate: run `{MIGRATE}` on {stack.image} (db upgrade) to its exit",
-        f"scale out: {n} new {SERVICE} replica(s) on {stack.image} beside the {n} running",
+        f"scale out: {wanted} new {SERVICE} replica(s) on {stack.image} beside the {n} running",
         f"ready: wait until each new replica is healthy and answers /health/ready "
         f"(≤ {READY_TIMEOUT_S:.0f} s; one that exits fails the rollout)",
         f"proxy: wait {valid + 1:.0f} s after the last one started (nginx re-resolves every "
         f"{valid:.0f} s)",
         f"stop the old: SIGTERM each of the {n} old replica(s) (it drains), then remove it",
-        f"check: {n} replica(s) run, all on the new image",
+        f"check: {wanted} replica(s) run, all on the new image",
     ]
 
 
@@ -185,11 +196,12 @@ def roll(
             "start the stack first: invoke deploy --target compose --env prod",
             code=1,
         )
-    for number, step in enumerate(plan(stack, n), 1):
+    wanted = configured_replicas(runner, stack, env)
+    for number, step in enumerate(plan(stack, n, wanted), 1):
         print(f"rollout {number}/6 {step}")
     migrate = ["up", "--no-deps", "--force-recreate", "--no-color", "--exit-code-from", MIGRATE]
     migrate_argv = stack.argv(*migrate, MIGRATE)
-    scale = ["up", "--detach", "--no-deps", "--no-recreate", "--scale", f"{SERVICE}={2 * n}"]
+    scale = ["up", "--detach", "--no-deps", "--no-recreate", "--scale", f"{SERVICE}={n + wanted}"]
     scale_argv = stack.argv(*scale, SERVICE)
     if runner.dry_run:
         runner.run(migrate_argv, env=env)
@@ -208,8 +220,8 @@ def roll(
     try:
         runner.run(scale_argv, env=env, hint="the new replicas did not start")
         new = [c for c in replicas(stack.project) if c.id not in old_ids]
-        if len(new) != n:
-            raise Exit(f"expected {n} new replica(s), found {len(new)}", code=1)
+        if len(new) != wanted:
+            raise Exit(f"expected {wanted} new replica(s), found {len(new)}", code=1)
         _wait_ready(new)
     except Exit as failure:
         stray = [c for c in replicas(stack.project, running=False) if c.id not in old_ids]
@@ -247,9 +259,9 @@ def roll(
 
     now = replicas(stack.project)
     wrong = [str(c.name) for c in now if c.attrs["Image"] != report.image_id]
-    if len(now) != n or wrong:
+    if len(now) != wanted or wrong:
         raise Exit(
-            f"after the rollout {len(now)} replica(s) run (expected {n}); "
+            f"after the rollout {len(now)} replica(s) run (expected {wanted}); "
             f"not on the new image: {', '.join(wrong) or 'none'}",
             code=1,
         )
