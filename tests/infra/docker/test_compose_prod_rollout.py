@@ -251,6 +251,33 @@ def test_containers_are_read_only_without_capabilities_and_hold_no_secret(
             assert not leaks, f"{container.name} shows a secret in its env or command line"
 
 
+def test_the_proxy_standin_needs_no_capability_to_bind(prod: ProdStack) -> None:
+    """nginx (stand-in) read-only with only CHOWN, SETUID and SETGID serves on 8080: of
+    compose.prod.yml's cap_add, NET_BIND_SERVICE is not needed (kept: the real image's file)."""
+    [proxy] = _containers(prod.project, "proxy")
+    conf = ROOT / "infra" / "docker" / "proxy" / "nginx.conf"
+    container = engine.client().containers.run(
+        str(proxy.attrs["Config"]["Image"]),
+        detach=True,
+        read_only=True,
+        cap_drop=["ALL"],
+        cap_add=["CHOWN", "SETUID", "SETGID"],
+        security_opt=["no-new-privileges:true"],
+        tmpfs={"/tmp": "size=16m", "/var/cache/nginx": "size=32m", "/var/run": "size=1m"},
+        volumes={str(conf): {"bind": "/etc/nginx/nginx.conf", "mode": "ro"}},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # nginx answers (502: no optimizer on this network), so it bound 8080
+            _, out = container.exec_run(["wget", "-S", "-O", "/dev/null", "http://127.0.0.1:8080/"])
+            if b"HTTP/1.1 502" in out or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert b"HTTP/1.1 502" in out, container.logs().decode(errors="replace")
+    finally:
+        commands.remove(container)
+
+
 def _stored(prod: ProdStack, table: str, column: str = "decision_id") -> set[str]:
     """The decision ids in ``table`` (decisions: ``id``; feedback), read in the postgres
     container."""
