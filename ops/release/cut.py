@@ -3,9 +3,11 @@
 ``invoke release`` = preconditions → build → notes → SHA256SUMS → tag; ``--dry-run`` does all of
 it except the tag (and never publishes). Artefacts: sdists and wheels, pex executables per
 platform (and the universal client pex), the images as ``docker save`` archives when an engine
-answers, the Helm chart ``.tgz``, a CycloneDX SBOM, the installer (scripts/install.sh),
+answers (each with its CycloneDX SBOM, made by syft), the Helm chart ``.tgz``, a CycloneDX SBOM
+of the locked Python dependencies, the installer (scripts/install.sh),
 SHA256SUMS and RELEASE_NOTES.md. ``release.publish`` pushes images and the chart (OCI), signs
-each by its digest with cosign (``ops.release.sign``) and creates the GitHub release, with
+each by its digest with cosign (``ops.release.sign``), attests each image's SBOM to it, signs
+SHA256SUMS (SHA256SUMS.sig, or a keyless bundle) and creates the GitHub release, with
 credentials taken from the environment only.
 """
 
@@ -25,7 +27,7 @@ from invoke.exceptions import Exit
 from ops.build import artifacts
 from ops.core import project, python_tools
 from ops.core.runner import Runner
-from ops.release import sign, versioning
+from ops.release import image_sbom, sign, versioning
 
 RELEASE_BRANCH = "main"
 TAG_PREFIX = "v"
@@ -116,18 +118,21 @@ def release_notes(runner: Runner, version: str, target: Path) -> Path:
     return target
 
 
-def locked_requirements(runner: Runner, root: Path = project.ROOT) -> str:
-    """Every package's locked third-party runtime requirements, exported from uv.lock.
+def locked_requirements(runner: Runner, root: Path = project.ROOT, package: str = "") -> str:
+    """Every package's (or one ``package``'s) locked third-party runtime requirements, from
+    uv.lock.
 
-    What the SBOM lists; ``release.verify`` compares an SBOM with the same export.
+    What the SBOM lists; ``release.verify`` compares an SBOM with the same export (and an image
+    SBOM with its package's).
     """
+    which = ["--package", package] if package else ["--all-packages"]
     return runner.output(
         python_tools.uv(
             "export",
             "--frozen",
             "--no-hashes",
             "--no-dev",
-            "--all-packages",
+            *which,
             "--no-emit-workspace",
             "--no-header",
             "--no-annotate",
@@ -214,10 +219,11 @@ def build_all(
         chart(runner, staging, workdir)
         shutil.copy2(root / INSTALLER, staging / INSTALLER.name)
         if with_images:
-            images(runner, staging)
+            image_sbom.scan_archives(runner, images(runner, staging), version)
         sbom(runner, staging / "sbom.cdx.json", workdir)
         release_notes(runner, version, staging / "RELEASE_NOTES.md")
-        files = [p for p in staging.rglob("*") if p.is_file() and p.name != "SHA256SUMS"]
+        unlisted = {"SHA256SUMS", sign.SUMS_SIGNATURE, sign.SUMS_BUNDLE}
+        files = [p for p in staging.rglob("*") if p.is_file() and p.name not in unlisted]
         artifacts.write_sha256sums(staging, files)
         if final.exists():
             shutil.rmtree(final)
@@ -256,7 +262,8 @@ def publish(
     signer: sign.Signer,
     directory: Path | None = None,
 ) -> None:
-    """Push and sign the images and the chart, then create the GitHub release.
+    """Push, sign and attest the images, push and sign the chart, sign SHA256SUMS, then
+    create the GitHub release.
 
     Runs only what the release build produced (dist/<version>/); the runner prints each command
     (secrets go through stdin or the environment, never argv).
@@ -288,6 +295,7 @@ def publish(
             env=env,
         )
         push_and_sign(runner, directory, version, registry, signer, helm_env=env)
+    sign.sign_sums(runner, directory, signer)
     github_release(version, directory, settings, dry_run=runner.dry_run)
 
 
@@ -348,14 +356,26 @@ def push_and_sign(
     *,
     helm_env: Mapping[str, str],
 ) -> list[str]:
-    """Push the images and the chart of a release directory and sign each by its digest."""
+    """Push the images and the chart of a release directory and sign each by its digest;
+    attest each image's SBOM (``<image>-<version>.cdx.json``) to the image's digest."""
+    archives = sorted(directory.glob("*.tar"))
+    sboms = [directory / image_sbom.file_name(a.name.removesuffix(f"-{version}.tar"), version)
+             for a in archives]  # fmt: skip
+    missing = [p.name for p in sboms if not p.is_file()]
+    if missing:
+        raise Exit(
+            f"{directory} has no SBOM {', '.join(missing)} for its image archives; rebuild the "
+            "release (invoke release.build) so that nothing is pushed without its SBOM",
+            code=1,
+        )
     if not runner.dry_run:
         from ops.core import tools
 
         tools.require("cosign")  # before anything is pushed: nothing goes out unsigned
-    pushed = [*push_images(runner, directory, version, registry)]
-    pushed.append(push_chart(runner, directory, version, registry, helm_env))
+    images_pushed = push_images(runner, directory, version, registry)
+    pushed = [*images_pushed, push_chart(runner, directory, version, registry, helm_env)]
     sign.sign(runner, pushed, signer, version)
+    image_sbom.attest(runner, dict(zip(images_pushed, sboms, strict=True)), signer)
     return pushed
 
 

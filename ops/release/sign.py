@@ -46,6 +46,10 @@ LOOPBACK = ("127.", "localhost", "[::1]")
 VERSION_ANNOTATION = "org.opencontainers.image.version"
 # What a dry run shows where the digest of a push would be (nothing was pushed).
 PUSHED_DIGEST = "<digest of the push>"
+# SHA256SUMS's signature (key-signed releases) and Sigstore bundle (keyless releases): beside
+# it in the release directory, never listed in it.
+SUMS_SIGNATURE = "SHA256SUMS.sig"
+SUMS_BUNDLE = "SHA256SUMS.cosign.bundle"
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,31 @@ def sign(runner: Runner, references: Sequence[str], signer: Signer, version: str
         runner.run(argv, env=env, hint=f"cosign could not sign {reference}")
 
 
+def sign_blob_command(path: Path, signer: Signer) -> list[str]:
+    """The cosign command that signs the file ``path`` (SHA256SUMS) beside itself."""
+    if signer.key is not None:
+        output = ["--key", str(signer.key), "--tlog-upload=false", "--output-signature"]
+        return [
+            "cosign",
+            "sign-blob",
+            "--yes",
+            *output,
+            str(path.parent / SUMS_SIGNATURE),
+            str(path),
+        ]
+    return ["cosign", "sign-blob", "--yes", "--bundle", str(path.parent / SUMS_BUNDLE), str(path)]
+
+
+def sign_sums(runner: Runner, directory: Path, signer: Signer) -> Path:
+    """Sign ``directory``'s SHA256SUMS: SHA256SUMS.sig (a key) or SHA256SUMS.cosign.bundle."""
+    sums = directory / "SHA256SUMS"
+    for stale in (SUMS_SIGNATURE, SUMS_BUNDLE):
+        (directory / stale).unlink(missing_ok=True)
+    env = {PASSWORD_ENV: signer.password} if signer.key is not None else None
+    runner.run(sign_blob_command(sums, signer), env=env, hint=f"cosign could not sign {sums}")
+    return directory / (SUMS_SIGNATURE if signer.key is not None else SUMS_BUNDLE)
+
+
 @dataclass(frozen=True)
 class Trust:
     """What a signature must chain to: a public key, or a keyless identity and its issuer."""
@@ -161,6 +190,31 @@ def trust_from_options(key: str, identity: str, issuer: str) -> Trust:
             2,
         )
     return Trust(identity=identity, issuer=issuer)
+
+
+def verify_blob_command(path: Path, trust: Trust) -> list[str]:
+    """The cosign command that checks the signature (or keyless bundle) of the file ``path``."""
+    if trust.key is not None:
+        signature = str(path.parent / SUMS_SIGNATURE)
+        flags = ["--key", str(trust.key), "--signature", signature, "--insecure-ignore-tlog=true"]
+        return ["cosign", "verify-blob", *flags, str(path)]
+    return [
+        "cosign", "verify-blob", "--bundle", str(path.parent / SUMS_BUNDLE),
+        "--certificate-identity", trust.identity,
+        "--certificate-oidc-issuer", trust.issuer, str(path),
+    ]  # fmt: skip
+
+
+def verify_blob(runner: Runner, path: Path, trust: Trust) -> str:
+    """ "" when ``path`` (SHA256SUMS) carries a valid signature by ``trust``; the problem if not."""
+    proof = path.parent / (SUMS_SIGNATURE if trust.key is not None else SUMS_BUNDLE)
+    if not proof.is_file():
+        return f"{proof.name} is missing"
+    result = runner.run(verify_blob_command(path, trust), check=False, capture=True)
+    if result is None or result.exited == 0:
+        return ""
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    return lines[-1].removeprefix("Error:").strip() if lines else f"cosign exited {result.exited}"
 
 
 def verify_command(

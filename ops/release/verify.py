@@ -10,12 +10,18 @@ naming the artefact and the fix:
 - the chart archive's Chart.yaml ``version`` and ``appVersion`` equal the release version;
 - every pex is named ``<dist>-<version>-<platform>.pex``, requires ``<dist>==<version>`` and
   carries only wheels that install on its platform(s);
-- package and image archive names (and an image archive's tag) carry the version.
+- package and image archive names (and an image archive's tag) carry the version;
+- each image archive has its SBOM (``<image>-<version>.cdx.json``, made by syft): schema-valid
+  CycloneDX naming the image and the version, listing the image's package and the locked Python
+  dependencies it ships (a sanity check: not every OS package);
+- with ``--key`` or a keyless identity, SHA256SUMS carries a valid signature (SHA256SUMS.sig)
+  or keyless bundle (SHA256SUMS.cosign.bundle).
 
 With ``--registry`` it also checks, with cosign, that every image and the chart pushed there at
 the version carry a valid signature for that version: by the release's public key (``--key``), or
 by the release workflow's keyless identity (``--certificate-identity`` and
-``--certificate-oidc-issuer``).
+``--certificate-oidc-issuer``); and that every image carries a verified CycloneDX attestation
+whose SBOM names it (and, with ``--dir``, equals the release's SBOM file).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from invoke.exceptions import Exit
@@ -34,7 +41,7 @@ from invoke.exceptions import Exit
 from ops.build import artifacts
 from ops.core import project, python_tools
 from ops.core.runner import Runner
-from ops.release import cut, sign, versioning
+from ops.release import cut, image_sbom, sign, versioning
 
 SUMS = "SHA256SUMS"
 SBOM = "sbom.cdx.json"
@@ -76,12 +83,17 @@ class Report:
             )
 
 
+# SHA256SUMS and what signs it (a signature cannot list itself).
+UNLISTED = frozenset({SUMS, sign.SUMS_SIGNATURE, sign.SUMS_BUNDLE})
+
+
 def release_files(directory: Path) -> set[str]:
-    """Every file of the release directory but SHA256SUMS, as POSIX paths relative to it."""
+    """Every file of the release directory but SHA256SUMS (and its signature), as POSIX paths
+    relative to it."""
     return {
         p.relative_to(directory).as_posix()
         for p in directory.rglob("*")
-        if p.is_file() and p.relative_to(directory).as_posix() != SUMS
+        if p.is_file() and p.relative_to(directory).as_posix() not in UNLISTED
     }
 
 
@@ -115,19 +127,108 @@ def check_sums(directory: Path, report: Report) -> None:
             )
 
 
-def locked_dependencies(runner: Runner, root: Path) -> dict[str, str]:
-    """Name (normalised) -> version of every locked runtime dependency the release ships."""
+def locked_dependencies(
+    runner: Runner, root: Path, package: str = "", *, on_linux: bool = False
+) -> dict[str, str]:
+    """Name (normalised) -> version of every locked runtime dependency the release ships (or
+    ``package`` ships; ``on_linux``: only those its markers install in a Linux image)."""
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
+    linux = {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix"}
     locked: dict[str, str] = {}
-    for line in cut.locked_requirements(runner, root).splitlines():
+    for line in cut.locked_requirements(runner, root, package).splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         requirement = Requirement(line)
+        if on_linux and requirement.marker and not requirement.marker.evaluate(linux):
+            continue
         pins = [s.version for s in requirement.specifier if s.operator == "=="]
         locked[canonicalize_name(requirement.name)] = pins[0] if pins else ""
     return locked
+
+
+def schema_check(runner: Runner, path: Path, report: Report, root: Path) -> None:
+    """The SBOM at ``path`` validates against the CycloneDX JSON schema of its specVersion."""
+    with tempfile.TemporaryDirectory(prefix="llm-optimizer-verify-") as work:
+        script = Path(work) / "validate_sbom.py"
+        script.write_text(VALIDATE_SBOM)
+        result = runner.run(
+            python_tools.uv_run(["release"], "python", str(script), str(path)),
+            cwd=root,
+            check=False,
+            capture=True,
+        )
+    if result is not None and result.exited != 0:
+        last = (result.stdout.strip() or result.stderr.strip()).splitlines()[-1:]
+        report.add(path.name, f"fails the CycloneDX schema: {' '.join(last)}", REBUILD)
+
+
+def load_bom(path: Path, report: Report) -> dict[str, Any] | None:
+    """The CycloneDX document at ``path``, or None (reported) if it is not one."""
+    try:
+        bom = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        report.add(path.name, f"is not JSON ({error})", REBUILD)
+        return None
+    if not isinstance(bom, dict) or bom.get("bomFormat") != "CycloneDX":
+        report.add(path.name, "is not a CycloneDX document (bomFormat != CycloneDX)", REBUILD)
+        return None
+    return bom
+
+
+def check_image_sboms(
+    runner: Runner, directory: Path, version: str, report: Report, root: Path
+) -> None:
+    """Each image archive has its SBOM; each image SBOM is schema-valid CycloneDX naming its
+    image at the version and listing the image package and its locked Python dependencies."""
+    from ops.docker import images as docker_images
+
+    dists = {spec.name: spec.dist for spec in docker_images.select("all")}
+    expected = {
+        path.name.removesuffix(f"-{version}.tar") for path in directory.glob(f"*-{version}.tar")
+    }
+    present = {
+        image
+        for path in directory.glob("*.cdx.json")
+        if (image := image_sbom.image_of(path.name, version)) is not None
+    }
+    for image in sorted(expected - present):
+        report.add(
+            image_sbom.file_name(image, version),
+            f"missing: the image archive {image}-{version}.tar has no SBOM",
+            REBUILD,
+        )
+    fix = f"rebuild the release from the commit whose uv.lock it ships ({REBUILD})"
+    for image in sorted(present):
+        path = directory / image_sbom.file_name(image, version)
+        if image not in dists:
+            report.add(path.name, f"is the SBOM of {image}, not an image of this release", fix)
+            continue
+        bom = load_bom(path, report)
+        if bom is None:
+            continue
+        schema_check(runner, path, report, root)
+        named = image_sbom.subject(bom)
+        if named != (image, version):
+            report.add(
+                path.name,
+                f"describes {named[0] or '?'} {named[1] or '?'}, not the image {image} {version}",
+                fix,
+            )
+        listed = image_sbom.python_packages(bom)
+        locked = {
+            **locked_dependencies(runner, root, dists[image], on_linux=True),
+            dists[image]: version,
+        }
+        for name in sorted(locked):
+            if name not in listed:
+                report.add(path.name, f"does not list the Python package {name}", fix)
+            elif locked[name] and listed[name] != locked[name]:
+                report.add(
+                    path.name, f"lists {name}=={listed[name]} but the release ships "
+                    f"{locked[name]}", fix,
+                )  # fmt: skip
 
 
 def check_sbom(runner: Runner, directory: Path, report: Report, root: Path) -> None:
@@ -146,18 +247,7 @@ def check_sbom(runner: Runner, directory: Path, report: Report, root: Path) -> N
     if not isinstance(bom, dict) or bom.get("bomFormat") != "CycloneDX":
         report.add(SBOM, "is not a CycloneDX document (bomFormat != CycloneDX)", REBUILD)
         return
-    with tempfile.TemporaryDirectory(prefix="llm-optimizer-verify-") as work:
-        script = Path(work) / "validate_sbom.py"
-        script.write_text(VALIDATE_SBOM)
-        result = runner.run(
-            python_tools.uv_run(["release"], "python", str(script), str(path)),
-            cwd=root,
-            check=False,
-            capture=True,
-        )
-    if result is not None and result.exited != 0:
-        last = (result.stdout.strip() or result.stderr.strip()).splitlines()[-1:]
-        report.add(SBOM, f"fails the CycloneDX schema: {' '.join(last)}", REBUILD)
+    schema_check(runner, path, report, root)
     listed: dict[str, str] = {}
     for component in bom.get("components", []):
         name, version = component.get("name"), component.get("version")
@@ -288,7 +378,25 @@ def verify(
     check_chart(directory, version, report)
     check_names(directory, version, report)
     check_sbom(runner, directory, report, root)
+    check_image_sboms(runner, directory, version, report, root)
     return report
+
+
+def check_sums_signature(
+    runner: Runner, directory: Path, trust: sign.Trust, report: Report
+) -> None:
+    """SHA256SUMS carries a valid signature (key) or bundle (keyless) by ``trust``."""
+    from ops.core import tools
+
+    tools.require("cosign")
+    problem = sign.verify_blob(runner, directory.resolve() / SUMS, trust)
+    if problem:
+        report.add(
+            SUMS,
+            f"signature check failed: {problem}",
+            f"do not install from it: its checksums are not vouched for by {trust.describe()}; "
+            "download the release again from its official location",
+        )
 
 
 def registry_references(registry: str, version: str) -> list[str]:
@@ -340,3 +448,70 @@ def check_signatures(
             )
         elif digest:
             print(f"{reference}: signed ({digest}) by {trust.describe()}")
+
+
+def check_attestations(
+    runner: Runner,
+    registry: str,
+    version: str,
+    trust: sign.Trust,
+    report: Report,
+    directory: Path | None = None,
+) -> None:
+    """Every image at ``version`` carries a verified CycloneDX attestation of its SBOM, naming
+    the image at the version; with ``directory``, the attested SBOM is the release's file."""
+    from ops.docker import images as docker_images
+
+    registry = registry.rstrip("/")
+    for spec in docker_images.select("all"):
+        reference = f"{registry}/{spec.name}:{version}"
+        sboms, problem = image_sbom.verified_sboms(runner, reference, trust)
+        if problem:
+            report.add(
+                reference,
+                f"SBOM attestation check failed: {problem}",
+                attestation_fix(problem, trust),
+            )
+            continue
+        if runner.dry_run:
+            continue
+        expected = None
+        if directory is not None:
+            path = directory / image_sbom.file_name(spec.name, version)
+            if path.is_file():
+                expected = json.loads(path.read_text())
+            else:
+                report.add(path.name, "missing: nothing to compare the attested SBOM with", REBUILD)
+        named = [bom for bom in sboms if image_sbom.subject(bom) == (spec.name, version)]
+        if not named:
+            subjects = sorted({" ".join(image_sbom.subject(bom)) for bom in sboms})
+            report.add(
+                reference,
+                f"its attested SBOM describes {', '.join(subjects)}, not {spec.name} {version} "
+                "(an attestation made for another image)",
+                "do not use it; publish the release again (invoke release.publish)",
+            )
+        elif expected is not None and expected not in named:
+            report.add(
+                reference,
+                f"its attested SBOM differs from {image_sbom.file_name(spec.name, version)}",
+                "do not use the file or the image until you know which one was changed; "
+                "download the release again, or publish it again (invoke release.publish)",
+            )
+        else:
+            print(f"{reference}: SBOM attested by {trust.describe()}")
+
+
+def attestation_fix(problem: str, trust: sign.Trust) -> str:
+    """What to do about an SBOM attestation cosign refused (its error says which case it is)."""
+    if problem.rstrip().endswith("no matching attestations:"):
+        return (
+            "the image at this tag carries no SBOM attestation (pushed over after publishing, or "
+            "never attested): do not use it; publish the release again (invoke release.publish)"
+        )
+    return (
+        f"do not use it: no SBOM attestation of it verifies against {trust.describe()} (made "
+        "with another key or identity, or for another digest and copied onto this one); check "
+        "that you trust the release's own key or identity (docs/releasing.md), otherwise "
+        "publish the release again (invoke release.publish)"
+    )

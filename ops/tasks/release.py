@@ -2,8 +2,9 @@
 
 ``invoke release --version X.Y.Z`` checks the preconditions, builds everything into
 dist/X.Y.Z/ and tags vX.Y.Z; ``--dry-run`` does everything except the tag. ``release.publish``
-pushes and signs; ``release.sign`` signs pushed references; ``release.verify`` checks a release
-directory and the signatures in a registry. See docs/releasing.md.
+pushes, signs and attests; ``release.sign`` signs pushed references; ``release.attest`` scans and
+attests pushed images' SBOMs; ``release.verify`` checks a release directory and the signatures
+and attestations in a registry. See docs/releasing.md.
 """
 
 from __future__ import annotations
@@ -162,6 +163,55 @@ def sign_(
 
 @task(
     help={
+        "ref": "an image pushed to a registry, by digest: <registry>/<image>@sha256:<hex> (repeat)",
+        "version": "the release version (default: the repository's)",
+        "dir": "where to write each <image>-<version>.cdx.json (default: dist/<version>)",
+        "dry_run": "print the syft and cosign commands, run none",
+    },
+    iterable=["ref"],
+)
+def attest(
+    c: Context,
+    ref: list[str] | None = None,
+    version: str = "",
+    dir: str = "",
+    dry_run: bool = False,
+) -> None:
+    """Scan pushed images (by digest) with syft into CycloneDX SBOMs and attest each with cosign.
+
+    For images pushed straight to a registry (the release workflow); release.publish scans and
+    attests the image archives of a release build itself. Signer as release.sign: COSIGN_KEY, or
+    keyless without it.
+    """
+    from pathlib import Path
+
+    from ops.core import tools
+    from ops.release import image_sbom
+
+    if not ref:
+        raise Exit("give at least one --ref <registry>/<image>@sha256:<digest> to attest", code=2)
+    version = versioning.validate(version or project.version())
+    runner = runner_for(c, dry_run=dry_run)
+    signer = sign.signer_from_env()
+    directory = Path(dir) if dir else cut.dist_dir(version)
+    if not runner.dry_run:
+        directory.mkdir(parents=True, exist_ok=True)
+        tools.require("syft")
+        tools.require("cosign")
+    attestations = {}
+    for reference in ref:
+        image = sign.by_digest(reference).split("@", 1)[0].rsplit("/", 1)[-1]
+        target = directory / image_sbom.file_name(image, version)
+        attestations[reference] = image_sbom.scan(
+            runner, f"registry:{reference}", image, version, target
+        )
+    image_sbom.attest(runner, attestations, signer)
+    done = "[dry-run] would attest" if runner.dry_run else "attested"
+    print(f"{done} {len(ref)} SBOM(s) in {directory}")
+
+
+@task(
+    help={
         "dir": "the release directory to check, e.g. dist/1.2.3",
         "version": "the release's version (default: the directory's name, else the repository's)",
         "registry": "also check the signatures of the images and chart pushed there at the "
@@ -181,7 +231,8 @@ def verify(
     certificate_identity: str = "",
     certificate_oidc_issuer: str = "",
 ) -> None:
-    """Check a release: SHA256SUMS, SBOM vs uv.lock, chart and pex versions; registry signatures."""
+    """Check a release: SHA256SUMS (and its signature), SBOMs, chart and pex versions; registry
+    signatures and SBOM attestations."""
     from pathlib import Path
 
     from ops.release import verify as verify_
@@ -190,16 +241,30 @@ def verify(
         raise Exit("give --dir dist/<version>, --registry <registry>, or both", code=2)
     runner = runner_for(c)
     checked = []
+    trusted = bool(key or certificate_identity or certificate_oidc_issuer)
+    trust = (
+        sign.trust_from_options(key, certificate_identity, certificate_oidc_issuer)
+        if trusted or registry
+        else None
+    )
     if dir:
         report = verify_.verify(runner, Path(dir), version)
         version = version or Path(dir).resolve().name
-        checked.append("SHA256SUMS, SBOM, chart, pex files and packages")
+        checked.append("SHA256SUMS, SBOMs, chart, pex files and packages")
+        if trust is not None:
+            verify_.check_sums_signature(runner, Path(dir), trust, report)
+            checked.append("the signature of SHA256SUMS")
     else:
         report = verify_.Report(registry)
-    if registry:
-        trust = sign.trust_from_options(key, certificate_identity, certificate_oidc_issuer)
+    if registry and trust is not None:
         version = versioning.validate(version or project.version())
         verify_.check_signatures(runner, registry, version, trust, report)
-        checked.append(f"the signatures of every image and the chart in {registry}")
+        verify_.check_attestations(
+            runner, registry, version, trust, report, Path(dir).resolve() if dir else None
+        )
+        checked.append(
+            f"the signatures of every image and the chart and the SBOM attestations of every "
+            f"image in {registry}"
+        )
     report.raise_if_failed()
     print(f"release {version}: {' and '.join(checked)} verified")

@@ -61,6 +61,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "release.release": ("--version", "99.0.0"),
     "release.publish": (),
     "release.sign": ("--ref", "ghcr.io/owner/llm-optimizer-service@sha256:" + "0" * 64),
+    "release.attest": ("--ref", "ghcr.io/owner/llm-optimizer-service@sha256:" + "0" * 64),
     "monitoring.up": (),
     "cluster.up": (),
     "cluster.down": (),

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -33,14 +35,14 @@ from ops.core.runner import Runner
 from ops.docker import engine
 from ops.docker import images as docker_images
 from ops.k8s import helm
-from ops.release import cut, sign, verify
+from ops.release import cut, image_sbom, sign, verify
 from tests._support import registry
+from tests._support.cosign import PASSWORD, generate_key_pair
 from tests._support.docker import docker_engine  # noqa: F401
 from tests._support.tools import require_tool
 from tests.ops.release.conftest import clean_env
 
 VERSION = "0.0.1-signing.1"  # not the repository's: nothing a real build tagged is touched
-PASSWORD = "correct horse battery staple"  # the test key pair's password (COSIGN_PASSWORD)
 IMAGES = sorted(spec.name for spec in docker_images.select("all"))  # publish pushes in this order
 MANIFEST_TYPES = ", ".join(
     (
@@ -62,18 +64,6 @@ class Keys:
     private: Path
     public: Path
     other_public: Path  # of another key pair: the wrong key
-
-
-def generate_key_pair(directory: Path, cosign: Path) -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [str(cosign), "generate-key-pair"],
-        cwd=directory,
-        env={**os.environ, sign.PASSWORD_ENV: PASSWORD},
-        check=True,
-        capture_output=True,
-    )
-    return directory / "cosign.key", directory / "cosign.pub"
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +114,7 @@ def release_dir(
                 for chunk in engine.client().images.get(reference).save(named=True):
                     archive.write(chunk)
             remove_image(reference)  # publish loads it from the archive, as it would
+        image_sbom.scan_archives(Runner(echo=False), sorted(directory.glob("*.tar")), VERSION)
         package_chart(directory, directory.parent / "helm")
         (directory / "SHA256SUMS").write_text("")  # publish only checks the build happened
         yield directory
@@ -179,6 +170,21 @@ def problems(published: Published, public_key: Path) -> list[str]:
     return report.problems
 
 
+def attestation_problems(
+    published: Published, public_key: Path, directory: Path | None = None
+) -> list[str]:
+    report = verify.Report(published.registry)
+    verify.check_attestations(
+        Runner(echo=False),
+        published.registry,
+        VERSION,
+        sign.Trust(key=public_key),
+        report,
+        directory,
+    )
+    return report.problems
+
+
 def invoke_verify(registry_address: str, public_key: Path) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "invoke", "release.verify", "--registry", registry_address,
             "--version", VERSION, "--key", str(public_key)]  # fmt: skip
@@ -225,6 +231,115 @@ def test_publish_signs_every_image_and_the_chart_by_digest_and_verify_passes(
         assert re.search(rf"^\+ cosign verify .* --key {keys.public} .* {re.escape(reference)}$",
                          result.stderr, re.MULTILINE)  # fmt: skip
     assert "TUF" not in result.stderr  # offline: the empty trusted root stops cosign fetching one
+    for name in IMAGES:
+        reference = f"{published.registry}/{name}:{VERSION}"
+        assert f"{reference}: SBOM attested by the public key {keys.public}" in result.stdout
+        assert re.search(rf"^\+ cosign verify-attestation --type cyclonedx --key {keys.public} "
+                         rf".* {re.escape(reference)}$", result.stderr, re.MULTILINE)  # fmt: skip
+
+
+@pytest.mark.docker
+def test_the_attested_sboms_are_the_release_files(
+    published: Published, keys: Keys, release_dir: Path
+) -> None:
+    assert attestation_problems(published, keys.public, release_dir) == []
+    for name in IMAGES:
+        sboms, problem = image_sbom.verified_sboms(
+            Runner(echo=False), f"{published.registry}/{name}:{VERSION}", sign.Trust(keys.public)
+        )
+        assert problem == ""
+        sbom = release_dir / image_sbom.file_name(name, VERSION)
+        assert sboms == [json.loads(sbom.read_text())]
+
+
+@pytest.mark.docker
+def test_an_edited_sbom_file_is_refused(
+    published: Published, keys: Keys, release_dir: Path, tmp_path: Path
+) -> None:
+    copy = Path(shutil.copytree(release_dir, tmp_path / VERSION, copy_function=os.link))
+    name = project.SERVICE_IMAGE
+    path = copy / image_sbom.file_name(name, VERSION)
+    bom = json.loads(path.read_text())
+    bom.setdefault("components", []).append(
+        {"type": "library", "name": "harmless", "version": "1.0", "purl": "pkg:pypi/harmless@1.0"}
+    )
+    path.unlink()  # never write through the hard link
+    path.write_text(json.dumps(bom))
+    found = attestation_problems(published, keys.public, copy)
+    assert found == [
+        f"{published.registry}/{name}:{VERSION}: its attested SBOM differs from {path.name}; "
+        "do not use the file or the image until you know which one was changed; download the "
+        "release again, or publish it again (invoke release.publish)"
+    ]
+
+
+@pytest.mark.docker
+def test_an_attestation_made_for_another_image_is_refused(
+    published: Published, keys: Keys, release_dir: Path
+) -> None:
+    """The service image pushed over with a new one, attested (with the release key) with the
+    CLI image's SBOM: a valid attestation, of another image."""
+    name = project.SERVICE_IMAGE
+    new_digest = push_over_the_tag(published, name)
+    image_sbom.attest(
+        Runner(echo=False),
+        {
+            f"{published.registry}/{name}@{new_digest}": release_dir
+            / image_sbom.file_name(project.CLI_IMAGE, VERSION)
+        },
+        sign.Signer(keys.private, PASSWORD),
+    )
+    found = attestation_problems(published, keys.public, release_dir)
+    assert len(found) == 1, found
+    describes = f"describes {project.CLI_IMAGE} {VERSION}, not {name} {VERSION}"
+    assert found[0].startswith(
+        f"{published.registry}/{name}:{VERSION}: its attested SBOM {describes}"
+    )
+    assert "an attestation made for another image" in found[0]
+
+
+@pytest.mark.docker
+def test_an_attestation_copied_from_another_digest_is_refused(
+    published: Published, keys: Keys
+) -> None:
+    name = project.CLI_IMAGE
+    signed = next(
+        ref for ref in published.pushed if ref.startswith(f"{published.registry}/{name}@")
+    )
+    old_digest = signed.split("@")[1]
+    new_digest = push_over_the_tag(published, name)
+    base = f"http://{published.registry}/v2/{name}/manifests"
+    attestation = httpx.get(
+        f"{base}/{old_digest.replace(':', '-')}.att", headers={"Accept": MANIFEST_TYPES}
+    )
+    attestation.raise_for_status()
+    copied = httpx.put(
+        f"{base}/{new_digest.replace(':', '-')}.att",
+        content=attestation.content,
+        headers={"Content-Type": attestation.headers["Content-Type"]},
+    )
+    assert copied.status_code == 201, copied.text
+    found = attestation_problems(published, keys.public)
+    assert len(found) == 1, found
+    assert found[0].startswith(
+        f"{published.registry}/{name}:{VERSION}: SBOM attestation check failed"
+    )
+    assert "for another digest and copied onto this one" in found[0]
+
+
+@pytest.mark.docker
+def test_an_image_pushed_over_without_attestation_is_refused(
+    published: Published, keys: Keys
+) -> None:
+    name = project.CLI_IMAGE
+    push_over_the_tag(published, name)
+    found = attestation_problems(published, keys.public)
+    assert len(found) == 1, found
+    assert found[0].startswith(
+        f"{published.registry}/{name}:{VERSION}: SBOM attestation check failed: no matching "
+        "attestations"
+    )
+    assert "carries no SBOM attestation (pushed over after publishing" in found[0]
 
 
 @pytest.mark.docker
@@ -338,12 +453,22 @@ def test_the_wrong_public_key_is_refused_for_every_artefact(
         assert "invalid signature" in problem  # cosign's words
         assert "does not verify against the public key" in problem
         assert str(keys.other_public) in problem
+    attested = attestation_problems(published, keys.other_public)
+    assert len(attested) == len(IMAGES), attested
+    for problem, name in zip(sorted(attested), IMAGES, strict=True):
+        assert problem.startswith(
+            f"{published.registry}/{name}:{VERSION}: SBOM attestation check failed"
+        )
+        assert "accepted signatures do not match threshold" in problem  # cosign's words
+        assert f"no SBOM attestation of it verifies against the public key {keys.other_public}" in (
+            problem
+        )
     result = invoke_verify(published.registry, keys.other_public)
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"{published.registry}/{project.CLI_IMAGE}:{VERSION}: signature check failed" in (
         result.stderr
     )
-    assert f"({len(IMAGES) + 1} problems)" in result.stderr
+    assert f"({2 * len(IMAGES) + 1} problems)" in result.stderr
 
 
 # -- without a registry: what is signed and how, refused input, dry runs ---------------------
@@ -460,8 +585,14 @@ def test_release_verify_checks_a_directory_and_its_registry_in_one_run(
 ) -> None:
     """What the release workflow runs after publishing: --dir and --registry together, from the
     released commit. The registry holds the release's own chart and one-file images at its
-    version (tagged only under the registry's name: no local tag of a real build is touched)."""
+    version (tagged only under the registry's name: no local tag of a real build is touched),
+    each image attested with the release's own SBOM of it; SHA256SUMS is signed as publish
+    signs it (on a copy of the release)."""
     version = released.name
+    release = Path(shutil.copytree(released, tmp_path / version, copy_function=os.link))
+    signer = sign.Signer(keys.private, PASSWORD)
+    runner = Runner(echo=False)
+    sign.sign_sums(runner, release, signer)
     (tmp_path / "registry").mkdir()
     with registry.local_registry(tmp_path / "registry") as address:
         pushed = []
@@ -472,11 +603,12 @@ def test_release_verify_checks_a_directory_and_its_registry_in_one_run(
                 for line in engine.client().images.push(target, stream=True, decode=True):
                     assert "error" not in line, line
                 pushed.append(f"{address}/{name}@{manifest_digest(address, name, version)}")
-            runner = Runner(echo=False)
             helm_env = helm.helm_home_env(tmp_path / "helm")
-            pushed.append(cut.push_chart(runner, released, version, address, helm_env))
-            sign.sign(runner, pushed, sign.Signer(keys.private, PASSWORD), version)
-            argv = [sys.executable, "-m", "invoke", "release.verify", "--dir", str(released),
+            pushed.append(cut.push_chart(runner, release, version, address, helm_env))
+            sign.sign(runner, pushed, signer, version)
+            sboms = [release / image_sbom.file_name(name, version) for name in IMAGES]
+            image_sbom.attest(runner, dict(zip(pushed, sboms, strict=False)), signer)
+            argv = [sys.executable, "-m", "invoke", "release.verify", "--dir", str(release),
                     "--registry", address, "--key", str(keys.public)]  # fmt: skip
             result = subprocess.run(
                 argv, cwd=released.parent.parent, env=clean_env(), capture_output=True, text=True
@@ -486,6 +618,7 @@ def test_release_verify_checks_a_directory_and_its_registry_in_one_run(
                 remove_image(f"{address}/{name}:{version}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert (
-        f"release {version}: SHA256SUMS, SBOM, chart, pex files and packages and the signatures "
-        f"of every image and the chart in {address} verified"
+        f"release {version}: SHA256SUMS, SBOMs, chart, pex files and packages and the signature "
+        "of SHA256SUMS and the signatures of every image and the chart and the SBOM attestations "
+        f"of every image in {address} verified"
     ) in result.stdout
