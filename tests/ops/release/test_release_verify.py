@@ -25,11 +25,15 @@ import yaml
 from ops.build import artifacts
 from ops.core import project
 from ops.core.runner import Runner
-from ops.release import verify
+from ops.release import image_sbom, sign, verify
+from tests._support.cosign import PASSWORD, generate_key_pair
+from tests._support.tools import require_tool
 from tests.ops.release.conftest import VERSION, clean_env
 
 CLI_PEX = f"{project.CLI_DIST}-{VERSION}-linux-x86_64.pex"
 CHART = f"{project.CHART_NAME}-{VERSION}.tgz"
+CLI_SBOM = image_sbom.file_name(project.CLI_IMAGE, VERSION)
+SERVICE_SBOM = image_sbom.file_name(project.SERVICE_IMAGE, VERSION)
 
 
 @pytest.fixture
@@ -47,7 +51,7 @@ def replace(path: Path, data: bytes) -> None:
 def resum(release: Path) -> None:
     """Rewrite SHA256SUMS over the directory as it is now (as a careful attacker would)."""
     (release / verify.SUMS).unlink()
-    files = [p for p in release.rglob("*") if p.is_file()]
+    files = [p for p in release.rglob("*") if p.is_file() and p.name not in verify.UNLISTED]
     artifacts.write_sha256sums(release, files)
 
 
@@ -186,3 +190,145 @@ def test_verify_refuses_tampering(release: Path, check: Check, tamper: str) -> N
 
 def test_verify_leaves_the_shared_release_untouched(released: Path, check: Check) -> None:
     assert check(released) == []
+
+
+# -- image SBOMs (made by syft from the release's image archives) -----------------------------
+
+
+def edit_bom(release: Path, name: str, change: Callable[[dict[str, object]], None]) -> None:
+    bom = json.loads((release / name).read_text())
+    change(bom)
+    replace(release / name, json.dumps(bom).encode())
+    resum(release)
+
+
+def pin_httpx_elsewhere(bom: dict[str, object]) -> None:
+    components = bom["components"]
+    assert isinstance(components, list)
+    next(c for c in components if c.get("purl", "").startswith("pkg:pypi/httpx@"))["version"] = (
+        "0.0.1"
+    )
+
+
+def drop_the_python_packages(bom: dict[str, object]) -> None:
+    components = bom["components"]
+    assert isinstance(components, list)
+    bom["components"] = [c for c in components if not c.get("purl", "").startswith("pkg:pypi/")]
+
+
+def name_the_service_image(bom: dict[str, object]) -> None:
+    metadata = bom["metadata"]
+    assert isinstance(metadata, dict)
+    metadata["component"]["name"] = project.SERVICE_IMAGE
+
+
+def break_the_image_sbom_schema(bom: dict[str, object]) -> None:
+    bom["specVersion"] = "1.6"
+    bom["components"] = [{"name": "no type"}]
+
+
+def remove_the_image_sbom(release: Path) -> None:
+    (release / CLI_SBOM).unlink()
+    resum(release)
+
+
+IMAGE_SBOM_TAMPERING: dict[str, tuple[Callable[[Path], None], str]] = {
+    "wrong Python package version": (
+        lambda r: edit_bom(r, CLI_SBOM, pin_httpx_elsewhere),
+        f"{CLI_SBOM}: lists httpx==0.0.1 but the release ships",
+    ),
+    "Python packages missing": (
+        lambda r: edit_bom(r, CLI_SBOM, drop_the_python_packages),
+        f"{CLI_SBOM}: does not list the Python package {project.CLI_DIST}",
+    ),
+    "another image named": (
+        lambda r: edit_bom(r, CLI_SBOM, name_the_service_image),
+        f"{CLI_SBOM}: describes {project.SERVICE_IMAGE} {VERSION}, not the image "
+        f"{project.CLI_IMAGE} {VERSION}",
+    ),
+    "off schema": (
+        lambda r: edit_bom(r, CLI_SBOM, break_the_image_sbom_schema),
+        f"{CLI_SBOM}: fails the CycloneDX schema",
+    ),
+    "missing": (
+        remove_the_image_sbom,
+        f"{CLI_SBOM}: missing: the image archive {project.CLI_IMAGE}-{VERSION}.tar has no SBOM",
+    ),
+}
+
+
+def require_image_sboms(release: Path) -> None:
+    """The session's release has image archives (and SBOMs) only when an engine answered."""
+    if not (release / f"{project.CLI_IMAGE}-{VERSION}.tar").is_file():
+        reason = "the dry-run release has no image archives (no Docker engine answered)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.mark.docker
+def test_image_sboms_name_their_image_and_list_its_python_packages(release: Path) -> None:
+    require_image_sboms(release)
+    for image, dist, expected in (
+        (project.SERVICE_IMAGE, project.SERVICE_DIST, {"fastapi", "sqlalchemy", "grpcio"}),
+        (project.CLI_IMAGE, project.CLI_DIST, {"httpx", "typer"}),
+    ):
+        bom = json.loads((release / image_sbom.file_name(image, VERSION)).read_text())
+        assert bom["bomFormat"] == "CycloneDX"
+        assert image_sbom.subject(bom) == (image, VERSION)
+        assert bom["metadata"]["tools"]["components"][0]["name"] == "syft"
+        packages = image_sbom.python_packages(bom)
+        assert packages[dist] == VERSION
+        assert expected <= set(packages)
+    cli = image_sbom.python_packages(json.loads((release / CLI_SBOM).read_text()))
+    assert "sqlalchemy" not in cli  # the client image ships no server dependencies
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("tamper", IMAGE_SBOM_TAMPERING, ids=list(IMAGE_SBOM_TAMPERING))
+def test_verify_refuses_a_tampered_image_sbom(release: Path, check: Check, tamper: str) -> None:
+    require_image_sboms(release)
+    change, expected = IMAGE_SBOM_TAMPERING[tamper]
+    change(release)
+    found = check(release)
+    assert any(expected in problem for problem in found), found
+    assert all("; " in problem for problem in found)
+
+
+# -- the signature of SHA256SUMS --------------------------------------------------------------
+
+
+def test_sha256sums_signature_is_checked(released: Path, release: Path, tmp_path: Path) -> None:
+    """release.verify --dir with --key: a signed SHA256SUMS passes; a SHA256SUMS rewritten over a
+    tampered pex (the signature kept), a missing signature and the wrong key are refused."""
+    cosign = require_tool("cosign")
+    private, public = generate_key_pair(tmp_path / "release-key", cosign)
+    _, other = generate_key_pair(tmp_path / "other-key", cosign)
+    sign.sign_sums(Runner(echo=False), release, sign.Signer(private, PASSWORD))
+    assert (release / sign.SUMS_SIGNATURE).is_file()
+    clone = released.parent.parent
+    argv = [sys.executable, "-m", "invoke", "release.verify", "--dir", str(release), "--key"]
+
+    def run(key: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*argv, str(key)], cwd=clone, env=clean_env(), capture_output=True, text=True
+        )
+
+    ok = run(public)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "and the signature of SHA256SUMS verified" in ok.stdout
+    wrong = run(other)
+    assert wrong.returncode == 1
+    assert "SHA256SUMS: signature check failed: invalid signature" in wrong.stderr
+    assert f"not vouched for by the public key {other}" in wrong.stderr
+    signature = (release / sign.SUMS_SIGNATURE).read_bytes()
+    flip_a_byte(release)
+    resum(release)  # the checksums now match the tampered pex; the old signature is kept
+    (release / sign.SUMS_SIGNATURE).write_bytes(signature)
+    tampered = run(public)
+    assert tampered.returncode == 1
+    assert "SHA256SUMS: signature check failed: invalid signature" in tampered.stderr
+    (release / sign.SUMS_SIGNATURE).unlink()
+    missing = run(public)
+    assert missing.returncode == 1
+    assert "SHA256SUMS: signature check failed: SHA256SUMS.sig is missing" in missing.stderr
