@@ -54,12 +54,18 @@ VALIDATE_SBOM = """\
 import json, sys
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
-text = open(sys.argv[1]).read()
-schema = SchemaVersion.from_version(json.loads(text)["specVersion"])
-error = JsonStrictValidator(schema).validate_str(text)
-if error is not None:
-    print(error)
-    sys.exit(1)
+failed = False
+for path in sys.argv[1:]:
+    text = open(path).read()
+    try:
+        schema = SchemaVersion.from_version(json.loads(text)["specVersion"])
+        error = JsonStrictValidator(schema).validate_str(text)
+    except Exception as exception:
+        error = exception
+    if error is not None:
+        print(path, str(error).replace(chr(10), " "), sep=chr(9))
+        failed = True
+sys.exit(1 if failed else 0)
 """
 
 
@@ -148,20 +154,36 @@ def locked_dependencies(
     return locked
 
 
-def schema_check(runner: Runner, path: Path, report: Report, root: Path) -> None:
-    """The SBOM at ``path`` validates against the CycloneDX JSON schema of its specVersion."""
+def schema_errors(runner: Runner, paths: list[Path], root: Path) -> dict[Path, str]:
+    """Each SBOM of ``paths`` that fails the CycloneDX JSON schema of its specVersion, with the
+    validator's error (one run of the validator for all of them)."""
+    if not paths:
+        return {}
     with tempfile.TemporaryDirectory(prefix="llm-optimizer-verify-") as work:
         script = Path(work) / "validate_sbom.py"
         script.write_text(VALIDATE_SBOM)
         result = runner.run(
-            python_tools.uv_run(["release"], "python", str(script), str(path)),
+            python_tools.uv_run(["release"], "python", str(script), *map(str, paths)),
             cwd=root,
             check=False,
             capture=True,
         )
-    if result is not None and result.exited != 0:
-        last = (result.stdout.strip() or result.stderr.strip()).splitlines()[-1:]
-        report.add(path.name, f"fails the CycloneDX schema: {' '.join(last)}", REBUILD)
+    if result is None or result.exited == 0:
+        return {}
+    errors = {}
+    for line in result.stdout.splitlines():
+        path, _, error = line.partition("\t")
+        if error:
+            errors[Path(path)] = error
+    if not errors:  # the validator itself failed
+        last = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:]
+        errors = dict.fromkeys(paths, " ".join(last))
+    return errors
+
+
+def schema_check(path: Path, errors: dict[Path, str], report: Report) -> None:
+    if path in errors:
+        report.add(path.name, f"fails the CycloneDX schema: {errors[path]}", REBUILD)
 
 
 def load_bom(path: Path, report: Report) -> dict[str, Any] | None:
@@ -177,8 +199,23 @@ def load_bom(path: Path, report: Report) -> dict[str, Any] | None:
     return bom
 
 
+def image_sbom_paths(directory: Path, version: str) -> dict[str, Path]:
+    """Image name -> the SBOM file of it in a release directory."""
+    found = {}
+    for path in sorted(directory.glob("*.cdx.json")):
+        image = image_sbom.image_of(path.name, version)
+        if image is not None:
+            found[image] = path
+    return found
+
+
 def check_image_sboms(
-    runner: Runner, directory: Path, version: str, report: Report, root: Path
+    runner: Runner,
+    directory: Path,
+    version: str,
+    report: Report,
+    root: Path,
+    errors: dict[Path, str],
 ) -> None:
     """Each image archive has its SBOM; each image SBOM is schema-valid CycloneDX naming its
     image at the version and listing the image package and its locked Python dependencies."""
@@ -188,11 +225,7 @@ def check_image_sboms(
     expected = {
         path.name.removesuffix(f"-{version}.tar") for path in directory.glob(f"*-{version}.tar")
     }
-    present = {
-        image
-        for path in directory.glob("*.cdx.json")
-        if (image := image_sbom.image_of(path.name, version)) is not None
-    }
+    present = set(image_sbom_paths(directory, version))
     for image in sorted(expected - present):
         report.add(
             image_sbom.file_name(image, version),
@@ -208,7 +241,7 @@ def check_image_sboms(
         bom = load_bom(path, report)
         if bom is None:
             continue
-        schema_check(runner, path, report, root)
+        schema_check(path, errors, report)
         named = image_sbom.subject(bom)
         if named != (image, version):
             report.add(
@@ -231,7 +264,9 @@ def check_image_sboms(
                 )  # fmt: skip
 
 
-def check_sbom(runner: Runner, directory: Path, report: Report, root: Path) -> None:
+def check_sbom(
+    runner: Runner, directory: Path, report: Report, root: Path, errors: dict[Path, str]
+) -> None:
     """The SBOM is schema-valid CycloneDX listing exactly the locked runtime dependencies."""
     from packaging.utils import canonicalize_name
 
@@ -247,7 +282,7 @@ def check_sbom(runner: Runner, directory: Path, report: Report, root: Path) -> N
     if not isinstance(bom, dict) or bom.get("bomFormat") != "CycloneDX":
         report.add(SBOM, "is not a CycloneDX document (bomFormat != CycloneDX)", REBUILD)
         return
-    schema_check(runner, path, report, root)
+    schema_check(path, errors, report)
     listed: dict[str, str] = {}
     for component in bom.get("components", []):
         name, version = component.get("name"), component.get("version")
@@ -377,8 +412,10 @@ def verify(
         check_pex(pex, version, report)
     check_chart(directory, version, report)
     check_names(directory, version, report)
-    check_sbom(runner, directory, report, root)
-    check_image_sboms(runner, directory, version, report, root)
+    sboms = [directory / SBOM, *image_sbom_paths(directory, version).values()]
+    errors = schema_errors(runner, [p for p in sboms if p.is_file()], root)
+    check_sbom(runner, directory, report, root, errors)
+    check_image_sboms(runner, directory, version, report, root, errors)
     return report
 
 
