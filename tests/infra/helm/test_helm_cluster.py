@@ -22,6 +22,7 @@ from ops.k8s import kube as plain
 from tests._support.cluster import Kube, Objects, warnings
 from tests._support.helm import SCENARIOS, Helm, scenario_values
 
+pytestmark = pytest.mark.go_tools  # the local cluster is Go-built: these run last (conftest)
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
 RESOURCES = (
     "pods",

@@ -34,6 +34,7 @@ from ops.k8s import kube as plain
 from tests._support.cluster import Kube, Objects, warnings
 from tests._support.helm import OPERATOR_SECRET, Helm
 
+pytestmark = pytest.mark.go_tools  # the local cluster is Go-built: these run last (conftest)
 SECRET = "llm-optimizer-secrets"  # infra/kubernetes/values.yaml's existingSecret
 _SECRET_DATA = {key: OPERATOR_SECRET[key] for key in ("api-keys", "database-url")}
 # The previous chart: `helm package` of infra/helm/llm-optimizer at commit dfb7c3a, the last
