@@ -203,3 +203,31 @@ def test_tools_that_need_go_built_tools_run_last(request: pytest.FixtureRequest)
     """The order of this very session: every go_tools test after every other one."""
     marked = [item.get_closest_marker(GO_TOOLS) is not None for item in request.session.items]
     assert marked == sorted(marked)
+
+
+def test_ci_run_reports_the_background_build_and_the_waits(temp_cache: Path) -> None:
+    """The README's test line leaves the Go builds to the builder, and `.ci/run`'s own report
+    line (run as written there, with uv) prints the build's outcome and the seconds waited."""
+    readme = (project.ROOT / "README.md").read_text().split("<!-- test-line -->", 1)[1]
+    assert "uv run invoke setup --background-builds && " in readme.split("```", 2)[1]
+    script = (project.ROOT / ".ci" / "run").read_text().splitlines()
+    report = next(line for line in script if "ops.core.provision report" in line)
+    # CI's python3 has the uv the README line installed; this venv's has not: the same uv, direct
+    report = report.removesuffix(" ||").replace("python3 -m uv", str(tools.require("uv")))
+    state = {**_marker_for(os.getpid(), temp_cache), "tools": ["etcd", "kwok"]}
+    state.update(status="ok", exit_code=0, seconds=612.5, built={}, failed={})
+    provision.write_background_build_marker(state)
+    tools.background_build_waits().write_text('{"tools": ["kwok"], "seconds": 41.2}\n' * 2)
+    for since, expected in (
+        (0, "background Go build of etcd, kwok: ok (exit 0) in 612.5 s; waited for by tests "
+         f"and tasks: 82 s (log: {temp_cache / 'background-build.log'})"),
+        (time.time() + 60, "background Go build: none started (every Go-built tool was cached)"),
+    ):  # fmt: skip
+        done = subprocess.run(
+            ["bash", "-c", f"started={since:.0f}; {report}"],
+            cwd=project.ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert done.stdout.strip() == expected
