@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -71,6 +72,8 @@ def configure_logging(settings: LogSettings) -> None:
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    global _direct
+    _direct = _DirectOutput(handler, [*shared, renderer])
     root.setLevel(settings.level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "alembic"):
         logger = logging.getLogger(name)
@@ -84,3 +87,55 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     """A structured logger."""
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger
+
+
+@dataclass(frozen=True)
+class _DirectOutput:
+    handler: logging.Handler
+    processors: list[Any]  # the chain a structlog line goes through, renderer last
+
+
+_direct: _DirectOutput | None = None
+
+
+class LineLogger:
+    """Logs INFO events exactly as :func:`get_logger`'s logger renders them (the same processors
+    in the same order, the same handler), without the stdlib round trip a structlog call makes
+    (LogRecord, the caller's frame lookup, a second processor chain in the formatter): a third of
+    the cost, for the access log's line per request. Anything that could make the result differ
+    — logging not set up by :func:`configure_logging`, other root handlers, handlers or filters on
+    this logger — sends the event through the structlog logger instead."""
+
+    def __init__(self, name: str) -> None:
+        self._stdlib = logging.getLogger(name)
+        self._structlog = get_logger(name)
+
+    def info(self, event: str, **fields: Any) -> None:
+        stdlib = self._stdlib
+        if not stdlib.isEnabledFor(logging.INFO):
+            return
+        direct = _direct
+        handlers = logging.root.handlers
+        if (
+            direct is None
+            or len(handlers) != 1
+            or handlers[0] is not direct.handler
+            or direct.handler.filters
+            or stdlib.handlers
+            or stdlib.filters
+            or not stdlib.propagate
+        ):
+            self._structlog.info(event, **fields)
+            return
+        rendered: Any = {**fields, "event": event}
+        for processor in direct.processors:
+            rendered = processor(stdlib, "info", rendered)
+        handler = direct.handler
+        handler.acquire()
+        try:
+            handler.stream.write(f"{rendered}\n")  # type: ignore[attr-defined]
+            handler.flush()
+        except Exception:  # as logging does: a failed write never fails the caller
+            handler.handleError(logging.makeLogRecord({"msg": rendered}))
+        finally:
+            handler.release()

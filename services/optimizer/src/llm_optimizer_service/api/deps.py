@@ -26,25 +26,30 @@ async def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
+async def authorize(request: Request, scope: Scope) -> Principal:
     """The caller (authenticated by the middleware, before the body was read) must hold
-    ``scope`` and be within its quota."""
+    ``scope`` and be within its quota (403 / 429 otherwise)."""
+    runtime: Runtime = request.app.state.runtime
+    principal: Principal = request.state.principal
+    if scope not in principal.scopes:
+        raise ApiError(403, "forbidden", f"this API key lacks the '{scope}' scope")
+    if runtime.rate_limiter is not None and principal is not ANONYMOUS:
+        retry = await runtime.rate_limiter.retry_after(principal.key_id)
+        if retry is not None:
+            raise ApiError(
+                429,
+                "rate_limited",
+                over_quota_message(runtime.rate_limiter.per_minute, retry),
+                {"Retry-After": str(retry)},
+            )
+    return principal
+
+
+def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency: :func:`authorize` for ``scope``."""
 
     async def dependency(request: Request) -> Principal:
-        runtime: Runtime = request.app.state.runtime
-        principal: Principal = request.state.principal
-        if scope not in principal.scopes:
-            raise ApiError(403, "forbidden", f"this API key lacks the '{scope}' scope")
-        if runtime.rate_limiter is not None and principal is not ANONYMOUS:
-            retry = await runtime.rate_limiter.retry_after(principal.key_id)
-            if retry is not None:
-                raise ApiError(
-                    429,
-                    "rate_limited",
-                    over_quota_message(runtime.rate_limiter.per_minute, retry),
-                    {"Retry-After": str(retry)},
-                )
-        return principal
+        return await authorize(request, scope)
 
     return dependency
 
