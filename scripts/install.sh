@@ -1,7 +1,7 @@
 #!/bin/sh
-# Install the LLM Auto Optimizer from a release: download the pex for this host, verify it
-# against the release's SHA256SUMS, install it and run `version`. Nothing is installed unless the
-# checksum matches. Signatures are not verified yet (see docs/releasing.md).
+# Install the LLM Auto Optimizer from a release: verify the signature of the release's
+# SHA256SUMS with cosign, download the pex for this host, verify it against SHA256SUMS, install
+# it and run `version`. Nothing is installed unless the signature and the checksum are good.
 #
 #   curl -fsSL "$URL/install.sh" | sh -s -- --base-url "$URL"
 #
@@ -11,21 +11,39 @@ set -eu
 
 usage() {
     cat <<USAGE
-usage: install.sh --base-url URL [--prefix DIR] [--component cli|service] [--platform P]
+usage: install.sh --base-url URL [--key FILE | --certificate-identity ID] [--prefix DIR]
+                  [--component cli|service] [--platform P] [--insecure-skip-signature]
 
-Download llm-optimizer-<component>-<version>-<platform>.pex and SHA256SUMS from URL, check the
-pex's sha256 against SHA256SUMS, install it as DIR/bin/llm-optimizer (cli) or
-DIR/bin/llm-optimizer-service (service) and run its \`version\`.
+Download SHA256SUMS from URL and verify its signature with cosign, then download
+llm-optimizer-<component>-<version>-<platform>.pex, check its sha256 against SHA256SUMS, install
+it as DIR/bin/llm-optimizer (cli) or DIR/bin/llm-optimizer-service (service) and run its
+\`version\`.
 
   --base-url URL     the release's download location (or LLM_OPTIMIZER_BASE_URL)
+  --key FILE         the release's cosign public key (or LLM_OPTIMIZER_COSIGN_KEY): checks
+                     SHA256SUMS.sig (a key-signed release)
+  --certificate-identity ID
+                     the keyless signer (or LLM_OPTIMIZER_CERTIFICATE_IDENTITY): checks
+                     SHA256SUMS.cosign.bundle. Default for a GitHub release URL
+                     (https://github.com/OWNER/REPO/releases/download/vX.Y.Z): that repository's
+                     release workflow at the tag,
+                     https://github.com/OWNER/REPO/.github/workflows/release.yml@refs/tags/vX.Y.Z
+  --certificate-oidc-issuer URL
+                     the keyless signer's issuer (default: GitHub Actions',
+                     https://token.actions.githubusercontent.com)
+  --insecure-skip-signature
+                     do NOT verify SHA256SUMS's signature (no cosign here): the checksums then
+                     only prove the download is what the server holds, not who made it
   --prefix DIR       install under DIR/bin (default: \$HOME/.local)
   --component C      cli (the client, default) or service
   --platform P       linux-x86_64, linux-aarch64, macos-x86_64 or macos-arm64
                      (default: this host's, from uname)
   -h, --help         show this help
 
-The pex needs python3 (3.11 or newer) on PATH. Exit 0 when installed and \`version\` ran;
-non-zero, with nothing installed, on a checksum mismatch or any other failure.
+Needs cosign (https://docs.sigstore.dev/cosign/system_config/installation/) on PATH to verify
+the signature; without it the installer refuses unless given --insecure-skip-signature. The pex
+needs python3 (3.11 or newer) on PATH. Exit 0 when installed and \`version\` ran; non-zero, with
+nothing installed, on a missing or bad signature, a checksum mismatch or any other failure.
 USAGE
 }
 
@@ -35,10 +53,16 @@ die() {
 }
 
 BASE_URL=${LLM_OPTIMIZER_BASE_URL:-} PREFIX=${HOME:-}/.local COMPONENT=cli PLATFORM=""
+KEY=${LLM_OPTIMIZER_COSIGN_KEY:-} IDENTITY=${LLM_OPTIMIZER_CERTIFICATE_IDENTITY:-}
+ISSUER=https://token.actions.githubusercontent.com SKIP_SIGNATURE=""
 while [ $# -gt 0 ]; do
     case $1 in
         -h | --help) usage; exit 0 ;;
         --base-url) [ $# -ge 2 ] || die "--base-url needs a URL" 2; BASE_URL=$2; shift 2 ;;
+        --key) [ $# -ge 2 ] || die "--key needs the release's cosign public key file" 2; KEY=$2; shift 2 ;;
+        --certificate-identity) [ $# -ge 2 ] || die "--certificate-identity needs an identity" 2; IDENTITY=$2; shift 2 ;;
+        --certificate-oidc-issuer) [ $# -ge 2 ] || die "--certificate-oidc-issuer needs a URL" 2; ISSUER=$2; shift 2 ;;
+        --insecure-skip-signature) SKIP_SIGNATURE=1; shift ;;
         --prefix) [ $# -ge 2 ] || die "--prefix needs a directory" 2; PREFIX=$2; shift 2 ;;
         --component) [ $# -ge 2 ] || die "--component needs cli or service" 2; COMPONENT=$2; shift 2 ;;
         --platform) [ $# -ge 2 ] || die "--platform needs a platform" 2; PLATFORM=$2; shift 2 ;;
@@ -52,6 +76,27 @@ case $COMPONENT in
     service) COMMAND=llm-optimizer-service ;;
     *) die "--component must be cli or service, not '$COMPONENT'" 2 ;;
 esac
+[ -z "$KEY" ] || [ -z "$IDENTITY" ] || die "give either --key or --certificate-identity, not both" 2
+[ -z "$KEY" ] || [ -f "$KEY" ] || die "--key $KEY is not a file; give the release's cosign public key" 2
+if [ -z "$KEY" ] && [ -z "$IDENTITY" ]; then
+    # A GitHub release is signed keyless by its repository's release workflow at the tag.
+    case $BASE_URL in
+        https://github.com/*/*/releases/download/v*)
+            repo=${BASE_URL#https://github.com/}
+            tag=${repo##*/releases/download/}
+            repo=${repo%%/releases/download/*}
+            IDENTITY=https://github.com/$repo/.github/workflows/release.yml@refs/tags/$tag
+            ;;
+    esac
+fi
+if [ -z "$SKIP_SIGNATURE" ]; then
+    [ -n "$KEY$IDENTITY" ] || die "nothing to check SHA256SUMS's signature against: give the \
+release's public key (--key cosign.pub) or its keyless signer (--certificate-identity; a GitHub \
+release URL implies it), or --insecure-skip-signature to trust the checksums unsigned" 2
+    command -v cosign >/dev/null 2>&1 || die "needs cosign on PATH to verify the signature of \
+SHA256SUMS: install it (https://docs.sigstore.dev/cosign/system_config/installation/), or pass \
+--insecure-skip-signature to install without verifying who made the release (not recommended)"
+fi
 
 # This host's pex platform, named as the release names its pex files.
 host_platform() {
@@ -83,11 +128,12 @@ pip install the wheel from the release's packages/ (see docs/releasing.md)"
     esac
 }
 
-fetch() { # URL FILE
+fetch() { # URL FILE [WHAT TO SAY WHEN IT CANNOT BE DOWNLOADED]
+    failed=${3:-"could not download $1"}
     if command -v curl >/dev/null 2>&1; then
-        curl -fsSL --retry 3 -o "$2" "$1" || die "could not download $1"
+        curl -fsSL --retry 3 -o "$2" "$1" || die "$failed"
     elif command -v wget >/dev/null 2>&1; then
-        wget -q -O "$2" "$1" || die "could not download $1"
+        wget -q -O "$2" "$1" || die "$failed"
     else
         die "needs curl or wget to download"
     fi
@@ -112,7 +158,36 @@ BIN=$PREFIX/bin
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"; rm -f "$BIN/.$COMMAND.installing"' EXIT
 trap 'exit 130' INT TERM
+[ -n "$SKIP_SIGNATURE" ] || [ -n "$KEY" ] ||
+    echo "SHA256SUMS must be signed keyless by $IDENTITY (issuer $ISSUER)"
 fetch "$BASE_URL/SHA256SUMS" "$WORK/SHA256SUMS"
+
+# Trust no checksum before SHA256SUMS's signature is verified.
+if [ -n "$SKIP_SIGNATURE" ]; then
+    printf '%s\n' "install.sh: WARNING: --insecure-skip-signature: the signature of SHA256SUMS is \
+NOT verified; the checksums prove only that the files are what $BASE_URL serves, not who made them" >&2
+elif [ -n "$KEY" ]; then
+    fetch "$BASE_URL/SHA256SUMS.sig" "$WORK/SHA256SUMS.sig" "could not download \
+$BASE_URL/SHA256SUMS.sig: without the signature of SHA256SUMS nothing is trusted; refusing it, \
+nothing was installed"
+    cosign verify-blob --key "$KEY" --signature "$WORK/SHA256SUMS.sig" \
+        --insecure-ignore-tlog=true "$WORK/SHA256SUMS" >"$WORK/cosign.log" 2>&1 ||
+        die "SHA256SUMS: its signature does not verify with the key $KEY ($(grep '^Error:' \
+"$WORK/cosign.log" | tail -n 1)); it was tampered with or is not this release's: refusing it, \
+nothing was installed"
+    echo "SHA256SUMS: signature verified with $KEY"
+else
+    fetch "$BASE_URL/SHA256SUMS.cosign.bundle" "$WORK/SHA256SUMS.cosign.bundle" "could not \
+download $BASE_URL/SHA256SUMS.cosign.bundle: without the signature of SHA256SUMS nothing is \
+trusted; refusing it, nothing was installed"
+    cosign verify-blob --bundle "$WORK/SHA256SUMS.cosign.bundle" \
+        --certificate-identity "$IDENTITY" --certificate-oidc-issuer "$ISSUER" \
+        "$WORK/SHA256SUMS" >"$WORK/cosign.log" 2>&1 ||
+        die "SHA256SUMS: its signature does not verify for $IDENTITY ($(grep '^Error:' \
+"$WORK/cosign.log" | tail -n 1)); it was tampered with or is not this release's: refusing it, \
+nothing was installed"
+    echo "SHA256SUMS: signature verified for $IDENTITY"
+fi
 
 # The one line of SHA256SUMS naming llm-optimizer-<component>-<version>-<platform>.pex.
 EXPECTED="" NAME=""
