@@ -576,8 +576,8 @@ def run_background_build(names: Sequence[str]) -> int:
         failed=failed,
     )
     write_background_build_marker(state)
+    # No Go cache sizes here (setup prints them): walking GBs of cache would keep it busy on.
     _say(f"background build {state['status']} in {state['seconds']} s")
-    _say_go_caches(progress)
     return code
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -30,11 +31,20 @@ REAL_GO = provision.go_dir()  # the real tools cache's Go caches (read before an
 
 
 @pytest.fixture
-def temp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty tools cache (this process and the subprocesses it starts use it)."""
+def temp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty tools cache (this process and the subprocesses it starts use it); a builder
+    started in it is waited for (it ends by itself in seconds), killed after a minute."""
     cache = tmp_path / "cache"
     monkeypatch.setenv("LLM_OPTIMIZER_OPS_CACHE", str(cache))
-    return cache
+    yield cache
+    state = tools.background_build() or {}
+    pid = int(state.get("pid", os.getpid()))  # one test stands for a builder itself: not waited
+    deadline = time.monotonic() + 60
+    while pid != os.getpid() and tools.process_start(pid) == state.get("pid_start"):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -139,6 +149,25 @@ def test_one_builder_installs_the_missing_go_tool_and_require_waits_for_it(
     report = provision.background_build_report(since)
     assert report.startswith("background Go build of kwok: ok (exit 0) in "), report
     assert provision.background_build_report(time.time() + 60).endswith("was cached)")
+
+
+@pytest.mark.slow
+@pytest.mark.go_tools  # shares the real Go caches: after the background build of the suite
+def test_setup_without_the_flag_waits_for_the_builder_instead_of_building_again(
+    warm_go_cache: Path,
+) -> None:
+    setup_task("--background-builds", "--only", "kwok")
+    said: list[str] = []
+    done = provision.setup(Runner(Context(), echo=False), [KWOK], say=said.append)
+    state = tools.background_build()
+    assert state is not None
+    assert state["status"] == "ok"
+    log = Path(state["log"]).read_text()
+    assert log.count("kwok: go build") == 1  # built once, by the builder
+    # the build takes seconds, this setup started at once: it waited, then found kwok installed
+    assert any(line.startswith("waiting for the background build of kwok") for line in said), said
+    assert done == []
+    assert provision.is_installed(KWOK)
 
 
 @pytest.mark.slow
