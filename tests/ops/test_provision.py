@@ -190,17 +190,25 @@ def test_uv_is_found_through_the_variable_uv_run_sets(monkeypatch: pytest.Monkey
 
 
 @pytest.mark.go_tools  # every Go-built tool too: runs last (tests/conftest.py)
-def test_a_second_setup_installs_nothing_for_every_tool() -> None:
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "background-builds"])
+def test_a_second_setup_installs_nothing_for_every_tool(background: bool) -> None:
     """`invoke setup` is idempotent for every catalogued tool, not only helm: with all of them
     installed (CI's README line ran setup first), setup again installs nothing and runs no
-    command — the MockContext answers none."""
+    command — the MockContext answers none. With --background-builds it starts no builder."""
     missing = [t.name for t in tools.CATALOGUE.values() if not provision.is_installed(t)]
     if missing:
         pytest.skip(f"not installed yet: {', '.join(missing)}; run `uv run invoke setup`")
+    marker = tools.background_build_marker()
+    before = marker.stat().st_mtime_ns if marker.exists() else None
     said: list[str] = []
     done = provision.setup(
-        Runner(MockContext(), echo=False), list(tools.CATALOGUE.values()), say=said.append
+        Runner(MockContext(), echo=False),
+        list(tools.CATALOGUE.values()),
+        background=background,
+        say=said.append,
     )
     assert done == []
     assert said[0] == f"{len(tools.CATALOGUE)}/{len(tools.CATALOGUE)} tools already installed"
     assert said[-1].endswith("(0 installed)")
+    assert len(said) == 2
+    assert (marker.stat().st_mtime_ns if marker.exists() else None) == before
