@@ -413,8 +413,9 @@ def setup(
 
     ``background``: the missing Go-built tools are left to one detached, niced builder process
     (``start_background_build``) instead of being built here; ``tools.require`` waits for it.
-    Tools a running builder already builds are never built twice: with ``background`` they are
-    left to it, without it setup waits for it first.
+    It starts before the apt-get run and the downloads, whose minutes of network and disk
+    leave the CPU to it. Tools a running builder already builds are never built twice: with
+    ``background`` they are left to it, without it setup waits for it first.
     """
     started = time.monotonic()
     missing = [t for t in tools if not is_installed(t)]
@@ -439,6 +440,7 @@ def setup(
         raise Exit(
             "not on PATH: " + "; ".join(f"{t.name}: {t.install_hint()}" for t in absent), code=1
         )
+    builder = start_background_build(runner, deferred, say=say) if deferred else None
     debian = [t for t in missing if t.source is Source.DEBIAN]
     packages = sorted({t.package for t in debian})
     may_apt = bool(debian) and root()
@@ -458,8 +460,10 @@ def setup(
     if debian and not may_apt:
         raise AptNeedsRootError(packages)
     done = [t.name for t in missing]
-    if deferred:
-        start_background_build(runner, deferred, say=say)
+    if builder is not None:
+        log = background_build_log()
+        names = ", ".join(t.name for t in deferred)
+        say(f"left building in the background: {names} (pid {builder}; log: {log})")
     if not runner.dry_run:
         later = (building if background else set()) | {t.name for t in deferred}
         still = [t.name for t in tools if not is_installed(t) and t.name not in later]

@@ -118,7 +118,9 @@ def test_one_builder_installs_the_missing_go_tool_and_require_waits_for_it(
     state = tools.background_build()
     assert state is not None
     pid = state["pid"]
-    assert f"(pid {pid}, nice 19; log: {warm_go_cache / 'background-build.log'})" in out
+    log = warm_go_cache / "background-build.log"
+    assert f"(pid {pid}, nice 19; log: {log})" in out
+    assert f"left building in the background: kwok (pid {pid}; log: {log})" in out
     assert state["tools"] == ["kwok"]
     # a second setup starts no other builder
     again = setup_task("--background-builds", "--only", "kwok")
@@ -143,9 +145,10 @@ def test_one_builder_installs_the_missing_go_tool_and_require_waits_for_it(
     assert hashlib.sha256(kwok.read_bytes()).hexdigest() == KWOK.sha256
     version = subprocess.run([kwok, "--version"], capture_output=True, text=True, check=True)
     assert "0.8.0" in version.stdout + version.stderr
-    log = Path(final["log"]).read_text()
-    assert log.count("kwok: go build") == 1
-    assert "(1/1) kwok: done in" in log
+    assert final["log"] == str(log)
+    built = log.read_text()
+    assert built.count("kwok: go build") == 1
+    assert "(1/1) kwok: done in" in built
     report = provision.background_build_report(since)
     assert report.startswith("background Go build of kwok: ok (exit 0) in "), report
     assert provision.background_build_report(time.time() + 60).endswith("was cached)")
