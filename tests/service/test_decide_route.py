@@ -5,6 +5,7 @@ the same error body (422 items, 401/403/404/409 errors) and, for a decision, the
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,8 +31,6 @@ def pair(tmp_path: Path) -> Iterator[tuple[TestClient, TestClient, Keys]]:
     keys = Keys(*(f"k-{role}-{secrets.token_hex(12)}" for role in ("admin", "writer", "reader")))
     settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", keys)
     app = create_app(settings)
-    served = [r for r in app.routes if isinstance(r, APIRoute) and r.path == DECIDE]
-    assert not served  # decide lives in the included /api/v1 router
     with TestClient(app) as client:
         runtime = app.state.runtime
         reference = FastAPI()
@@ -89,6 +88,8 @@ def _answer(client: TestClient, keys: Keys, key: str, workload: str, body: bytes
     response = client.post(DECIDE.format(name=workload), content=body, headers=headers)
     payload = response.json()
     if response.status_code == 200:
+        # the answer is written by hand: byte for byte what json.dumps (compact) writes
+        assert response.text == json.dumps(payload, separators=(",", ":"))
         assert payload["arm"] in {arm["name"] for arm in ARMS}
         assert 0.0 < payload["propensity"] <= 1.0
         payload = {**payload, "decision_id": len(payload["decision_id"]), "arm": "?"}
@@ -111,3 +112,36 @@ def test_every_case_kind_is_covered(pair: tuple[TestClient, TestClient, Keys]) -
     service, _, keys = pair
     statuses = {_answer(service, keys, *case)[0] for case in CASES}
     assert statuses == {200, 401, 403, 404, 422}
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_other_methods_are_405_naming_post(
+    pair: tuple[TestClient, TestClient, Keys], method: str
+) -> None:
+    service, reference, keys = pair
+    answers = [
+        client.request(method, DECIDE.format(name="plain"), headers=keys.header(keys.writer))
+        for client in (service, reference)
+    ]
+    assert [(a.status_code, a.headers.get("allow"), a.json()) for a in answers] == [
+        (405, "POST", answers[1].json())
+    ] * 2
+
+
+def test_decide_is_served_ahead_of_the_router_and_documented_once(
+    pair: tuple[TestClient, TestClient, Keys],
+) -> None:
+    service, _, _ = pair
+    app: Any = service.app
+    first = next(
+        r
+        for r in app.routes
+        if not getattr(r, "path", "").startswith(("/docs", "/redoc", "/openapi"))
+    )
+    assert isinstance(first, APIRoute)
+    assert first.path == DECIDE
+    assert not first.include_in_schema
+    paths = app.openapi()["paths"]
+    assert list(paths[DECIDE]) == ["post"]
+    assert paths[DECIDE]["post"]["operationId"] == "decide"
+    assert "requestBody" in paths[DECIDE]["post"]

@@ -116,6 +116,8 @@ class WorkloadState:
     spent_since: datetime | None = None
     dirty: bool = False
     decision_counters: dict[str, Any] = field(default_factory=dict)
+    # arm -> the part of the REST decide answer that depends on the arm only (api/routes.py)
+    answer_parts: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

@@ -57,6 +57,7 @@ def create_app(settings: Settings, hooks: LifecycleHooks | None = None) -> FastA
         keys=runtime.keys,
         auth_prefix=routes.router.prefix,
     )
+    routes.route_decide_first(app)
     app.include_router(routes.router)
     document_bearer_auth(app)
 

@@ -12,6 +12,7 @@ cheap byte scan first): an ordinary body costs one regular-expression search.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from email.message import Message
@@ -31,6 +32,7 @@ def _parse_float(text: str) -> float | _NonFinite:
     return value if value not in (float("inf"), float("-inf")) else _NonFinite(text)
 
 
+@functools.lru_cache(maxsize=256)  # parsing the header costs more than the rest of a check
 def is_json_content_type(value: str | None) -> bool:
     """``application/json`` or any ``application/*+json`` (parameters such as charset allowed)."""
     if not value:

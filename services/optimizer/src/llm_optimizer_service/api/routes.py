@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, Body, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Body, Depends, FastAPI, Path, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import MISSING
@@ -28,6 +29,7 @@ from llm_optimizer_service.specs import to_engine
 from llm_optimizer_service.storage.repository import (
     ConflictError,
     NotFoundError,
+    PendingDecision,
     WorkloadRecord,
 )
 
@@ -212,8 +214,9 @@ async def decide(
     return _decide(request.app.state.runtime, name, body)
 
 
+DECIDE_PATH = "/workloads/{name}/decide"
 router.add_api_route(
-    "/workloads/{name}/decide",
+    DECIDE_PATH,
     decide,
     methods=["POST"],
     response_model=s.DecisionOut,
@@ -221,6 +224,21 @@ router.add_api_route(
     tags=["decisions"],
     route_class_override=_DecideRoute,
 )
+
+
+def route_decide_first(app: FastAPI) -> None:
+    """Serve decide from a route of the app's own, ahead of the included /api/v1 router (call it
+    before ``include_router``): matching a request against an included router's routes costs
+    more than the decision itself. The same path, endpoint and handler; left out of the OpenAPI
+    document, which documents decide once, in its place among the /api/v1 operations. Another
+    method on the path is still a 405 naming POST."""
+    app.router.add_api_route(
+        router.prefix + DECIDE_PATH,
+        decide,
+        methods=["POST"],
+        include_in_schema=False,
+        route_class_override=_DecideRoute,
+    )
 
 
 def _decide(runtime: Runtime, name: str, body: s.DecideBody) -> Response:
@@ -231,13 +249,28 @@ def _decide(runtime: Runtime, name: str, body: s.DecideBody) -> Response:
         pending = runtime.decide(state, body.context, body.session_id)
     except EngineError as exc:
         raise ApiError(422, "invalid_context", str(exc)) from exc
-    payload = {
-        "decision_id": pending.id,
-        "arm": pending.arm,
-        "config": state.configs[pending.arm],
-        "propensity": pending.propensity,
-    }
-    return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
+    return Response(_decision_json(state, pending), media_type="application/json")
+
+
+def _decision_json(state: WorkloadState, pending: PendingDecision) -> str:
+    """``json.dumps`` of the answer (compact), byte for byte, with the arm's part encoded once
+    per snapshot: the id is hex and dashes, and a finite float is written as ``float.__repr__``,
+    as json.dumps writes it."""
+    part = state.answer_parts.get(pending.arm)
+    if part is None:
+        arm = {"arm": pending.arm, "config": state.configs[pending.arm]}
+        part = json.dumps(arm, separators=(",", ":"))[1:-1]
+        state.answer_parts[pending.arm] = part
+    propensity = float(pending.propensity)
+    if not math.isfinite(propensity):  # never in practice; json.dumps writes NaN its own way
+        answer = {
+            "decision_id": pending.id,
+            "arm": pending.arm,
+            "config": state.configs[pending.arm],
+            "propensity": propensity,
+        }
+        return json.dumps(answer, separators=(",", ":"))
+    return f'{{"decision_id":"{pending.id}",{part},"propensity":{float.__repr__(propensity)}}}'
 
 
 @router.post(
