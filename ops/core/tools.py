@@ -464,12 +464,14 @@ def background_build() -> dict[str, Any] | None:
 
 def process_start(pid: int) -> str | None:
     """The start time of a live process (Linux /proc; "" elsewhere), None when it is gone."""
+    if pid <= 0:
+        return None
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
     except OSError:
-        try:
+        if Path("/proc/self/stat").exists():  # Linux: the process is gone
+            return None
+        try:  # no /proc (macOS): is the pid alive at all
             os.kill(pid, 0)
         except ProcessLookupError:
             return None
