@@ -516,8 +516,11 @@ def wait_for_background_build(
         time.sleep(0.5)
         state = background_build() or state
     waited = time.monotonic() - started
-    with background_build_waits().open("a") as fh:
-        fh.write(json.dumps({"tools": wanted, "seconds": round(waited, 1)}) + "\n")
+    try:
+        with background_build_waits().open("a") as fh:
+            fh.write(json.dumps({"tools": wanted, "seconds": round(waited, 1)}) + "\n")
+    except OSError:
+        pass  # only `.ci/run`'s figure is lost, not the wait's outcome
     if builder_running(state):
         what = f"is still running after {waited:.0f} s (stop it: kill {state.get('pid')})"
         raise BackgroundBuildError(wanted[0], state, what)
