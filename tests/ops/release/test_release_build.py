@@ -43,7 +43,9 @@ def test_dry_run_release_writes_every_artefact(released: Path) -> None:
     assert f"{project.CHART_NAME}-{VERSION}.tgz" in names
     assert {"sbom.cdx.json", "RELEASE_NOTES.md", "SHA256SUMS"} <= names
     if engine.status().answering:
-        assert f"{project.SERVICE_IMAGE}-{VERSION}.tar" in names
+        for image in (project.SERVICE_IMAGE, project.CLI_IMAGE):
+            assert f"{image}-{VERSION}.tar" in names
+            assert f"{image}-{VERSION}.cdx.json" in names  # its SBOM (syft), in SHA256SUMS too
 
 
 def test_dry_run_release_does_not_tag(released: Path) -> None:
