@@ -575,6 +575,46 @@ def test_publish_dry_run_pushes_then_signs_each_push_by_its_digest(
         annotation = f"-a {sign.VERSION_ANNOTATION}={VERSION}"
         assert f"[dry-run] cosign sign --yes {annotation} {shlex.quote(pending)}" in err
     assert err.index("helm push") < err.index("cosign sign")
+    for name in IMAGES:  # keyless: each image's SBOM attested to the digest of its push
+        pending = f"ghcr.io/owner/{name}@{sign.PUSHED_DIGEST}"
+        sbom = release_dir / image_sbom.file_name(name, VERSION)
+        assert (
+            f"[dry-run] cosign attest --yes --type cyclonedx --predicate {sbom} "
+            f"{shlex.quote(pending)}"
+        ) in err
+    assert err.index("cosign sign") < err.index("cosign attest")
+
+
+def test_sha256sums_is_signed_beside_itself_with_a_key_or_keyless(tmp_path: Path) -> None:
+    sums = tmp_path / "SHA256SUMS"
+    assert sign.sign_blob_command(sums, sign.Signer()) == [
+        "cosign", "sign-blob", "--yes", "--bundle", str(tmp_path / sign.SUMS_BUNDLE), str(sums),
+    ]  # fmt: skip
+    key = tmp_path / "cosign.key"
+    assert sign.sign_blob_command(sums, sign.Signer(key, "p")) == [
+        "cosign", "sign-blob", "--yes", "--key", str(key), "--tlog-upload=false",
+        "--output-signature", str(tmp_path / sign.SUMS_SIGNATURE), str(sums),
+    ]  # fmt: skip
+    identity = "https://github.com/owner/repo/.github/workflows/release.yml@refs/tags/v1.2.3"
+    keyless = sign.Trust(identity=identity, issuer=sign.GITHUB_ISSUER)
+    assert sign.verify_blob_command(sums, keyless) == [
+        "cosign", "verify-blob", "--bundle", str(tmp_path / sign.SUMS_BUNDLE),
+        "--certificate-identity", identity, "--certificate-oidc-issuer", sign.GITHUB_ISSUER,
+        str(sums),
+    ]  # fmt: skip
+
+
+@pytest.mark.docker
+def test_publish_refuses_image_archives_without_their_sbom(
+    release_dir: Path, tmp_path: Path
+) -> None:
+    copy = Path(shutil.copytree(release_dir, tmp_path / VERSION, copy_function=os.link))
+    (copy / image_sbom.file_name(project.CLI_IMAGE, VERSION)).unlink()
+    with pytest.raises(Exit, match=rf"has no SBOM {project.CLI_IMAGE}-{re.escape(VERSION)}\.cdx"
+                                   r"\.json .* nothing is pushed without its SBOM"):  # fmt: skip
+        cut.push_and_sign(
+            Runner(dry_run=True), copy, VERSION, "ghcr.io/owner", sign.Signer(), helm_env={}
+        )
 
 
 @pytest.mark.docker
