@@ -187,6 +187,18 @@ COSIGN = GoBuild(
         f"-X {_RELEASE_UTILS}.buildDate=1970-01-01T00:00:00Z",  # reproducible
     ),
 )
+# Jaeger v2 (the OpenTelemetry Collector based binary): all-in-one with memory storage by
+# default, OTLP on 4317/4318, the query UI/API on 16686. The Compose stand-in of `jaeger`.
+_JAEGER = "v1.75.0"
+JAEGER = GoBuild(
+    "github.com/jaegertracing/jaeger",
+    _JAEGER,
+    "github.com/jaegertracing/jaeger/cmd/jaeger",
+    ldflags=(
+        f"-X github.com/jaegertracing/jaeger/internal/version.latestVersion={_JAEGER}",
+        "-X github.com/jaegertracing/jaeger/internal/version.date=2025-11-13T16:44:30Z",
+    ),
+)
 # The Prometheus Operator's API types (Go, kubebuilder markers): controller-gen makes the CRDs of
 # the chart's ServiceMonitor and PrometheusRule from them (ops.k8s.cluster.operator_crds).
 PROMETHEUS_OPERATOR_APIS = GoBuild(
@@ -350,6 +362,13 @@ CATALOGUE: dict[str, Tool] = {
             COSIGN,
             "84784be35fceedf9ee3d7e11d37ebc29a1d1bc4c90fab7e1184eec577ae7f4a4",
             "signs and verifies the release's images and chart (invoke release, release.verify)",
+            ("version",),
+        ),
+        _go(
+            "jaeger",
+            JAEGER,
+            "7bc2cf65629831fb0a665a5109f2464a2f020ed65f96aaef15308c106fc81ec0",
+            "tracing backend of the Compose stand-in stack (compose.ci.yml)",
             ("version",),
         ),
         _deb("openssl", "openssl", "3.0", "the local cluster's CA and certificates"),

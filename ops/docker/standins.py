@@ -28,7 +28,7 @@ from ops.docker import base_image, commands
 
 STANDINS_DIR = INFRA_DIR / "docker" / "standins"
 # Compose service -> the catalogued tool its stand-in image runs.
-HOST_BUILT: Mapping[str, str] = {"kafka": "tansu"}
+HOST_BUILT: Mapping[str, str] = {"kafka": "tansu", "jaeger": "jaeger"}
 
 
 def image(ci_file: Path, service: str) -> str:

@@ -1,11 +1,11 @@
 """The whole development stack end to end: `invoke deploy --target compose` with the CI stand-ins
-(compose.ci.yml: every service of compose.yml but Grafana, which cannot be built here, and
-Jaeger, whose Go build is too slow for CI) runs the real compose.yml, Prometheus config, rules and
+(compose.ci.yml: every service of compose.yml but Grafana, which cannot be built here) runs the real compose.yml, Prometheus config, rules and
 Alertmanager config, and each wiring works:
 
 - every Prometheus target of monitoring/prometheus/prometheus.yml is up and every rule is loaded;
 - the exporters' metrics (monitoring/exporter-metrics.txt) are in Prometheus;
 - a feedback produced to Kafka's feedback topic is consumed and counted;
+- the trace of a decide request is found in Jaeger by its request id;
 - Alertmanager receives ServiceDown once the optimizer is stopped (the rule's real `for: 1m`);
 - `compose.down --volumes` leaves no container, network or volume of the project behind.
 
@@ -43,11 +43,18 @@ from tests._support.docker import TEST_TAG
 from tests._support.tools import require_tool
 
 # Cold, this builds the stand-in images (Debian packages) on 2 busy cores: minutes.
-pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
+# go_tools: the jaeger stand-in runs the Go-built `jaeger` (after the background build).
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.slow,
+    pytest.mark.go_tools,
+    pytest.mark.timeout(1800),
+]
 
 STACK_TAG = f"{TEST_TAG}-stack"
 # Not started with the stand-ins (compose.ci.yml puts them in profiles of their own).
-LEFT_OUT = {"grafana", "jaeger"}
+LEFT_OUT = {"grafana"}
+SERVICE_NAME = "llm-optimizer-service"  # settings.otel.service_name's default
 T = TypeVar("T")
 
 
@@ -127,6 +134,7 @@ def stack(
 ) -> Iterator[Stack]:
     require_tool("docker-compose")
     require_tool("tansu")
+    require_tool("jaeger")
     name = f"llmo-stack-{uuid.uuid4().hex[:8]}"
     ports = {
         variable: free_port()
@@ -297,6 +305,44 @@ def test_feedback_sent_through_kafka_is_consumed_and_counted(stack: Stack) -> No
     metrics = httpx.get(f"{stack.url('OPTIMIZER_METRICS_PORT')}/metrics").text
     line = f'optimization_feedback_total{{arm="{decision["arm"]}",workload="{workload}"}} 1.0'
     assert line in metrics, [m for m in metrics.splitlines() if "feedback_total" in m]
+
+
+def test_the_trace_of_a_decide_request_is_found_in_jaeger_by_its_request_id(stack: Stack) -> None:
+    headers = {"Authorization": f"Bearer {stack.api_key}"}
+    request_id = f"stack-{uuid.uuid4().hex[:12]}"
+    with httpx.Client(base_url=stack.url("OPTIMIZER_HTTP_PORT"), headers=headers) as http:
+        arms = [{"name": "a", "model": "m-a"}, {"name": "b", "model": "m-b"}]
+        assert http.post(
+            "/api/v1/workloads", json={"name": "stack-traced", "arms": arms}
+        ).is_success
+        answer = http.post(
+            "/api/v1/workloads/stack-traced/decide", headers={"X-Request-ID": request_id}
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-request-id"] == request_id
+
+    def traces() -> list[dict[str, Any]] | None:
+        response = httpx.get(
+            f"{stack.url('JAEGER_UI_PORT')}/api/traces",
+            params={"service": SERVICE_NAME, "tags": json.dumps({"request_id": request_id})},
+            timeout=10,
+        )
+        found = list(response.json().get("data") or [])
+        return found or None
+
+    # The service exports in batches (OTEL_BSP_SCHEDULE_DELAY, 5 s by default).
+    found = _wait(f"a trace tagged request_id={request_id} in Jaeger", traces, timeout=60)
+    assert len(found) == 1, found
+    spans = found[0]["spans"]
+    tagged = [
+        span for span in spans
+        if {"key": "request_id", "type": "string", "value": request_id} in span["tags"]
+    ]  # fmt: skip
+    assert [span["operationName"] for span in tagged] == ["POST /api/v1/workloads/{name}/decide"], (
+        tagged
+    )
+    processes = found[0]["processes"]
+    assert {processes[span["processID"]]["serviceName"] for span in spans} == {SERVICE_NAME}
 
 
 def test_alertmanager_receives_service_down_when_the_optimizer_stops(
