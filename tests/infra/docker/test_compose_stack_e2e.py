@@ -1,6 +1,6 @@
 """The whole development stack end to end: `invoke deploy --target compose` with the CI stand-ins
-(compose.ci.yml: every service of compose.yml but Grafana, which cannot be built here) runs the real compose.yml, Prometheus config, rules and
-Alertmanager config, and each wiring works:
+(compose.ci.yml: every service of compose.yml but Grafana, which cannot be built here) runs the
+real compose.yml, Prometheus config, rules and Alertmanager config, and each wiring works:
 
 - every Prometheus target of monitoring/prometheus/prometheus.yml is up and every rule is loaded;
 - the exporters' metrics (monitoring/exporter-metrics.txt) are in Prometheus;
