@@ -84,6 +84,14 @@ class Figures:
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
+    cpu_seconds: float = 0.0  # the server process's CPU (all threads) over the slices
+
+    @property
+    def cpu_us(self) -> str:
+        """The server's CPU per request in microseconds."""
+        if not self.cpu_seconds or not self.latencies:
+            return "-"
+        return f"{self.cpu_seconds / len(self.latencies) * 1e6:.0f}"
 
     @property
     def rps(self) -> float:
@@ -92,8 +100,21 @@ class Figures:
     def percentile(self, q: float) -> float:
         return float(np.percentile(np.asarray(self.latencies) * 1000.0, q))
 
-    def row(self, name: str) -> tuple[str, float, float, float]:
-        return (name, self.rps, self.percentile(50), self.percentile(99))
+    def row(self, name: str) -> tuple[str, float, float, float, str]:
+        return (name, self.rps, self.percentile(50), self.percentile(99), self.cpu_us)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def _cpu_of(pid: int, figures: Figures) -> Iterator[None]:
+    before = _cpu_seconds(pid)
+    yield
+    figures.cpu_seconds += _cpu_seconds(pid) - before
 
 
 NextRequest = Callable[[], bytes | None]
@@ -307,18 +328,74 @@ def _profile(pid: int, seconds: float, load: Callable[[], None]) -> Counter[str]
         return stacks
 
 
-def _print_profile(stacks: Counter[str] | str) -> tuple[float | None, str]:
+# Where decide's CPU goes: (component, a frame name in the stack); the first rule whose name is in
+# a sample's stack takes it. ``None``: a worker thread waiting (py-spy counts it as active).
+# Rules marked "self:" look at the innermost frame only.
+COMPONENTS: tuple[tuple[str | None, str], ...] = (
+    (None, "Queue.get"),
+    ("decision-log writer (worker thread: SQLite executemany, commit)", "write_decisions"),
+    (None, "Thread._bootstrap"),
+    ("socket writes of the answer (uvicorn transport.write)", "RequestResponseCycle.send"),
+    ("access log line", "LineLogger.info"),
+    ("access log line", "BoundLogger.info"),
+    ("API key check (KeyRing.principal)", "KeyRing.principal"),
+    ("HTTP metrics", "prometheus_client"),
+    ("body checks (content type, non-finite numbers)", "body_checks.py"),
+    ("decide: the policy (engine)", "engine/policy.py"),
+    ("decide: decision id, PendingDecision, decision queue", "runtime.py"),
+    ("decide route: body read, parse, validate, scope check", "get_route_handler"),
+    ("decide route: body read, parse, validate, scope check", "deps.py"),
+    ("FastAPI dependency solving", "solve_dependencies"),
+    ("routing (route matching)", "matches ("),
+    ("self:our middleware", "middleware.py"),
+    ("self:FastAPI / Starlette layers", "starlette/"),
+    ("self:FastAPI / Starlette layers", "fastapi/"),
+    ("self:uvicorn protocol (httptools parse, task start)", "uvicorn/"),
+    ("event loop and the rest", ""),
+)
+
+
+def _components(stacks: Counter[str]) -> Counter[str]:
+    found: Counter[str] = Counter()
+    for stack, n in stacks.items():
+        for name, frame in COMPONENTS:
+            innermost = name is not None and name.startswith("self:")
+            if frame in (stack.rsplit(";", 1)[-1] if innermost else stack):
+                if name is not None:
+                    found[name.removeprefix("self:")] += n
+                break
+    return found
+
+
+def _print_profile(stacks: Counter[str] | str, decide: Figures) -> tuple[float | None, str]:
     if isinstance(stacks, str):
         print(f"profile: {stacks}")
         return None, stacks
-    total = sum(stacks.values()) or 1
+    components = _components(stacks)
+    total = sum(components.values()) or 1
     writer = sum(n for stack, n in stacks.items() if "write_decisions" in stack)
     own: Counter[str] = Counter()
     for stack, n in stacks.items():
-        own[stack.rsplit(";", 1)[-1]] += n
+        if "Queue.get" not in stack:
+            own[stack.rsplit(";", 1)[-1]] += n
     share = writer / total
-    print(f"profile of the service under decide load: {total} samples (py-spy, active threads)")
+    cpu = float(decide.cpu_us) if decide.cpu_us != "-" else 0.0
+    print(f"profile of the service under decide load: {total} samples of work (py-spy)")
     print(f"decision-log writer (Repository.write_decisions and below): {share:.1%} of samples")
+    print(
+        f"decide's CPU per request by component: share of the samples x the {cpu:.0f} us the "
+        "service's process spent per decide in the slices above (sampling favours lines that "
+        "make system calls)"
+    )
+    print(
+        table(
+            ("us/req", "%", "component"),
+            [
+                (f"{cpu * n / total:.1f}", f"{100 * n / total:.1f}", name)
+                for name, n in components.most_common()
+            ],
+        )
+    )
     print(
         table(
             ("self %", "function"), [(f"{100 * n / total:.1f}", f) for f, n in own.most_common(12)]
@@ -383,11 +460,18 @@ def run(options: Options) -> list[Target]:
             "bare", "decide", "trivial", "feedback", "plain_bare", "plain_decide",
             "grpc_bare", "grpc_decide")}  # fmt: skip
 
+        pids = {port: started_process.process.pid for port, started_process in (
+            (service.port, service.process), (plain.port, plain.process),
+            (bare_port, bare_process), (plain_bare_port, plain_bare_process),
+            (service.grpc_port, service.process), (grpc_bare_port, grpc_bare))}  # fmt: skip
+
         def http(port: int, request: NextRequest, name: str, keep: list[str] | None = None) -> None:
-            _run(_http_load(port, request, slice_seconds, figures[name], keep))
+            with _cpu_of(pids[port], figures[name]):
+                _run(_http_load(port, request, slice_seconds, figures[name], keep))
 
         def grpc_slice(port: int, name: str) -> None:
-            _run(_grpc_load(port, service.key, slice_seconds, figures[name]))
+            with _cpu_of(pids[port], figures[name]):
+                _run(_grpc_load(port, service.key, slice_seconds, figures[name]))
 
         # warm up every path (and collect the first decisions for feedback)
         warm = Figures()
@@ -438,7 +522,7 @@ def run(options: Options) -> list[Target]:
     print(f"service runs on {on(runs_on)}; the plain pair on {on(plain_runs_on)}")
     print(
         table(
-            ("endpoint", "req/s", "p50 ms", "p99 ms"),
+            ("endpoint", "req/s", "p50 ms", "p99 ms", "server CPU us/req"),
             [
                 figures["bare"].row("bare FastAPI POST (same settings)"),
                 figures["decide"].row("POST .../decide"),
@@ -460,7 +544,7 @@ def run(options: Options) -> list[Target]:
         *_ratio_targets("feedback", figures["bare"], figures["feedback"]),
         *_ratio_targets("gRPC Decide", figures["grpc_bare"], figures["grpc_decide"]),
     ]
-    share, figure = _print_profile(stacks)
+    share, figure = _print_profile(stacks, figures["decide"])
     targets.append(
         Target(
             "http_decide", "decision-log writer share of CPU (profiled)", figure, share is not None
@@ -514,7 +598,7 @@ def run_workers(options: Options, root: Path, started: list[Process]) -> list[Ta
     )
     print(
         table(
-            ("workers", "req/s", "p50 ms", "p99 ms"),
+            ("workers", "req/s", "p50 ms", "p99 ms", "server CPU us/req"),
             [one.row("1 (default)"), two.row("2")],
         )
     )

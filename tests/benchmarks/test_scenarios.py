@@ -85,6 +85,39 @@ def test_http_decide_benchmark_measures_every_pair_side_by_side(
         assert int(bare) > 0
     out = capsys.readouterr().out
     assert "service runs on httptools/uvloop; the plain pair on asyncio/h11" in out
+    # each server's CPU per request, and decide's split by component from the profile
+    for row in ("POST .../decide ", "bare FastAPI POST "):
+        line = next(line for line in out.splitlines() if line.startswith(row))
+        assert int(line.split()[-1]) > 0, line
+    # the split needs py-spy, which the bench group has and the tests' venv does not
+    assert "decide's CPU per request by component" in out or "py-spy is not installed" in out
+
+
+def test_http_decide_profile_components() -> None:
+    """How the profile's samples are split into decide's components: a waiting worker thread is
+    no work, a stack goes to the first component it shows, layers by their innermost frame."""
+    from collections import Counter
+
+    from benchmarks.http_decide import _components
+
+    stacks = Counter(
+        {
+            "Thread._bootstrap (threading.py:1);Queue.get (queue.py:171)": 50,
+            "Thread._bootstrap (t.py:1);run (t.py:2);Repository.write_decisions (r.py:3)": 3,
+            "Runner.run (a.py:1);RequestContextMiddleware.__call__ (m.py:2);"
+            "LineLogger.info (l.py:3);dumps (json/__init__.py:4)": 5,
+            "Runner.run (a.py:1);RequestContextMiddleware.__call__ "
+            "(llm_optimizer_service/api/middleware.py:2)": 2,
+            "Runner.run (a.py:1);RequestContextMiddleware.__call__ (m.py:2);"
+            "ExceptionMiddleware.__call__ (starlette/middleware/exceptions.py:3)": 4,
+        }
+    )
+    assert _components(stacks) == {
+        "decision-log writer (worker thread: SQLite executemany, commit)": 3,
+        "access log line": 5,
+        "our middleware": 2,
+        "FastAPI / Starlette layers": 4,
+    }
 
 
 def test_ope_benchmark_reports_coverage_for_every_estimator_and_candidate(
