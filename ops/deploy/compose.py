@@ -7,12 +7,19 @@ running and healthy; with ``--env prod`` on a stack whose optimizer already runs
 replicas onto the new image instead, one set beside the other behind the proxy, so no request
 fails (``ops.docker.rollout``). ``restart`` of a prod stack is the same rollout without a build.
 ``down`` removes containers and network and keeps the volumes (the data).
+
+What ``invoke verify --target compose`` talks to (:func:`reach`, :func:`scrape_replicas`) is
+read from the running containers: the URL is the port the proxy (prod) or the optimizer (dev)
+publishes for 8080; the API key is the first plain-text one of the file mounted as the replicas'
+``/run/secrets/api_keys`` (prod) or of their ``LLM_OPTIMIZER_AUTH__API_KEYS`` (dev); the
+metrics are scraped inside each replica (prod publishes no metrics port).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,9 +29,12 @@ from ops.core import project
 from ops.core.runner import Runner, runner_for
 from ops.deploy.base import Invocation, Target
 from ops.deploy.environments import require
+from ops.deploy.local import plain_key
 from ops.deploy.prerequisites import Prerequisite
 
 if TYPE_CHECKING:  # the Docker SDK loads on use, so `invoke --list` stays fast
+    from docker.models.containers import Container
+
     from ops.docker import compose as compose_stack
 
 
@@ -134,6 +144,16 @@ def restart(c: Context) -> None:
     )
 
 
+def restart_not_guaranteed(c: Context) -> str:
+    """Why a restart of this stack may fail requests ("" for prod: the rollout keeps serving)."""
+    if stack(c).env == "prod":
+        return ""
+    return (
+        "not promised on the dev stack (one optimizer, no proxy: its port closes while the "
+        "container is recreated; only --env prod rolls with no failed request)"
+    )
+
+
 def service_command(
     c: Context, args: Sequence[str], *, mounts: Mapping[Path, str], running: bool
 ) -> Invocation:
@@ -147,6 +167,94 @@ def service_command(
         volumes = [f"--volume={host}:{inside}" for host, inside in mounts.items()]
         argv = target.argv("run", "--rm", "--no-deps", "-T", *volumes, "migrate", *args)
     return Invocation(argv, {"OPTIMIZER_IMAGE": target.image})
+
+
+API_PORT = "8080/tcp"  # the optimizer's (and the prod proxy's) HTTP port inside the container
+METRICS_PORT = 9090  # the optimizer's metrics port inside the container (the image's default)
+ANY_IPV4 = "0.0.0.0"  # noqa: S104 (what Docker reports, not a bind)
+KEYS_SECRET = "/run/secrets/api_keys"  # noqa: S105 (a path, not a secret)
+# GET the replica's own /metrics with the image's python3 (the image has no curl or wget).
+_SCRAPE = (
+    "import sys, urllib.request as r; "
+    "sys.stdout.write(r.urlopen('http://127.0.0.1:%d/metrics', timeout=10).read().decode())"
+)
+
+
+@dataclass(frozen=True)
+class Reached:
+    """Where the running stack answers and the key it accepts; ``why_*`` say why one is
+    missing (empty when found)."""
+
+    url: str = ""
+    api_key: str = ""
+    why_no_url: str = ""
+    why_no_key: str = ""
+
+
+def _published(container: Container, port: str) -> str:
+    """``http://HOST:PORT`` the container publishes ``port`` on, or ``""``."""
+    bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(port) or []
+    for binding in bindings:
+        host = binding.get("HostIp") or ANY_IPV4
+        if ":" not in host:  # an IPv4 binding (every address is reached on 127.0.0.1)
+            return f"http://{'127.0.0.1' if host == ANY_IPV4 else host}:{binding['HostPort']}"
+    return ""
+
+
+def _key_of(container: Container) -> tuple[str, str]:
+    """The first plain-text API key the replica accepts, or ``""`` and why not."""
+    attrs = container.attrs
+    for mount in attrs.get("Mounts") or []:
+        if mount.get("Destination") == KEYS_SECRET:
+            source = Path(str(mount["Source"]))
+            try:
+                key = plain_key(source.read_text())
+            except OSError as error:
+                return "", f"cannot read the api_keys secret {source}: {error.strerror}"
+            why = f"the api_keys secret {source} holds no plain-text key (--api-key-file)"
+            return key or "", "" if key else why
+    for variable in attrs["Config"].get("Env") or []:
+        name, _, value = str(variable).partition("=")
+        if name == "LLM_OPTIMIZER_AUTH__API_KEYS":
+            key = plain_key(value.replace(",", "\n"))
+            return key or "", "" if key else "LLM_OPTIMIZER_AUTH__API_KEYS holds no plain key"
+    return "", "the optimizer has no api_keys secret and no LLM_OPTIMIZER_AUTH__API_KEYS"
+
+
+def reach(c: Context) -> Reached:
+    """The running stack's URL (through the proxy when one runs) and an API key it accepts."""
+    from ops.docker import engine, rollout
+
+    name = stack(c).project
+    if not engine.status().answering:
+        why = "no Docker engine answers (invoke docker.engine --start)"
+        return Reached(why_no_url=why, why_no_key=why)
+    replicas = rollout.replicas(name)
+    if not replicas:
+        why = f"no optimizer runs in compose project {name} (invoke deploy --target compose)"
+        return Reached(why_no_url=why, why_no_key=why)
+    proxies = rollout.replicas(name, "proxy")
+    front = proxies[0] if proxies else replicas[0]
+    url = _published(front, API_PORT)
+    key, why_no_key = _key_of(replicas[0])
+    service = "proxy" if proxies else "optimizer"
+    return Reached(url, key, "" if url else f"the {service} publishes no {API_PORT}", why_no_key)
+
+
+def scrape_replicas(c: Context) -> dict[str, str]:
+    """Each running optimizer replica's ``/metrics``, read inside it: container name → text."""
+    from ops.docker import rollout
+
+    scraped = {}
+    for replica in rollout.replicas(stack(c).project):
+        code, out = replica.exec_run(["python3", "-c", _SCRAPE % METRICS_PORT])
+        text = out.decode(errors="replace")
+        if code != 0:
+            raise OSError(f"{replica.name}: /metrics inside it failed: {text.strip()[-200:]}")
+        scraped[str(replica.name)] = text
+    if not scraped:
+        raise OSError(f"no optimizer runs in compose project {stack(c).project}")
+    return scraped
 
 
 TARGET = Target(

@@ -436,6 +436,43 @@ def test_restart_of_a_prod_stack_rolls_the_replicas_onto_the_configured_count(
     assert figures.failed == 0, figures.summary()
 
 
+def test_verify_passes_every_check_on_the_prod_stack(
+    prod: ProdStack, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`invoke verify --target compose --strict` (the task itself) on this stack, after the
+    tests above (its workload is the load's; its restart is a rollout): the URL is the proxy's
+    port, the key the api_keys secret's file, the metrics read inside each replica, the restart
+    the rollout under load (no failed request), the backup in a throwaway read-only container
+    with the secrets from files; every check passes."""
+    from ops.tasks.verify import verify as verify_task
+
+    for key, value in _variables(prod).items():  # what `compose` needs: the secrets' files
+        monkeypatch.setenv(key, value)
+    compose = {"project": prod.project, "env": "prod", "standins": True}
+    ctx = Context(
+        Config(
+            overrides={
+                "llm_optimizer": {"registry": "", "image_tag": ROLLOUT_TAG, "compose": compose}
+            }
+        )
+    )
+    began = time.monotonic()
+    try:
+        verify_task(ctx, target="compose", strict=True)
+    finally:
+        out = capfd.readouterr().out
+        print(out)
+    print(f"invoke verify --target compose on the prod stack: {time.monotonic() - began:.1f} s")
+    assert "verify --target compose: every check passed" in out
+    for check in ("health", "round trip", "metrics", "restart", "backup"):
+        assert re.search(rf"│ {check} +│ ok +│", out), check
+    assert f"across the {REPLICAS} replicas' scrapes" in out
+    figures = re.search(r"restart under load \(compose\): .*?(\d+) requests, (\d+) failed", out)
+    assert figures is not None, out
+    assert int(figures.group(1)) > 0
+    assert int(figures.group(2)) == 0
+
+
 def test_down_volumes_leaves_nothing_behind(prod: ProdStack) -> None:
     """Last in this module: `compose.down --volumes` on the stack above."""
     before = _project_resources(prod.project)
