@@ -43,8 +43,9 @@ from invoke.context import Context
 from ops import monitoring
 from ops.core import project
 from ops.core.runner import Runner
-from ops.deploy import compose, local, service_cli, systemd, targets
+from ops.deploy import compose, kubernetes, local, service_cli, systemd, targets
 from ops.deploy.load import WORKLOAD, SetupError, client, ensure_workload, steady_load
+from ops.k8s import kube
 
 OK: Final = "ok"
 FAIL: Final = "FAIL"
@@ -347,16 +348,36 @@ def _run(name: str, check: Callable[[], str]) -> Outcome:
     return Outcome(name, OK, detail, time.monotonic() - began)
 
 
+CHECKS: Final = ("health", "round trip", "metrics", "restart", "backup")
+
+
+def refusal(c: Context, target: str) -> str:
+    """Why no check can run on ``target`` at all ("" when they can): kubernetes and helm on a
+    cluster whose nodes are all kwok's simulated ones, where no container runs."""
+    if target not in ("kubernetes", "helm"):
+        return ""
+    context = kube.configured_context(kubernetes.settings(c))
+    if not kube.simulated_cluster(Runner(ctx=c, echo=False), context):
+        return ""
+    return (
+        "every node of this cluster is simulated by kwok (`invoke cluster.up`): no container "
+        "runs, so nothing can answer; verify needs a cluster whose nodes run containers, "
+        "reached with --url, --metrics-url and --api-key-file (e.g. through kubectl "
+        "port-forward svc/llm-optimizer)"
+    )
+
+
 def run(c: Context, target: str, ep: Endpoint) -> list[Outcome]:
     """Run every check against ``target`` in order; one row each."""
     targets.get(target)
-    return [
-        _run("health", lambda: check_health(ep)),
-        _run("round trip", lambda: check_round_trip(ep)),
-        _run("metrics", lambda: check_metrics(ep)),
-        _run("restart", lambda: check_restart(c, target, ep)),
-        _run("backup", lambda: check_backup(c, target)),
-    ]
+    checks: dict[str, Callable[[], str]] = {
+        "health": lambda: check_health(ep),
+        "round trip": lambda: check_round_trip(ep),
+        "metrics": lambda: check_metrics(ep),
+        "restart": lambda: check_restart(c, target, ep),
+        "backup": lambda: check_backup(c, target),
+    }
+    return [_run(name, checks[name]) for name in CHECKS]
 
 
 def failed(outcomes: list[Outcome], *, strict: bool) -> list[Outcome]:

@@ -34,9 +34,13 @@ def verify(
 ) -> None:
     """Check a running deployment: health, a decide/feedback round trip, the contract's
     metrics, a restart under steady load with no failed request, a backup and its verify.
-    Prints a table; exits 1 when a check failed (or, with --strict or CI, did not run)."""
+    Prints a table; exits 1 when a check failed (or, with --strict or CI, did not run), and
+    at once, saying why, when the deployment cannot be checked (kwok's simulated nodes)."""
     from ops.deploy import verify as suite
 
+    why = suite.refusal(c, target)
+    if why:
+        raise Exit(f"verify --target {target} cannot run: {why}", code=1)
     ep = suite.endpoint(c, target, url=url, metrics_url=metrics_url, api_key_file=api_key_file)
     outcomes = suite.run(c, target, ep)
     suite.print_table(target, outcomes)

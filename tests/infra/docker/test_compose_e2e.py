@@ -2,7 +2,9 @@
 redis and kafka (the CI stand-ins of compose.ci.yml, since no image can be pulled here), a decide
 and feedback round trip works through the published port, migrations ran once, the db tasks back up,
 verify and restore the stack's PostgreSQL and Redis with `--target compose` (pg_dump/pg_restore
-from the service image), and `down -v` leaves no container, network or volume behind."""
+from the service image), `invoke verify --target compose` passes but reports the restart as not
+guaranteed (dev: one optimizer, no proxy), and `down -v` leaves no container, network or volume
+behind."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from ops.docker.images import BuildResult
 from ops.tasks import compose as compose_tasks
 from ops.tasks import db as db_tasks
 from ops.tasks import workflow
+from ops.tasks.verify import verify as verify_task
 from tests._support.docker import TEST_TAG
 from tests._support.tools import free_port, require_tool
 
@@ -270,6 +273,35 @@ def test_ps_logs_and_config_tasks_describe_the_stack(
     assert "Running upgrade" in capfd.readouterr().out
     compose_tasks.config(ctx, env="all")
     assert "every compose file combination and profile validates" in capfd.readouterr().out
+
+
+def test_verify_passes_but_says_the_dev_restart_is_not_guaranteed(
+    stack: Stack, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`invoke verify --target compose --strict` (the task itself) on the development stack:
+    health, round trip, metrics (scraped inside the optimizer) and backup pass; the restart
+    recreates the one optimizer with no proxy in front, which may fail requests, so its row is
+    "not guaranteed" with the measured figures (only prod promises no failed request) and the
+    suite says so instead of "every check passed". The optimizer is ready again afterwards."""
+    ctx = _context(stack.project)
+    began = time.monotonic()
+    try:
+        verify_task(ctx, target="compose", strict=True)
+    finally:
+        out = capfd.readouterr().out
+        print(out)
+    print(f"invoke verify --target compose on the dev stack: {time.monotonic() - began:.1f} s")
+    for check in ("health", "round trip", "metrics", "backup"):
+        assert re.search(rf"│ {check} +│ ok +│", out), check
+    assert re.search(r"│ restart +│ not guaranteed +│ not promised on the dev stack", out)
+    assert "verify --target compose: every check passed but restart" in out
+    assert "verify --target compose: every check passed\n" not in out
+    figures = re.search(r"restart under load \(compose\): .*?(\d+) requests, (\d+) failed", out)
+    assert figures is not None, out
+    assert int(figures.group(1)) > 0
+    print(figures.group(0))
+    with httpx.Client(base_url=stack.http_url, timeout=10) as http:
+        assert http.get("/health/ready").status_code == 200
 
 
 def test_down_volumes_leaves_nothing_behind(stack: Stack) -> None:

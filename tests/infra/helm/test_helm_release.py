@@ -230,6 +230,13 @@ def test_plain_manifests_deploy_status_down(kube: Kube, ops: Ops) -> None:
     rollout = _rolled_out(kube, namespace)
     _migrated_before_rollout(kube.events(namespace), rollout.replica_set)
     assert ops("deploy.status", "--target", "kubernetes").returncode == 0
+    # No pod really runs on kwok's nodes: `invoke verify` refuses at once, saying why and what
+    # it needs, rather than waiting on a service that cannot answer.
+    verified = ops("verify", "--target", "kubernetes", check=False)
+    assert verified.returncode == 1, _output(verified)
+    assert "verify --target kubernetes cannot run: every node" in verified.stderr
+    assert "every node of this cluster is simulated by kwok" in verified.stderr
+    assert "verify needs a cluster whose nodes run containers" in verified.stderr
 
     ops("deploy.down", "--target", "kubernetes")
     assert kube.leftovers(namespace) == {f"Secret/{SECRET}"}
