@@ -248,7 +248,8 @@ def scrape_replicas(c: Context) -> dict[str, str]:
     scraped = {}
     for replica in rollout.replicas(stack(c).project):
         code, out = replica.exec_run(["python3", "-c", _SCRAPE % METRICS_PORT])
-        text = out.decode(errors="replace")
+        raw = out if isinstance(out, bytes) else b"".join(out)  # bytes: no stream=True
+        text = raw.decode(errors="replace")
         if code != 0:
             raise OSError(f"{replica.name}: /metrics inside it failed: {text.strip()[-200:]}")
         scraped[str(replica.name)] = text
