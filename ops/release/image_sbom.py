@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import json
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -98,18 +97,8 @@ def attest(runner: Runner, attestations: Mapping[str, Path], signer: sign.Signer
 def verify_command(reference: str, trust: sign.Trust, trusted_root: Path | None) -> list[str]:
     """The cosign command that checks ``reference``'s CycloneDX attestations (``trust``)."""
     argv = ["cosign", "verify-attestation", "--type", PREDICATE_TYPE]
-    if trust.key is not None:
-        argv += ["--key", str(trust.key), "--insecure-ignore-tlog=true"]
-        if trusted_root is not None:
-            argv += ["--trusted-root", str(trusted_root)]
-    else:
-        argv += [
-            "--certificate-identity",
-            trust.identity,
-            "--certificate-oidc-issuer",
-            trust.issuer,
-        ]
-    return [*argv, *sign.registry_flags(reference), reference]
+    trusted = sign.trust_flags(trust, trusted_root)
+    return [*argv, *trusted, *sign.registry_flags(reference), reference]
 
 
 def verified_sboms(
@@ -117,20 +106,11 @@ def verified_sboms(
 ) -> tuple[list[dict[str, Any]], str]:
     """(the attested SBOMs, "") when ``reference`` carries verified CycloneDX attestations;
     ([], problem) if not, the problem being cosign's own last error line."""
-    with tempfile.TemporaryDirectory(prefix="llm-optimizer-cosign-") as work:
-        trusted_root = None
-        if trust.key is not None:
-            trusted_root = Path(work) / "trusted_root.json"
-            trusted_root.write_text(json.dumps(sign.EMPTY_TRUSTED_ROOT))
-        result = runner.run(
-            verify_command(reference, trust, trusted_root), check=False, capture=True
-        )
-    if result is None:  # dry run
-        return [], ""
-    if result.exited != 0:
-        lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-        detail = lines[-1].removeprefix("Error:").strip() if lines else result.stderr.strip()
-        return [], detail or f"cosign exited {result.exited}"
+    result, problem = sign.run_verify(
+        runner, trust, lambda root: verify_command(reference, trust, root)
+    )
+    if result is None or problem:
+        return [], problem
     sboms = []
     try:
         for line in result.stdout.splitlines():

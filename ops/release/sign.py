@@ -24,11 +24,12 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from invoke.exceptions import Exit
+from invoke.runners import Result
 
 from ops.core.runner import Runner
 
@@ -217,23 +218,40 @@ def verify_blob(runner: Runner, path: Path, trust: Trust) -> str:
     return lines[-1].removeprefix("Error:").strip() if lines else f"cosign exited {result.exited}"
 
 
+def trust_flags(trust: Trust, trusted_root: Path | None) -> list[str]:
+    """cosign's flags for what a signature must chain to (``--trusted-root``: the empty root a
+    key-based check passes so that cosign fetches nothing from Sigstore)."""
+    if trust.key is None:
+        return ["--certificate-identity", trust.identity, "--certificate-oidc-issuer", trust.issuer]
+    flags = ["--key", str(trust.key), "--insecure-ignore-tlog=true"]
+    return [*flags, "--trusted-root", str(trusted_root)] if trusted_root is not None else flags
+
+
 def verify_command(
     reference: str, trust: Trust, version: str, trusted_root: Path | None
 ) -> list[str]:
     """The cosign command that checks ``reference``'s signatures for ``version`` (``trust``)."""
     argv = ["cosign", "verify", "--output", "json", "-a", f"{VERSION_ANNOTATION}={version}"]
-    if trust.key is not None:
-        argv += ["--key", str(trust.key), "--insecure-ignore-tlog=true"]
-        if trusted_root is not None:
-            argv += ["--trusted-root", str(trusted_root)]
-    else:
-        argv += [
-            "--certificate-identity",
-            trust.identity,
-            "--certificate-oidc-issuer",
-            trust.issuer,
-        ]
-    return [*argv, *registry_flags(reference), reference]
+    return [*argv, *trust_flags(trust, trusted_root), *registry_flags(reference), reference]
+
+
+def run_verify(
+    runner: Runner, trust: Trust, command: Callable[[Path | None], list[str]]
+) -> tuple[Result | None, str]:
+    """Run the cosign check ``command(trusted_root)`` (an empty trusted root for a key); returns
+    (its result, "") or (result, cosign's own last error line) when it failed; (None, "") in a
+    dry run."""
+    with tempfile.TemporaryDirectory(prefix="llm-optimizer-cosign-") as work:
+        trusted_root = None
+        if trust.key is not None:
+            trusted_root = Path(work) / "trusted_root.json"
+            trusted_root.write_text(json.dumps(EMPTY_TRUSTED_ROOT))
+        result = runner.run(command(trusted_root), check=False, capture=True)
+    if result is None or result.exited == 0:
+        return result, ""
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    detail = lines[-1].removeprefix("Error:").strip() if lines else result.stderr.strip()
+    return result, detail or f"cosign exited {result.exited}"
 
 
 def verify(runner: Runner, reference: str, trust: Trust, version: str) -> tuple[str, str]:
@@ -243,20 +261,11 @@ def verify(runner: Runner, reference: str, trust: Trust, version: str) -> tuple[
     The problem is cosign's own last error line (e.g. "no signatures found", "invalid
     signature"), for the caller to name with the artefact and the fix.
     """
-    with tempfile.TemporaryDirectory(prefix="llm-optimizer-cosign-") as work:
-        trusted_root = None
-        if trust.key is not None:
-            trusted_root = Path(work) / "trusted_root.json"
-            trusted_root.write_text(json.dumps(EMPTY_TRUSTED_ROOT))
-        result = runner.run(
-            verify_command(reference, trust, version, trusted_root), check=False, capture=True
-        )
-    if result is None:  # dry run
-        return "", ""
-    if result.exited != 0:
-        lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-        detail = lines[-1].removeprefix("Error:").strip() if lines else result.stderr.strip()
-        return "", detail or f"cosign exited {result.exited}"
+    result, problem = run_verify(
+        runner, trust, lambda root: verify_command(reference, trust, version, root)
+    )
+    if result is None or problem:
+        return "", problem
     digests = set()
     try:
         for payload in json.loads(result.stdout):
