@@ -132,3 +132,17 @@ def published_port(container: Container, port: int, proto: str = "tcp") -> int:
     if not bindings:
         pytest.fail(f"container {container.name} publishes no host port for {port}/{proto}")
     return int(bindings[0]["HostPort"])
+
+
+def project_resources(name: str) -> dict[str, list[str]]:
+    """The containers, networks and volumes of Compose project ``name`` (none once it is down)."""
+    label = f"com.docker.compose.project={name}"
+    api = engine.client()
+    try:
+        return {
+            "containers": [c.name for c in api.containers.list(all=True, filters={"label": label})],
+            "networks": [n.name for n in api.networks.list(filters={"label": label})],
+            "volumes": [v.name for v in api.volumes.list(filters={"label": label})],
+        }
+    finally:
+        api.close()

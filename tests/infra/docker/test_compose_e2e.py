@@ -32,7 +32,7 @@ from ops.tasks import compose as compose_tasks
 from ops.tasks import db as db_tasks
 from ops.tasks import workflow
 from ops.tasks.verify import verify as verify_task
-from tests._support.docker import TEST_TAG
+from tests._support.docker import TEST_TAG, project_resources
 from tests._support.tools import free_port, require_tool
 
 # The first test here may build the base image and the images from cold (minutes on 2 busy cores).
@@ -62,19 +62,6 @@ def _context(project_name: str) -> Context:
             }
         )
     )
-
-
-def _project_resources(name: str) -> dict[str, list[str]]:
-    label = f"com.docker.compose.project={name}"
-    api = engine.client()
-    try:
-        return {
-            "containers": [c.name for c in api.containers.list(all=True, filters={"label": label})],
-            "networks": [n.name for n in api.networks.list(filters={"label": label})],
-            "volumes": [v.name for v in api.volumes.list(filters={"label": label})],
-        }
-    finally:
-        api.close()
 
 
 @pytest.fixture(scope="module")
@@ -306,9 +293,9 @@ def test_verify_passes_but_says_the_dev_restart_is_not_guaranteed(
 
 def test_down_volumes_leaves_nothing_behind(stack: Stack) -> None:
     """Last in this module: `compose.down --volumes` on the stack above."""
-    before = _project_resources(stack.project)
+    before = project_resources(stack.project)
     assert before["containers"]
     assert before["networks"]
     assert before["volumes"]
     compose_tasks.down(_context(stack.project), volumes=True)
-    assert _project_resources(stack.project) == {"containers": [], "networks": [], "volumes": []}
+    assert project_resources(stack.project) == {"containers": [], "networks": [], "volumes": []}

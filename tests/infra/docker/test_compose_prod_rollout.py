@@ -46,7 +46,7 @@ from ops.deploy import load
 from ops.docker import commands, engine, rollout
 from ops.docker import compose as compose_stack
 from ops.docker.images import BuildResult
-from tests._support.docker import TEST_TAG
+from tests._support.docker import TEST_TAG, project_resources
 from tests._support.tools import free_port, require_tool
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -96,19 +96,6 @@ def _write_secrets(directory: Path, api_key: str, password: str) -> dict[str, st
             path.chmod(0o640)
         variables[variable] = str(path)
     return variables
-
-
-def _project_resources(name: str) -> dict[str, list[str]]:
-    label = f"com.docker.compose.project={name}"
-    api = engine.client()
-    try:
-        return {
-            "containers": [c.name for c in api.containers.list(all=True, filters={"label": label})],
-            "networks": [n.name for n in api.networks.list(filters={"label": label})],
-            "volumes": [v.name for v in api.volumes.list(filters={"label": label})],
-        }
-    finally:
-        api.close()
 
 
 def _containers(name: str, service: str | None = None) -> list[Container]:
@@ -477,11 +464,11 @@ def test_verify_passes_every_check_on_the_prod_stack(
 
 def test_down_volumes_leaves_nothing_behind(prod: ProdStack) -> None:
     """Last in this module: `compose.down --volumes` on the stack above."""
-    before = _project_resources(prod.project)
+    before = project_resources(prod.project)
     assert before["containers"]
     assert before["volumes"]
     compose_stack.down(Runner(echo=True), project=prod.project, volumes=True, standins=True)
-    assert _project_resources(prod.project) == {"containers": [], "networks": [], "volumes": []}
+    assert project_resources(prod.project) == {"containers": [], "networks": [], "volumes": []}
 
 
 def test_the_rollout_waits_for_nginx_as_its_config_says() -> None:

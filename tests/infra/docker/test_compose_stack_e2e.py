@@ -39,7 +39,7 @@ from ops.docker import engine
 from ops.docker.images import BuildResult
 from ops.tasks import compose as compose_tasks
 from ops.tasks import deploy as deploy_tasks
-from tests._support.docker import TEST_TAG
+from tests._support.docker import TEST_TAG, project_resources
 from tests._support.tools import require_tool
 
 # Cold, this builds the stand-in images (Debian packages) on 2 busy cores: minutes.
@@ -82,19 +82,6 @@ def _context(project_name: str) -> Context:
             }
         )
     )
-
-
-def _project_resources(name: str) -> dict[str, list[str]]:
-    label = f"com.docker.compose.project={name}"
-    api = engine.client()
-    try:
-        return {
-            "containers": [c.name for c in api.containers.list(all=True, filters={"label": label})],
-            "networks": [n.name for n in api.networks.list(filters={"label": label})],
-            "volumes": [v.name for v in api.volumes.list(filters={"label": label})],
-        }
-    finally:
-        api.close()
 
 
 def _say(request: pytest.FixtureRequest, line: str) -> None:
@@ -381,7 +368,7 @@ def test_alertmanager_receives_service_down_when_the_optimizer_stops(
 
 def test_down_volumes_leaves_nothing_behind(stack: Stack) -> None:
     """Last: `compose.down --volumes` (the fixture's own down then finds nothing to do)."""
-    before = _project_resources(stack.project)
+    before = project_resources(stack.project)
     assert len(before["containers"]) == len(
         {n for n, s in yaml.safe_load(compose_stack.BASE_FILE.read_text())["services"].items()
          if not s.get("profiles")} - LEFT_OUT
@@ -389,4 +376,4 @@ def test_down_volumes_leaves_nothing_behind(stack: Stack) -> None:
     assert before["networks"]
     assert len(before["volumes"]) >= 5, before
     compose_tasks.down(_context(stack.project), volumes=True)
-    assert _project_resources(stack.project) == {"containers": [], "networks": [], "volumes": []}
+    assert project_resources(stack.project) == {"containers": [], "networks": [], "volumes": []}
