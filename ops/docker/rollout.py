@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from invoke.exceptions import Exit
 
-from ops.core.project import HTTP_PORT
+from ops.core.project import HTTP_PORT, INFRA_DIR
 from ops.core.runner import Runner
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 SERVICE = "optimizer"
 MIGRATE = "migrate"
-NGINX_CONF = Path(__file__).resolve().parents[2] / "infra" / "docker" / "proxy" / "nginx.conf"
+NGINX_CONF = INFRA_DIR / "docker" / "proxy" / "nginx.conf"
 READY_TIMEOUT_S = 120.0
 _RESOLVER_VALID = re.compile(r"^\s*resolver\s[^;]*\bvalid=(\d+)s\b", re.MULTILINE)
 # Asked inside the replica: the host may not reach the Compose network (and the replicas publish
