@@ -36,7 +36,8 @@ it as DIR/bin/llm-optimizer (cli) or DIR/bin/llm-optimizer-service (service) and
                      only prove the download is what the server holds, not who made it
   --prefix DIR       install under DIR/bin (default: \$HOME/.local)
   --component C      cli (the client, default) or service
-  --platform P       linux-x86_64, linux-aarch64, macos-x86_64 or macos-arm64
+  --platform P       linux-x86_64, linux-aarch64, macos-x86_64, macos-arm64 or
+                     linux-x86_64-musl (the client only)
                      (default: this host's, from uname)
   -h, --help         show this help
 
@@ -105,8 +106,15 @@ host_platform() {
     case $os in
         Linux)
             if ldd --version 2>&1 | grep -qi musl || ls /lib/ld-musl-* >/dev/null 2>&1; then
-                die "musl libc (e.g. Alpine) has no pex yet: use the container image or \
-pip install the wheel from the release's packages/ (see docs/releasing.md)"
+                [ "$COMPONENT" = cli ] || die "musl libc (e.g. Alpine) has no service pex \
+(aiokafka has no musllinux wheel): use the container image, or pip install the service wheel \
+from the release's packages/ (see docs/releasing.md)"
+                case $machine in
+                    x86_64 | amd64) echo linux-x86_64-musl ;;
+                    *) die "musl libc on $machine has no pex: use the container image or pip \
+install the wheel from the release's packages/ (see docs/releasing.md)" ;;
+                esac
+                return
             fi
             case $machine in
                 x86_64 | amd64) echo linux-x86_64 ;;

@@ -32,6 +32,12 @@ PLATFORMS: Final[dict[str, tuple[str, str, tuple[int, int]]]] = {
     "macos-x86_64": ("darwin", "x86_64", (11, 0)),
     "macos-arm64": ("darwin", "arm64", (11, 0)),
 }
+# Platforms only the lean client gets a pex for, built with the universal one (its build step):
+# musllinux 1.2 (Alpine 3.13+). The service's aiokafka 0.14.0 has no musllinux wheel, and
+# --no-build forbids compiling it.
+CLIENT_PLATFORMS: Final[dict[str, tuple[str, str, tuple[int, int]]]] = {
+    "linux-x86_64-musl": ("musllinux", "x86_64", (1, 2)),
+}
 
 
 def complete_platform(name: str) -> dict[str, object]:
@@ -43,10 +49,13 @@ def complete_platform(name: str) -> dict[str, object]:
     """
     from packaging import tags
 
-    system, machine, (major, minor) = PLATFORMS[name]
+    system, machine, (major, minor) = {**PLATFORMS, **CLIENT_PLATFORMS}[name]
     if system == "linux":
         platform_tags = [f"manylinux_2_{m}_{machine}" for m in range(minor, 16, -1)]
         platform_tags += [f"manylinux2014_{machine}", f"linux_{machine}"]
+    elif system == "musllinux":
+        platform_tags = [f"musllinux_{major}_{m}_{machine}" for m in range(minor, -1, -1)]
+        platform_tags += [f"linux_{machine}"]
     else:
         platform_tags = list(tags.mac_platforms((major, minor), machine))
     interpreter = f"cp{TARGET_PYTHON[0]}{TARGET_PYTHON[1]}"
@@ -63,11 +72,11 @@ def complete_platform(name: str) -> dict[str, object]:
             "platform_machine": machine,
             "platform_python_implementation": "CPython",
             "platform_release": "",
-            "platform_system": "Linux" if system == "linux" else "Darwin",
+            "platform_system": "Darwin" if system == "darwin" else "Linux",
             "platform_version": "",
             "python_full_version": f"{python}.0",
             "python_version": python,
-            "sys_platform": system,
+            "sys_platform": "darwin" if system == "darwin" else "linux",
         },
         "compatible_tags": [str(tag) for tag in compatible],
     }
@@ -196,10 +205,12 @@ def build_pex(
 def pex_targets(platform: str) -> list[tuple[Package, str]]:
     """Which (package, platform) pex files a build for ``platform`` produces.
 
-    Every package gets a pex per concrete platform; the lean client also gets one universal pex.
+    Every package gets a pex per concrete platform; the lean client also gets one universal pex
+    and, in the same build, one per CLIENT_PLATFORMS entry.
     """
     if platform == UNIVERSAL:
-        return [(p, UNIVERSAL) for p in packages() if p.lean]
+        lean = [p for p in packages() if p.lean]
+        return [(p, target) for target in (UNIVERSAL, *CLIENT_PLATFORMS) for p in lean]
     if platform not in PLATFORMS:
         raise ValueError(f"unknown platform {platform!r}; use one of {sorted(PLATFORMS)}")
     return [(p, platform) for p in packages()]

@@ -333,6 +333,8 @@ def pex_platform(name: str, version: str) -> tuple[str, str] | None:
             platform = name.removeprefix(prefix).removesuffix(".pex")
             if platform in artifacts.PLATFORMS or platform == artifacts.UNIVERSAL:
                 return package.dist, platform
+            if platform in artifacts.CLIENT_PLATFORMS and package.lean:
+                return package.dist, platform
     return None
 
 

@@ -269,3 +269,53 @@ def test_bad_arguments_exit_2(tmp_path: Path) -> None:
     result, _ = install(tmp_path, "--base-url", "http://127.0.0.1:9", "--key", "/nonexistent.pub")
     assert result.returncode == 2
     assert "--key /nonexistent.pub is not a file" in result.stderr
+
+
+def fake_musl_host(tmp_path: Path, machine: str = "x86_64") -> dict[str, str]:
+    """A PATH whose `uname` says Linux on ``machine`` and whose `ldd --version` says musl, as
+    on Alpine (the installer's detection); the real cosign stays on it."""
+    fake = tmp_path / "fake-bin"
+    fake.mkdir(parents=True)
+    (fake / "uname").write_text(
+        f"#!/bin/sh\ncase $1 in -m) echo {machine} ;; *) echo Linux ;; esac\n"
+    )
+    (fake / "ldd").write_text("#!/bin/sh\necho 'musl libc (x86_64)' >&2\n")
+    for script in fake.iterdir():
+        script.chmod(0o755)
+    cosign = require_tool("cosign").parent
+    return {"PATH": os.pathsep.join([str(fake), str(cosign), path_without_cosign()])}
+
+
+def test_on_musl_x86_64_the_client_gets_the_musl_pex(
+    server: str, keys: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """Chosen and verified; not run: this host's python3 is a glibc one (docs/releasing.md)."""
+    result, _ = install(
+        tmp_path,
+        "--base-url",
+        f"{server}/good",
+        "--key",
+        str(keys[1]),
+        extra_env=fake_musl_host(tmp_path),
+    )
+    musl_pex = f"{project.CLI_DIST}-{VERSION}-linux-x86_64-musl.pex"
+    assert f"downloading {musl_pex}\n" in result.stdout, result.stdout + result.stderr
+    assert f"{musl_pex}: sha256 matches SHA256SUMS" in result.stdout
+
+
+def test_on_musl_the_service_and_other_machines_are_refused(
+    server: str, keys: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    base = ["--base-url", f"{server}/good", "--key", str(keys[1])]
+    result, prefix = install(
+        tmp_path, *base, "--component", "service", extra_env=fake_musl_host(tmp_path)
+    )
+    assert result.returncode == 1
+    assert "has no service pex (aiokafka has no musllinux wheel): use the container image" in (
+        result.stderr
+    )
+    assert not prefix.exists()
+    result, prefix = install(tmp_path, *base, extra_env=fake_musl_host(tmp_path / "a", "aarch64"))
+    assert result.returncode == 1
+    assert "musl libc on aarch64 has no pex: use the container image" in result.stderr
+    assert not prefix.exists()

@@ -39,7 +39,9 @@ def test_dry_run_release_writes_every_artefact(released: Path) -> None:
         SERVICE_PEX,
         CLI_UNIVERSAL_PEX,
         f"{project.CLI_DIST}-{VERSION}-linux-x86_64.pex",
+        f"{project.CLI_DIST}-{VERSION}-linux-x86_64-musl.pex",
     } <= names
+    assert f"{project.SERVICE_DIST}-{VERSION}-linux-x86_64-musl.pex" not in names
     assert f"{project.CHART_NAME}-{VERSION}.tgz" in names
     assert {"sbom.cdx.json", "RELEASE_NOTES.md", "SHA256SUMS"} <= names
     if engine.status().answering:
