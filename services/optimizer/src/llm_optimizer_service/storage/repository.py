@@ -348,10 +348,11 @@ class Repository:
             return _record(row)
 
     def delete_workload(self, name: str) -> WorkloadRecord:
+        """Delete a workload and all its rows. The workload's row is locked first, as every
+        writer of its children locks it (:meth:`_lock_workloads`) before touching them, so a
+        concurrent write waits for the delete, or the delete for it, and never a deadlock."""
         with self._write() as session:
-            row = session.scalars(select(Workload).where(Workload.name == name)).one_or_none()
-            if row is None:
-                raise NotFoundError(name)
+            row = self._workload_for_update(session, name)
             record = _record(row)
             for table in (
                 EvaluationRow,
@@ -376,8 +377,7 @@ class Repository:
         if not batch:
             return 0
         with self._write() as session:
-            ids = {d.workload_id for d in batch}
-            alive = set(session.scalars(select(Workload.id).where(Workload.id.in_(ids))))
+            alive = self._lock_workloads(session, {d.workload_id for d in batch})
             rows = [d for d in batch if d.workload_id in alive]
             if not rows:
                 return 0
@@ -445,6 +445,9 @@ class Repository:
                 row.id: row
                 for row in session.scalars(select(DecisionRow).where(DecisionRow.id.in_(wanted)))
             }
+            # A decision whose workload was deleted since it was read is unknown, like any other.
+            alive = self._lock_workloads(session, {row.workload_id for row in decisions.values()})
+            decisions = {key: row for key, row in decisions.items() if row.workload_id in alive}
             names = dict(session.execute(select(Workload.id, Workload.name)).tuples().all())
             seen: set[str] = set()
             # Lock rows in one global order so concurrent batches cannot deadlock.
@@ -605,7 +608,7 @@ class Repository:
         """Store an evaluation's result and keep the workload's ``keep`` most recent; the new
         row's id (None: the workload was deleted meanwhile)."""
         with self._write() as session:
-            if session.get(Workload, workload_id) is None:
+            if not self._lock_workloads(session, {workload_id}):
                 return None
             row = EvaluationRow(
                 workload_id=workload_id,
@@ -735,6 +738,22 @@ class Repository:
                 session, row, "rollback", target.previous_arm, target.previous_canary_percent, actor
             )
             return _record(row)
+
+    @staticmethod
+    def _lock_workloads(session: Session, ids: set[int]) -> set[int]:
+        """Which of these workloads exist, each held (``FOR KEY SHARE``, in id order) until the
+        transaction ends: a writer of a workload's rows takes this before any of those rows'
+        locks, so it cannot deadlock with :meth:`delete_workload`, which locks the workload
+        first too. A workload being deleted is waited for, then reported gone."""
+        if not ids:
+            return set()
+        query = (
+            select(Workload.id)
+            .where(Workload.id.in_(ids))
+            .order_by(Workload.id)
+            .with_for_update(key_share=True)
+        )
+        return set(session.scalars(query))
 
     def _workload_for_update(self, session: Session, name: str) -> Workload:
         row = session.scalars(
