@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 import numpy as np
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from llm_optimizer_service import __version__, metrics
 from llm_optimizer_service.auth import KeyRing
@@ -55,6 +55,7 @@ from llm_optimizer_service.evaluations import (
     stored_result,
     unreadable_note,
 )
+from llm_optimizer_service.group_commit import GroupCommit
 from llm_optimizer_service.logging_setup import get_logger
 from llm_optimizer_service.ratelimit import RateLimiter
 from llm_optimizer_service.redis_bus import PolicyBus
@@ -85,10 +86,17 @@ MAX_WAITING_FEEDBACK = 256
 MAX_PENDING_DECISIONS = 200_000  # beyond this the database is down too long: refuse decisions
 MAX_STICKY_SESSIONS = 100_000  # sticky assignments held per replica (least recently used go)
 MAX_SESSION_DECISIONS = 1000  # decisions one session-level feedback credits at most
+MAX_FEEDBACK_COMMIT = 2000  # feedback items one group commit (group_commit.py) writes at most
 
 
 class ServiceUnavailableError(Exception):
     """Nothing durable can take the write right now (database down); retry later."""
+
+
+def _not_unreachable(error: BaseException) -> bool:
+    """Whether a failed group commit of feedback is retried caller by caller: yes unless the
+    database could not be reached (then every caller gets the 503 at once)."""
+    return not isinstance(error.__cause__, OperationalError | InterfaceError)
 
 
 class SchemaNotAtHeadError(Exception):
@@ -390,6 +398,10 @@ class Runtime:
         self.draining = False
         self.database_ok = True
         self._waiting = 0  # feedback items waiting for their decision to appear
+        # Concurrent feedback requests share one transaction (one commit), each answered after it.
+        self.feedback_commits = GroupCommit(
+            self._commit_feedback, max_items=MAX_FEEDBACK_COMMIT, retry_alone=_not_unreachable
+        )
         self._tasks: list[asyncio.Task[None]] = []
         # Listeners (kafka_ingest.py): each decision, and each local policy change's workloads.
         # Called on the decision path: they must only enqueue.
@@ -704,7 +716,7 @@ class Runtime:
         try:
             if any(self.writer.get(item.decision_id) is not None for item in items):
                 await self._flush_decisions()
-            outcomes = await self._db(self.repository.record_feedback, items)
+            outcomes = await self.feedback_commits.submit(items)
         except ServiceUnavailableError:
             if not fallback or self.feedback_fallback is None:
                 raise
@@ -720,6 +732,9 @@ class Runtime:
             if outcome.status == "accepted":
                 self._apply_outcome(item, outcome)
         return outcomes
+
+    async def _commit_feedback(self, items: list[FeedbackInput]) -> list[FeedbackOutcome]:
+        return await self._db(self.repository.record_feedback, items)
 
     async def record_session_feedback(self, body: SessionFeedback) -> list[FeedbackOutcome]:
         """Credit one session-level outcome to each of the session's decisions: its quality to
