@@ -198,6 +198,11 @@ def status(c: Context) -> int:
     return kubernetes.release_status(c, namespace=namespace, first=helm.status)
 
 
+def restart(c: Context) -> None:
+    """The release's Deployment restarted in place, as for the plain manifests."""
+    kubernetes.restart_release(c, namespace=kube.configured_namespace(kubernetes.settings(c)))
+
+
 def down(c: Context, *, dry_run: bool) -> None:
     """helm uninstall the release."""
     uninstall(c, dry_run=dry_run)
@@ -217,5 +222,6 @@ TARGET = Target(
     status=status,
     down=down,
     service_command=service_command,
+    restart=restart,
     prerequisites=(Prerequisite("tool", "helm"), *kubernetes.PREREQUISITES),
 )

@@ -25,6 +25,7 @@ from ops.deploy.prerequisites import Prerequisite
 from ops.k8s import helm, kube
 
 PREREQUISITES = (Prerequisite("tool", "kubectl"), Prerequisite("kube-context"))
+ROLLOUT_TIMEOUT = "300s"  # a restart's new pods: image present, probes passing
 
 
 def settings(c: Context) -> Mapping[str, Any]:
@@ -153,6 +154,27 @@ def status(c: Context) -> int:
     return release_status(c, namespace=manifest_namespace())
 
 
+def restart_release(c: Context, *, namespace: str) -> None:
+    """``kubectl rollout restart`` of the service's Deployment in ``namespace``, then wait until
+    the new pods have rolled out (ready) and the old ones are gone."""
+    runner = Runner(ctx=c)
+    pre = kube.preflight(runner, kube.configured_context(settings(c)), namespace)
+    kube.require_cluster(pre, dry_run=False)
+    runner.run(
+        kube.rollout_restart(pre.context, pre.namespace),
+        hint=f"is the service deployed in namespace {pre.namespace}? `invoke deploy.status`",
+    )
+    runner.run(
+        kube.rollout_status(pre.context, pre.namespace, timeout=ROLLOUT_TIMEOUT),
+        hint="the new pods did not become ready; `kubectl describe pods` and their logs say why",
+    )
+
+
+def restart(c: Context) -> None:
+    """The plain manifests' Deployment restarted in place (see :func:`restart_release`)."""
+    restart_release(c, namespace=manifest_namespace())
+
+
 def down(c: Context, *, dry_run: bool) -> None:
     """Delete the manifests' objects; the namespace (and anything else in it) stays."""
     delete_manifests(c, dry_run=dry_run)
@@ -184,5 +206,6 @@ TARGET = Target(
     status=status,
     down=down,
     service_command=service_command,
+    restart=restart,
     prerequisites=PREREQUISITES,
 )

@@ -351,6 +351,12 @@ def rollout_status(
     )
 
 
+def rollout_restart(context: str, namespace: str, instance: str = helm.RELEASE) -> list[str]:
+    """Restart the service's pods the Deployment's way: a new ReplicaSet rolled out under its
+    strategy (RollingUpdate, maxUnavailable 0: the old pods serve until new ones are ready)."""
+    return kubectl(context, namespace, "rollout", "restart", f"deployment/{instance}")
+
+
 def status(context: str, namespace: str, instance: str = helm.RELEASE) -> list[str]:
     """Every object of the release (Helm or plain manifests: both carry the same labels)."""
     return kubectl(

@@ -27,8 +27,12 @@ from typing import Any
 
 import pytest
 import yaml
+from invoke.config import Config
+from invoke.context import Context
 
 from ops.core import project, tools
+from ops.deploy import helm as helm_target
+from ops.deploy import kubernetes as kubernetes_target
 from ops.k8s import helm
 from ops.k8s import kube as plain
 from tests._support.cluster import Kube, Objects, warnings
@@ -163,7 +167,7 @@ def _config_level(kube: Kube, namespace: str) -> str:
 
 
 def test_helm_prod_install_upgrade_rollback_uninstall(
-    kube: Kube, ops: Ops, cluster_helm: Helm
+    kube: Kube, ops: Ops, cluster_helm: Helm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     namespace = kube.namespace("helm-prod")
     deploy = ("deploy", "--target", "helm", "--env", "prod")
@@ -200,6 +204,10 @@ def test_helm_prod_install_upgrade_rollback_uninstall(
     assert _config_level(kube, namespace) == "INFO"
     assert third == first
 
+    # The target's restart (verify's restart check): a rolling restart of the release, waited for.
+    _restart(ops, monkeypatch, helm_target.restart, namespace)
+    _restarted(kube, namespace, third)
+
     # helm uninstall leaves what the chart documents as kept (NOTES.txt): the namespace, the
     # operator's Secret (a failed migrations Job would stay too; this one succeeded).
     assert "keeps\nthe namespace, the Secrets you created" in installed.stdout
@@ -210,7 +218,28 @@ def test_helm_prod_install_upgrade_rollback_uninstall(
     assert listed.stdout.strip() == ""
 
 
-def test_plain_manifests_deploy_status_down(kube: Kube, ops: Ops) -> None:
+def _restart(ops: Ops, monkeypatch: pytest.MonkeyPatch, restart: Any, namespace: str = "") -> None:
+    """A target's ``restart`` (what `invoke verify` calls) as an operator's invoke would run it,
+    against the local cluster."""
+    with monkeypatch.context() as patched:
+        for key, value in ops.env.items():
+            patched.setenv(key, value)
+        restart(Context(Config(overrides={"llm_optimizer": {"namespace": namespace}})))
+
+
+def _restarted(kube: Kube, namespace: str, before: Rollout) -> None:
+    """The Deployment rolled out a new ReplicaSet, stamped by `kubectl rollout restart`."""
+    after = _rolled_out(kube, namespace)
+    assert after.replica_set != before.replica_set
+    assert (after.config, after.secret) == (before.config, before.secret)
+    deployment = kube.json("get", "deployment", helm.RELEASE, f"--namespace={namespace}")
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert "kubectl.kubernetes.io/restartedAt" in annotations
+
+
+def test_plain_manifests_deploy_status_down(
+    kube: Kube, ops: Ops, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (namespace_object,) = [o for o in plain.objects() if o["kind"] == "Namespace"]
     namespace = namespace_object["metadata"]["name"]
     # test_helm_cluster applied the manifests server-side into the same namespace: start clean
@@ -230,6 +259,9 @@ def test_plain_manifests_deploy_status_down(kube: Kube, ops: Ops) -> None:
     rollout = _rolled_out(kube, namespace)
     _migrated_before_rollout(kube.events(namespace), rollout.replica_set)
     assert ops("deploy.status", "--target", "kubernetes").returncode == 0
+    # The target's restart (verify's restart check): a rolling restart, waited for.
+    _restart(ops, monkeypatch, kubernetes_target.restart)
+    _restarted(kube, namespace, rollout)
     # No pod really runs on kwok's nodes: `invoke verify` refuses at once, saying why and what
     # it needs, rather than waiting on a service that cannot answer.
     verified = ops("verify", "--target", "kubernetes", check=False)
