@@ -341,8 +341,26 @@ def wrapper_go_mod(build: GoBuild, upstream: dict[str, Any]) -> str:
                 "set GoBuild.siblings in ops/core/tools.py to the version released with it",
                 code=1,
             )
+    if build.generated:  # the copy holding the generated files (_go_wrapper)
+        lines.append(f"\t{build.module} => ./{MODULE_COPY}")
     lines.append(")")
     return "\n".join(lines) + "\n"
+
+
+MODULE_COPY = "module"  # the wrapper's copy of a module built with generated files
+
+
+def _module_copy(source: Path, copy: Path, generated: Sequence[tuple[str, str]]) -> None:
+    """``source`` (read-only in the module cache) copied writable to ``copy``, plus
+    ``generated`` (path inside the module, content)."""
+    shutil.rmtree(copy, ignore_errors=True)  # a copy left half-made by an interrupted setup
+    shutil.copytree(source, copy, copy_function=shutil.copyfile)
+    for directory, _, _ in os.walk(copy):
+        os.chmod(directory, 0o700)  # writable: the module cache's are read-only
+    for relative, content in generated:
+        path = copy / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
 
 
 def _go_wrapper(runner: Runner, build: GoBuild) -> Path:
@@ -357,6 +375,8 @@ def _go_wrapper(runner: Runner, build: GoBuild) -> Path:
     )
     upstream = json.loads(runner.output(["go", "mod", "edit", "-json", info["GoMod"]], env=env))
     work.mkdir(parents=True, exist_ok=True)
+    if build.generated:
+        _module_copy(Path(info["Dir"]), work / MODULE_COPY, build.generated)
     tmp = go_mod.with_name(".go.mod.tmp")
     tmp.write_text(wrapper_go_mod(build, upstream))
     tmp.replace(go_mod)
@@ -373,7 +393,8 @@ def install_go(runner: Runner, tool: Tool) -> Path:
         work = _go_wrapper(runner, build)
         built = go_dir() / "out" / tool.name
         ldflags = " ".join(("-buildid=", *build.ldflags))
-        argv = ["go", "build", f"-ldflags={ldflags}", "-o", str(built), build.package]
+        tags = [f"-tags={','.join(build.tags)}"] if build.tags else []
+        argv = ["go", "build", *tags, f"-ldflags={ldflags}", "-o", str(built), build.package]
         runner.run(argv, env=go_env(), cwd=work, capture=True, hint=f"building {tool.package}")
         if runner.dry_run:
             return target

@@ -212,3 +212,42 @@ def test_a_second_setup_installs_nothing_for_every_tool(background: bool) -> Non
     assert said[-1].endswith("(0 installed)")
     assert len(said) == 2
     assert (marker.stat().st_mtime_ns if marker.exists() else None) == before
+
+
+def test_a_go_build_passes_the_tools_build_tags(
+    temp_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """prometheus-go is built with the tags that drop the service-discovery plugins it does not
+    need (its catalogue entry), the version ldflags with them."""
+    tool = tools.CATALOGUE["prometheus-go"]
+    assert tool.go is not None
+    provision.install_go(Runner(Context(), dry_run=True), tool)
+    built = capsys.readouterr().err
+    assert " go build -tags=netgo,remove_all_sd,enable_dns_sd " in built, built
+    assert f"version.Version={tool.version}" in built, built
+    assert not temp_cache.exists() or not any(temp_cache.rglob("prometheus-go"))
+
+
+def test_generated_files_are_built_from_a_writable_copy_of_the_module(tmp_path: Path) -> None:
+    """A module whose zip lacks what its release generates (Alertmanager's npm-built UI) is built
+    from a copy holding the generated files; the read-only module cache is left alone."""
+    build = tools.GoBuild(
+        "example.com/app", "v1.2.3", "example.com/app/cmd/app", generated=(("ui/dist/x.txt", "x"),)
+    )
+    upstream = {"Require": [{"Path": "example.com/lib", "Version": "v0.1.0"}]}
+    go_mod = provision.wrapper_go_mod(build, upstream)
+    assert "\texample.com/app => ./module\n" in go_mod, go_mod
+    source = tmp_path / "mod" / "example.com" / "app@v1.2.3"
+    (source / "ui").mkdir(parents=True)
+    (source / "ui" / "web.go").write_text("package ui\n")
+    for path in (source / "ui" / "web.go", source / "ui", source):
+        path.chmod(0o444 if path.is_file() else 0o555)  # as the module cache keeps it
+    copy = tmp_path / "wrapper" / provision.MODULE_COPY
+    provision._module_copy(source, copy, build.generated)
+    assert (copy / "ui" / "web.go").read_text() == "package ui\n"
+    assert (copy / "ui" / "dist" / "x.txt").read_text() == "x"
+    assert not (source / "ui" / "dist").exists()
+    provision._module_copy(source, copy, build.generated)  # a second setup starts afresh
+    assert sorted(p.name for p in copy.rglob("*")) == ["dist", "ui", "web.go", "x.txt"]
+    for path in (source, source / "ui"):
+        path.chmod(0o755)  # let tmp_path be removed
