@@ -60,7 +60,10 @@ class GoBuild:
     that requires ``module`` and copies its requirements. The module's own ``replace`` lines
     that point at local directories (Kubernetes' staging modules, etcd's sibling modules) become
     ``replace X => X <siblings>``: the same module at the version released with it.
-    ``ldflags`` are added to ``-buildid=`` (e.g. the version the binary reports).
+    ``ldflags`` are added to ``-buildid=`` (e.g. the version the binary reports); ``tags`` are
+    its build tags. ``generated`` are files a release generates before compiling (web UI assets
+    built by npm) that the module's zip lacks, as (path inside the module, content): the module
+    is then built from a copy in the wrapper holding them (``replace module => ./module``).
     """
 
     module: str
@@ -68,6 +71,8 @@ class GoBuild:
     package: str
     siblings: str = ""  # version of the modules the module's go.mod replaces with local paths
     ldflags: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    generated: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
@@ -126,13 +131,18 @@ def _deb(name: str, package: str, version: str, purpose: str, dirs: tuple[str, .
 
 
 def _go(
-    name: str, build: GoBuild, sha256: str, purpose: str, version_args: tuple[str, ...]
+    name: str,
+    build: GoBuild,
+    sha256: str,
+    purpose: str,
+    version_args: tuple[str, ...],
+    version: str = "",  # the version the binary reports, where it is not the module's
 ) -> Tool:
     return Tool(
         name,
         Source.GO_MODULE,
         f"{build.key} ({build.package})",
-        build.version.removeprefix("v"),
+        version or build.version.removeprefix("v"),
         sha256,
         purpose=purpose,
         version_args=version_args,
@@ -197,6 +207,52 @@ JAEGER = GoBuild(
     ldflags=(
         f"-X github.com/jaegertracing/jaeger/internal/version.latestVersion={_JAEGER}",
         "-X github.com/jaegertracing/jaeger/internal/version.date=2025-11-13T16:44:30Z",
+    ),
+)
+
+
+# Current Prometheus and Alertmanager, the Compose stand-ins of `prometheus` and `alertmanager`
+# (Debian's 2.42/0.25 above stay the monitoring tests' servers and checkers). Version ldflags as
+# their .promu.yml sets them (so *_build_info reports the release); the build date is the
+# module proxy's time of the release, for reproducibility; no revision (the proxy gives none).
+def _prometheus_common(version: str, date: str) -> tuple[str, ...]:
+    pkg = "github.com/prometheus/common/version"
+    return (
+        f"-X {pkg}.Version={version}",
+        f"-X {pkg}.Branch=HEAD",
+        f"-X {pkg}.BuildUser=llm-optimizer",
+        f"-X {pkg}.BuildDate={date}",
+    )
+
+
+# Prometheus 3.x is published as module versions v0.3MM.P (VERSION 3.MM.P). remove_all_sd drops
+# every service-discovery plugin but static, file and http (plugins/*.go): 1049 packages to
+# compile instead of 1517; enable_dns_sd keeps DNS, which prometheus-kubernetes.yml uses (the
+# stand-in scrapes static targets). No builtinassets: the web UI (built by npm) is not in the
+# module; the HTTP API is what the stack uses.
+_PROMETHEUS = "v0.316.0"
+PROMETHEUS_RELEASE = "3.16.0"  # its VERSION file: what the binary and compose.yml's tag say
+PROMETHEUS = GoBuild(
+    "github.com/prometheus/prometheus",
+    _PROMETHEUS,
+    "github.com/prometheus/prometheus/cmd/prometheus",
+    ldflags=_prometheus_common(PROMETHEUS_RELEASE, "20261105-15:06:51"),
+    tags=("netgo", "remove_all_sd", "enable_dns_sd"),
+)
+# ui/web.go embeds ui/app/dist, which npm builds at release and the module lacks: one placeholder
+# file stands for it, so the API and /-/ready are served, the web UI is not.
+_ALERTMANAGER = "v0.35.0"
+ALERTMANAGER = GoBuild(
+    "github.com/prometheus/alertmanager",
+    _ALERTMANAGER,
+    "github.com/prometheus/alertmanager/cmd/alertmanager",
+    ldflags=_prometheus_common(_ALERTMANAGER.removeprefix("v"), "20261109-07:41:41"),
+    tags=("netgo",),
+    generated=(
+        (
+            "ui/app/dist/NOT-BUILT.txt",
+            "The web UI is built by npm at release and is not in the Go module: not built here.\n",
+        ),
     ),
 )
 # The Prometheus Operator's API types (Go, kubebuilder markers): controller-gen makes the CRDs of
@@ -370,6 +426,21 @@ CATALOGUE: dict[str, Tool] = {
             "7bc2cf65629831fb0a665a5109f2464a2f020ed65f96aaef15308c106fc81ec0",
             "tracing backend of the Compose stand-in stack (compose.ci.yml)",
             ("version",),
+        ),
+        _go(
+            "prometheus-go",
+            PROMETHEUS,
+            "78598862fc689fd003f48f7ce5b0faa9425e99f5e4a61951681acab67ce89061",
+            "Prometheus 3 of the Compose stand-in stack (compose.ci.yml)",
+            ("--version",),
+            version=PROMETHEUS_RELEASE,
+        ),
+        _go(
+            "alertmanager-go",
+            ALERTMANAGER,
+            "f7145600fdbd8d823e59bc91af667e0ee6301b3015a20eb89154c3d905a2d0f6",
+            "Alertmanager of the Compose stand-in stack (compose.ci.yml)",
+            ("--version",),
         ),
         _deb("openssl", "openssl", "3.0", "the local cluster's CA and certificates"),
         _deb("promtool", "prometheus", "2.42", "check/test Prometheus config and rules"),
