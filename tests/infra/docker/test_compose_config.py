@@ -11,6 +11,7 @@ import pytest
 import yaml
 from llm_optimizer_service.settings import load_settings
 
+from ops.core import tools
 from ops.core.project import PROJECT
 from ops.core.runner import CommandFailedError, Runner
 from ops.docker import compose as compose_stack
@@ -168,6 +169,19 @@ def test_the_files_name_the_project_and_compose_ci_only_overrides_images(runner:
     # The one volume override: node-exporter's root mount without rslave (see the file).
     assert [s for s in images if "volumes" in ci["services"][s]] == ["node-exporter"]
     assert ci["services"]["node-exporter"]["volumes"] == ["/:/host:ro"]
+
+
+# Stand-ins that are the release compose.yml names (built from its Go module), not an older one.
+SAME_RELEASE = ("prometheus", "alertmanager")
+
+
+@pytest.mark.parametrize("service", SAME_RELEASE)
+def test_a_go_built_stand_in_is_the_release_compose_yml_names(service: str) -> None:
+    """compose.yml's tag, the stand-in's tag and the catalogued tool's version are one release."""
+    base = yaml.safe_load(compose_stack.BASE_FILE.read_text())["services"][service]
+    version = tools.CATALOGUE[standins.HOST_BUILT[service]].version
+    assert base["image"].endswith(f":v{version}"), (base["image"], version)
+    assert standins.image(compose_stack.CI_FILE, service).endswith(f":{version}")
 
 
 # The client CLI's own variables (contract: `--api-url`/`LLM_OPTIMIZER_API_URL`,

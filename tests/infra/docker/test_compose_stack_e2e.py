@@ -31,11 +31,11 @@ from invoke.config import Config
 from invoke.context import Context
 
 from ops import monitoring
-from ops.core import project
+from ops.core import project, tools
 from ops.core.ports import free_port
 from ops.core.runner import Runner
 from ops.docker import compose as compose_stack
-from ops.docker import engine
+from ops.docker import engine, standins
 from ops.docker.images import BuildResult
 from ops.tasks import compose as compose_tasks
 from ops.tasks import deploy as deploy_tasks
@@ -43,7 +43,8 @@ from tests._support.docker import TEST_TAG, project_resources
 from tests._support.tools import require_tool
 
 # Cold, this builds the stand-in images (Debian packages) on 2 busy cores: minutes.
-# go_tools: the jaeger stand-in runs the Go-built `jaeger` (after the background build).
+# go_tools: the jaeger, prometheus and alertmanager stand-ins run Go-built tools (after the
+# background build).
 pytestmark = [
     pytest.mark.docker,
     pytest.mark.slow,
@@ -121,7 +122,8 @@ def stack(
 ) -> Iterator[Stack]:
     require_tool("docker-compose")
     require_tool("tansu")
-    require_tool("jaeger")
+    for tool in standins.HOST_BUILT.values():
+        require_tool(tool)
     name = f"llmo-stack-{uuid.uuid4().hex[:8]}"
     ports = {
         variable: free_port()
@@ -237,9 +239,10 @@ asyncio.run(main())
 
 
 # What the stand-ins really are (docs/containers.md): the version each reports, by scrape job.
+# Prometheus and Alertmanager are the catalogue's Go-built releases, those compose.yml names.
 REAL_VERSIONS = {
-    "prometheus": "2.42.",
-    "alertmanager": "0.25.",
+    "prometheus": tools.CATALOGUE["prometheus-go"].version + ".",
+    "alertmanager": tools.CATALOGUE["alertmanager-go"].version + ".",
     "postgres": "0.11.",
     "redis": "1.45.",
     "node": "1.5.",
@@ -255,7 +258,7 @@ def test_the_stand_ins_are_the_versions_the_docs_name(stack: Stack) -> None:
     }
     assert set(versions) == set(REAL_VERSIONS), series
     for job, prefix in REAL_VERSIONS.items():
-        assert versions[job].removeprefix("v").startswith(prefix), (job, versions[job])
+        assert (versions[job].removeprefix("v") + ".").startswith(prefix), (job, versions[job])
     assert "tansu broker 0.6.0" in _compose(stack, "logs", "--no-color", "kafka")
 
 
