@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from llm_optimizer_service.runtime import MISS_TTL
 from llm_optimizer_service.storage.models import PolicyAudit
 from sqlalchemy import select
 
@@ -108,6 +110,25 @@ def test_workload_crud(client: TestClient) -> None:
     assert_error(client.get("/api/v1/workloads/chat"), 404)
     assert_error(client.post("/api/v1/workloads/chat/decide"), 404)
     assert_error(client.delete("/api/v1/workloads/chat"), 404)
+
+
+def test_a_workload_created_on_another_replica_is_served_at_once(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """Two replicas of one database, neither reloading on its own (an hour's cycle, no Redis):
+    a workload created on one is served by the other at its first request (looked up on the
+    miss), and a name unknown to both stays 404, looked up again after MISS_TTL."""
+    slow = {"seed": 7, "flush_interval": 0.02, "cycle_interval": 3600}
+    first, second = make_client(optimizer=slow), make_client(optimizer=slow)
+    create(first)
+    assert decide(second)["arm"] in {"big", "small"}
+    assert second.get("/api/v1/workloads/chat/report").status_code == 200
+    assert_error(second.post("/api/v1/workloads/late/decide"), 404, "workload_not_found")
+    create(first, "late")
+    # remembered as unknown for MISS_TTL (1 s): no database query per request for a bad name
+    assert_error(second.post("/api/v1/workloads/late/decide"), 404, "workload_not_found")
+    time.sleep(MISS_TTL + 0.1)
+    assert decide(second, "late")["arm"] in {"big", "small"}
 
 
 def test_decide_feedback_report(client: TestClient) -> None:

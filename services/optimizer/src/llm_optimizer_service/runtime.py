@@ -87,6 +87,10 @@ MAX_PENDING_DECISIONS = 200_000  # beyond this the database is down too long: re
 MAX_STICKY_SESSIONS = 100_000  # sticky assignments held per replica (least recently used go)
 MAX_SESSION_DECISIONS = 1000  # decisions one session-level feedback credits at most
 MAX_FEEDBACK_COMMIT = 2000  # feedback items one group commit (group_commit.py) writes at most
+# A workload name this replica does not know is looked up in the database (another replica may
+# have just created it), then remembered as unknown for MISS_TTL seconds; at most MAX_MISSES names.
+MISS_TTL = 1.0
+MAX_MISSES = 10_000
 
 
 class ServiceUnavailableError(Exception):
@@ -398,6 +402,7 @@ class Runtime:
         self.draining = False
         self.database_ok = True
         self._waiting = 0  # feedback items waiting for their decision to appear
+        self._misses: dict[str, float] = {}  # unknown workload name -> when to look again
         # Concurrent feedback requests share one transaction (one commit), each answered after it.
         self.feedback_commits = GroupCommit(
             self._commit_feedback, max_items=MAX_FEEDBACK_COMMIT, retry_alone=_not_unreachable
@@ -544,6 +549,29 @@ class Runtime:
             await self._flush_decisions()
             await self.reload()
 
+    async def find(self, name: str) -> WorkloadState | None:
+        """The workload called ``name``: this replica's snapshot, or, when it has none, the
+        database's (created on another replica since this one's last reload: its requests are
+        served at once, not 404 until the next cycle or the Redis announcement). A name found in
+        neither is not looked up again for MISS_TTL seconds, so unknown names cost the database
+        one query per name per second at most. With the database down: None (404)."""
+        state = self.workloads.get(name)
+        if state is not None:
+            return state
+        now = time.monotonic()
+        if self._misses.get(name, 0.0) > now:
+            return None
+        with contextlib.suppress(ServiceUnavailableError):
+            await self.reload([name], announce=False)
+        state = self.workloads.get(name)
+        if state is None:
+            if len(self._misses) >= MAX_MISSES:
+                self._misses = {k: t for k, t in self._misses.items() if t > now}
+                if len(self._misses) >= MAX_MISSES:
+                    self._misses.clear()
+            self._misses[name] = now + MISS_TTL
+        return state
+
     async def reload(self, names: Sequence[str] | None = None, *, announce: bool = True) -> None:
         """Rebuild snapshots from the database: all, or the named workloads (a local change,
         which is then announced to the other replicas when Redis is configured)."""
@@ -562,6 +590,8 @@ class Runtime:
             fresh[name] = state
             self._publish_gauges(state)
         self._quarantine(problems, set(self.quarantined if names is None else names))
+        for name in fresh:
+            self._misses.pop(name, None)
         if names is None:
             for gone in set(self.workloads) - set(fresh):
                 self._forget(self.workloads[gone])

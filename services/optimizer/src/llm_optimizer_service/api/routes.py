@@ -65,8 +65,8 @@ def _not_found(name: str) -> ApiError:
     return ApiError(404, "workload_not_found", f"no workload named {name!r}")
 
 
-def _state(runtime: Runtime, name: str) -> WorkloadState:
-    state = runtime.workloads.get(name)
+async def _state(runtime: Runtime, name: str) -> WorkloadState:
+    state = runtime.workloads.get(name) or await runtime.find(name)
     if state is None:
         if name in runtime.quarantined:
             raise ApiError(409, "workload_quarantined", "; ".join(runtime.quarantined[name]))
@@ -196,7 +196,7 @@ class _DecideRoute(APIRoute):
                 body, errors = body_field.validate(received, {}, loc=("body",))
                 if errors:
                     raise RequestValidationError(errors, body=received)
-            return _decide(request.app.state.runtime, request.path_params["name"], body)
+            return await _decide(request.app.state.runtime, request.path_params["name"], body)
 
         return handler
 
@@ -211,7 +211,7 @@ async def decide(
     outcome with the returned ``decision_id`` (POST /api/v1/feedback). With declared
     ``context_features`` the ``context`` must give each feature one of its declared values (422
     ``invalid_context`` naming the feature and the allowed values)."""
-    return _decide(request.app.state.runtime, name, body)
+    return await _decide(request.app.state.runtime, name, body)
 
 
 DECIDE_PATH = "/workloads/{name}/decide"
@@ -241,10 +241,11 @@ def route_decide_first(app: FastAPI) -> None:
     )
 
 
-def _decide(runtime: Runtime, name: str, body: s.DecideBody) -> Response:
-    # The hot path: no I/O, no await. The body is built by hand (the same shape as DecisionOut,
-    # which documents it) because response-model validation would double its cost.
-    state = _state(runtime, name)
+async def _decide(runtime: Runtime, name: str, body: s.DecideBody) -> Response:
+    # The hot path: no I/O, no await for a workload this replica knows. The body is built by
+    # hand (the same shape as DecisionOut, which documents it) because response-model
+    # validation would double its cost.
+    state = runtime.workloads.get(name) or await _state(runtime, name)
     try:
         pending = runtime.decide(state, body.context, body.session_id)
     except EngineError as exc:
@@ -333,7 +334,7 @@ async def record_feedback_batch(
 async def get_report(
     name: WorkloadName, runtime: RuntimeDep, _: Annotated[Principal, Depends(reader)]
 ) -> s.ReportOut:
-    _state(runtime, name)
+    await _state(runtime, name)
     data: dict[str, Any] = await runtime.report(name)
     return s.ReportOut.model_validate(data)
 
@@ -349,7 +350,7 @@ async def evaluate_candidate(
     decisions (IPS, SNIPS, doubly robust; 95% intervals, effective sample size), before
     promoting or changing anything. 422 ``unsupported_candidate`` when the logs cannot tell.
     The result is stored whoever asks (derived data; the report shows the latest)."""
-    state = _state(runtime, name)
+    state = await _state(runtime, name)
     candidate = body.candidate.to_candidate()
     result = await runtime.evaluate(state, candidate, body.limit, actor=principal.key_id)
     return s.EvaluationOut.of(name, result)
@@ -372,7 +373,7 @@ async def promote_arm(
     runtime: RuntimeDep,
     principal: Annotated[Principal, Depends(admin)],
 ) -> s.PolicyOut:
-    state = _state(runtime, name)
+    state = await _state(runtime, name)
     try:
         Policy(spec=state.spec, promoted=body.arm, canary_percent=body.canary_percent)
     except EngineError as exc:

@@ -189,7 +189,9 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
     async def Decide(self, request: pb.DecideRequest, context: Context) -> pb.DecideResponse:  # noqa: N802
         try:
             await self._authorize(context, Scope.WRITE)
-            state = self.runtime.workloads.get(request.workload)
+            state = self.runtime.workloads.get(request.workload) or await self.runtime.find(
+                request.workload
+            )
             if state is None:
                 raise _no_workload(self.runtime, request.workload)
             body = _decide_body(request)
@@ -299,7 +301,9 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
     ) -> pb.EvaluateResponse:
         try:
             principal = await self._authorize(context, Scope.READ)
-            state = self.runtime.workloads.get(request.workload)
+            state = self.runtime.workloads.get(request.workload) or await self.runtime.find(
+                request.workload
+            )
             if state is None:
                 raise _no_workload(self.runtime, request.workload)
             body = _evaluate_body(request)
