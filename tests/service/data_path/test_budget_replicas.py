@@ -18,8 +18,11 @@ from tests._support.service import START_TIMEOUT, RunningService, wait_ready
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 ARMS = [{"name": "large", "model": "m-large"}, {"name": "small", "model": "m-small"}]
+# small costs a tenth of large, and enough that the round trips below pass a $1 day whichever
+# arms they get: once spend is ahead of the day's plan, pacing sends every decision to small, so
+# a test that needed several large ones could stall below $1.
 OUTCOME = {"large": {"quality": 0.9, "cost_usd": 0.5, "latency_ms": 800.0},
-           "small": {"quality": 0.7, "cost_usd": 0.001, "latency_ms": 200.0}}  # fmt: skip
+           "small": {"quality": 0.7, "cost_usd": 0.05, "latency_ms": 200.0}}  # fmt: skip
 
 
 def _outcome(_index: int, decision: Mapping[str, Any]) -> Mapping[str, float]:
@@ -44,7 +47,7 @@ def test_replicas_pace_from_the_shared_spend(
         decisions = round_trips(a, "shared-budget", 24, _outcome)  # all spend through A
         round_trips(a, "no-budget", 24, _outcome)
         spent = sum(OUTCOME[d["arm"]]["cost_usd"] for d in decisions)
-        assert spent > 1.0, decisions  # ahead of any plan for a $1 day
+        assert spent > 1.0, decisions  # ahead of any plan for a $1 day: 24 trips at $0.05+
 
         # B recorded nothing; its next re-estimation cycles (1 s) read the workloads, A's spend
         # and A's evidence
