@@ -254,14 +254,16 @@ def test_generated_files_are_built_from_a_writable_copy_of_the_module(tmp_path: 
 
 
 REAL_NODE_TOOLS = ("kubelet", "kube-proxy", "coredns", *(f"cni-{p}" for p in tools.CNI_PLUGINS))
+REAL_NODE_HOST_TOOLS = ("containerd", "ctr", "runc", "ip", "iptables", "ip6tables", "unshare")
 
 
 @pytest.mark.go_tools
-@pytest.mark.parametrize("name", REAL_NODE_TOOLS)
+@pytest.mark.parametrize("name", [*REAL_NODE_TOOLS, *REAL_NODE_HOST_TOOLS, "nsenter", "mount"])
 def test_the_real_node_tools_are_the_pinned_builds(name: str) -> None:
     """The real node's tools (ops.k8s.node) are built from their pinned modules: doctor finds
     the catalogue's sha256 and the version each binary reports (a CNI plugin prints
-    "CNI bridge plugin v1.9.1" when no CNI_COMMAND is set)."""
+    "CNI bridge plugin v1.9.1" when no CNI_COMMAND is set); its Debian tools are the catalogued
+    versions (containerd 1.6, runc 1.1, ...)."""
     require_tool(name)
     status = provision.probe(_quiet(), tools.CATALOGUE[name])
     assert status.state == "ok", (name, status)
