@@ -27,7 +27,15 @@ RELEASE_IMAGE = f"{project.SERVICE_IMAGE}:0.1.0"
 # Docker's own mounts (containers of other fixtures come and go): not the node's business.
 DOCKER_MOUNTS = ("/var/lib/docker/", "/run/docker/")
 KUBELET_POD_LOGS = Path("/var/log/pods")  # the kubelet's default: moved into the state dir
-DOCKER_LINKS = ("docker0", "br-")  # its networks' bridges (their veths are enslaved to them)
+DOCKER_LINKS = ("docker0", "br-")
+# The kubelet's (shadowed in its namespace) and those kube-proxy could set: left as they were.
+HOST_SYSCTLS = (
+    *node.SYSCTLS,
+    "net/ipv4/conf/all/route_localnet",
+    "net/netfilter/nf_conntrack_max",
+    "net/ipv4/ip_forward",
+    "net/bridge/bridge-nf-call-iptables",
+)  # its networks' bridges (their veths are enslaved to them)
 
 
 def host_traces() -> dict[str, object]:
@@ -67,7 +75,7 @@ def host_traces() -> dict[str, object]:
             str(d): sorted(map(str, d.iterdir())) if d.is_dir() else None
             for d in (*node.FIXED_DIRS, KUBELET_POD_LOGS)
         },
-        "sysctls": {s: Path("/proc/sys", s).read_text().strip() for s in node.SYSCTLS},
+        "sysctls": {s: Path("/proc/sys", s).read_text().strip() for s in HOST_SYSCTLS},
     }
 
 

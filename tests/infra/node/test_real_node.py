@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from invoke.exceptions import Exit
 
 from ops.core import project, tools
 from ops.core.runner import Runner
 from ops.k8s import helm, node
+from ops.k8s.cluster import Cluster
 from tests._support.helm import OPERATOR_SECRET
 from tests.infra.node.conftest import RealNode, host_traces
 
@@ -72,10 +74,11 @@ def ops(real_node: RealNode, tmp_path_factory: pytest.TempPathFactory) -> Ops:
     return Ops(env)
 
 
-def test_the_real_node_joins_beside_the_kwok_nodes(real_node: RealNode) -> None:
+def test_the_real_node_joins_beside_the_kwok_nodes(real_node: RealNode, tmp_path: Path) -> None:
     """Ready, the pinned kubelet on Debian's containerd, reached at the bridge address; the
     kwok nodes cordoned; the kubelet's kernel tunables went to its private files, not to the
-    machine's; none of its mounts is in the machine's mount table."""
+    machine's; none of its mounts is in the machine's mount table; a second real node on this
+    machine is refused."""
     print(f"cluster up {real_node.cluster_seconds:.1f} s, node up {real_node.node_seconds:.1f} s")
     nodes = {n["metadata"]["name"]: n for n in real_node.kube.json("get", "nodes")["items"]}
     real = nodes.pop(node.NAME)
@@ -94,6 +97,9 @@ def test_the_real_node_joins_beside_the_kwok_nodes(real_node: RealNode) -> None:
         assert Path("/proc/sys", sysctl).read_text().strip() != value, sysctl
     mounts = Path("/proc/self/mounts").read_text()
     assert str(real_node.node.root) not in mounts
+    # One real node per machine: another cluster's is refused, naming this one.
+    with pytest.raises(Exit, match=f"a real node of the cluster in {real_node.kube.cluster.root}"):
+        node.preflight(node.Node(Cluster(tmp_path / "other")))
 
 
 def _secret(real_node: RealNode) -> dict[str, str]:
@@ -180,6 +186,9 @@ def test_manifests_deploy_prod_and_verify_strict(
     print(f"deploy --target kubernetes --env prod: {time.monotonic() - started:.1f} s")
     running = _pods_on_the_real_node(real_node)
     assert running.count(node.NAME) == 2, running
+    # The API server reaches the kubelet (its client certificate, the node's InternalIP).
+    logs = kube.run("logs", f"--namespace={NAMESPACE}", "deployment/llm-optimizer").stdout
+    assert logs.strip()
     started = time.monotonic()
     _verify(ops, real_node, "kubernetes", tmp_path)
     print(f"verify --target kubernetes: {time.monotonic() - started:.1f} s")
