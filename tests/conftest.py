@@ -4,8 +4,11 @@ With ``CI`` set, a test that would skip (for a missing tool, an absent engine, .
 CI must prove everything. On a developer's laptop the skip stands, with its reason.
 
 Tests marked ``go_tools`` (they need a Go-built tool) run last, so that the builder
-``invoke setup --background-builds`` left running has the rest of the suite's time; before the
-first of them the suite waits for that builder (outside any test's timeout).
+``invoke setup --background-builds`` left running has the rest of the suite's time. The marker
+names the tools (``go_tools("cosign")``; none: every Go-built tool): those tests run in the order
+the builder builds their tools (the catalogue's), and before each the suite waits, outside the
+test's timeout, only until the builder has installed its tools, so the cluster's tests run while
+the builder is still on the Compose stand-ins.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import pytest
 
 from ops.core import tools
 from ops.core.project import in_ci
+from ops.core.tools import Source
 
 GO_TOOLS = "go_tools"
 
@@ -40,23 +44,43 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None]:
     _fail_skip_in_ci(outcome.get_result())
 
 
+# The Go-built tools in the order the background builder builds them (the catalogue's).
+BUILD_ORDER = [name for name, tool in tools.CATALOGUE.items() if tool.source is Source.GO_MODULE]
+
+
+def go_tools(item: pytest.Item) -> tuple[str, ...] | None:
+    """The Go-built tools ``item`` needs (all of them when its marker names none), or None."""
+    marker = item.get_closest_marker(GO_TOOLS)
+    if marker is None:
+        return None
+    return tuple(name for name in marker.args if name in BUILD_ORDER) or tuple(BUILD_ORDER)
+
+
+def build_rank(item: pytest.Item) -> int:
+    """-1 for tests that need no Go-built tool, else the build position of the last they need."""
+    needed = go_tools(item)
+    return -1 if needed is None else max(BUILD_ORDER.index(name) for name in needed)
+
+
 @pytest.hookimpl(trylast=True)  # after any other reordering
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that need Go-built tools last (a stable partition: each part keeps its order)."""
-    items[:] = sorted(items, key=lambda item: item.get_closest_marker(GO_TOOLS) is not None)
+    """Tests that need Go-built tools last, in the order the builder builds them (a stable
+    sort: tests of the same rank keep their order)."""
+    items[:] = sorted(items, key=build_rank)
 
 
-_waited_for_builder: list[bool] = []
+_waited_for: set[tuple[str, ...]] = set()
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)  # before pytest-timeout starts the clock
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None]:
-    if not _waited_for_builder and item.get_closest_marker(GO_TOOLS) is not None:
-        _waited_for_builder.append(True)
+    needed = go_tools(item)
+    if needed is not None and needed not in _waited_for:
+        _waited_for.add(needed)
         reporter = item.config.pluginmanager.get_plugin("terminalreporter")
         say = reporter.write_line if reporter is not None else print
         try:
-            tools.wait_for_background_build(say=lambda line: say(f"\n{line}"))
+            tools.wait_for_background_build(needed, say=lambda line: say(f"\n{line}"))
         except tools.BackgroundBuildError as error:  # each test then fails naming its tool
             say(f"\n{error.message}")
     yield

@@ -685,19 +685,24 @@ def wait_for_background_build(
     timeout: float = BACKGROUND_BUILD_TIMEOUT,
     say: Callable[[str], None] = _say,
 ) -> dict[str, Any] | None:
-    """Wait while the background builder builds any of ``names`` (any tool when None); returns
-    its last state. Says once what it waits for; records the wait; BackgroundBuildError after
-    ``timeout`` seconds."""
+    """Wait while the background builder builds any of ``names`` (any tool when None): until it
+    has installed them all (it installs each as soon as it is built and checked) or has ended;
+    returns its last state. Says once what it waits for; records the wait; BackgroundBuildError
+    after ``timeout`` seconds."""
     state = background_build()
     wanted = list(state.get("tools", [])) if state else []
     if names is not None:
         wanted = [n for n in names if n in wanted]
-    if not wanted or not builder_running(state):
+
+    def waiting() -> bool:
+        return builder_running(state) and any(which(name) is None for name in wanted)
+
+    if not wanted or not waiting():
         return state
     assert state is not None
     say(f"waiting for the background build of {', '.join(wanted)} (log: {state['log']})")
     started = time.monotonic()
-    while builder_running(state) and time.monotonic() - started < timeout:
+    while waiting() and time.monotonic() - started < timeout:
         time.sleep(0.5)
         state = background_build() or state
     waited = time.monotonic() - started
@@ -706,7 +711,7 @@ def wait_for_background_build(
             fh.write(json.dumps({"tools": wanted, "seconds": round(waited, 1)}) + "\n")
     except OSError:
         pass  # only `.ci/run`'s figure is lost, not the wait's outcome
-    if builder_running(state):
+    if waiting():
         what = f"is still running after {waited:.0f} s (stop it: kill {state.get('pid')})"
         raise BackgroundBuildError(wanted[0], state, what)
     return state

@@ -13,6 +13,10 @@ import pytest
 
 from ops.k8s import cluster
 
+# The Go-built tools the local cluster (`invoke cluster.up --with-crds`) needs: the go_tools
+# marker of its tests (tests/conftest.py).
+CLUSTER_GO_TOOLS = (*cluster.COMPONENTS, "controller-gen")
+
 Objects = list[dict[str, Any]]
 PSS_LABELS = {
     f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")

@@ -24,7 +24,7 @@ from invoke.context import Context
 
 from ops.core import project, provision, tools
 from ops.core.runner import Runner
-from tests.conftest import GO_TOOLS
+from tests.conftest import BUILD_ORDER, GO_TOOLS, build_rank
 
 KWOK = tools.CATALOGUE["kwok"]
 REAL_GO = provision.go_dir()  # the real tools cache's Go caches (read before any test moves it)
@@ -232,9 +232,37 @@ def test_a_reused_pid_is_not_taken_for_the_builder(
 
 
 def test_tools_that_need_go_built_tools_run_last(request: pytest.FixtureRequest) -> None:
-    """The order of this very session: every go_tools test after every other one."""
-    marked = [item.get_closest_marker(GO_TOOLS) is not None for item in request.session.items]
+    """The order of this very session: every go_tools test after every other one, and those in
+    the order the builder builds the tools they need (the cluster's before cosign's before the
+    Compose stand-ins')."""
+    items = request.session.items
+    marked = [item.get_closest_marker(GO_TOOLS) is not None for item in items]
     assert marked == sorted(marked)
+    ranks = [build_rank(item) for item in items]
+    assert ranks == sorted(ranks)
+    assert BUILD_ORDER.index("kube-apiserver") < BUILD_ORDER.index("cosign")
+    assert BUILD_ORDER.index("cosign") < BUILD_ORDER.index("jaeger")
+
+
+def test_a_wait_ends_once_its_tools_are_installed_while_the_builder_builds_on(
+    temp_cache: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    state = {**_marker_for(sleeper.pid, temp_cache), "tools": ["kwok", "cosign"]}
+    provision.write_background_build_marker(state)
+    kwok = temp_cache / "bin" / "kwok"
+    kwok.parent.mkdir(parents=True)
+    kwok.write_text("#!/bin/sh\n")
+    kwok.chmod(0o755)  # installed: the builder links each tool once it is built and checked
+    said: list[str] = []
+    started = time.monotonic()
+    tools.wait_for_background_build(["kwok"], timeout=30, say=said.append)
+    assert time.monotonic() - started < 2
+    assert said == []  # nothing to wait for
+    with pytest.raises(tools.BackgroundBuildError) as raised:
+        tools.wait_for_background_build(["cosign"], timeout=1, say=said.append)
+    assert raised.value.message.startswith("'cosign' is missing: its background build")
+    assert "is still running after 1 s" in raised.value.message
+    assert said == [f"waiting for the background build of cosign (log: {state['log']})"]
 
 
 def test_ci_run_reports_the_background_build_and_the_waits(temp_cache: Path) -> None:

@@ -48,7 +48,7 @@ from tests._support.tools import require_tool
 pytestmark = [
     pytest.mark.docker,
     pytest.mark.slow,
-    pytest.mark.go_tools,
+    pytest.mark.go_tools(*standins.HOST_BUILT.values()),
     pytest.mark.timeout(1800),
 ]
 

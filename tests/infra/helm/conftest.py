@@ -8,7 +8,7 @@ import pytest
 
 from ops.core.runner import Runner
 from ops.k8s import cluster
-from tests._support.cluster import Kube
+from tests._support.cluster import CLUSTER_GO_TOOLS, Kube
 from tests._support.helm import SCENARIOS, Helm, Objects, scenario_values
 from tests._support.tools import require_tool
 
@@ -29,7 +29,7 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
     """The local cluster (`invoke cluster.up --with-crds`), up once per session and always taken
     down. The Prometheus Operator's CRDs are generated (seconds, once per cache) before the
     clock starts: ``took`` is the start of the cluster and the install of the CRDs."""
-    for name in (*cluster.COMPONENTS, "controller-gen", "kubectl", "openssl"):
+    for name in (*CLUSTER_GO_TOOLS, "kubectl", "openssl"):
         require_tool(name)
     target = cluster.Cluster(tmp_path_factory.mktemp("cluster") / "state")
     runner = Runner(echo=False)

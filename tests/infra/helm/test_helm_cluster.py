@@ -19,10 +19,10 @@ from ops.core import tools
 from ops.core.runner import Runner
 from ops.k8s import cluster, helm
 from ops.k8s import kube as plain
-from tests._support.cluster import Kube, Objects, warnings
+from tests._support.cluster import CLUSTER_GO_TOOLS, Kube, Objects, warnings
 from tests._support.helm import SCENARIOS, Helm, scenario_values
 
-pytestmark = pytest.mark.go_tools  # the local cluster is Go-built: these run last (conftest)
+pytestmark = pytest.mark.go_tools(*CLUSTER_GO_TOOLS)  # Go-built: run last (tests/conftest.py)
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
 RESOURCES = (
     "pods",

@@ -35,10 +35,10 @@ from ops.deploy import helm as helm_target
 from ops.deploy import kubernetes as kubernetes_target
 from ops.k8s import helm
 from ops.k8s import kube as plain
-from tests._support.cluster import Kube, Objects, warnings
+from tests._support.cluster import CLUSTER_GO_TOOLS, Kube, Objects, warnings
 from tests._support.helm import OPERATOR_SECRET, Helm
 
-pytestmark = pytest.mark.go_tools  # the local cluster is Go-built: these run last (conftest)
+pytestmark = pytest.mark.go_tools(*CLUSTER_GO_TOOLS)  # Go-built: run last (tests/conftest.py)
 SECRET = "llm-optimizer-secrets"  # infra/kubernetes/values.yaml's existingSecret
 _SECRET_DATA = {key: OPERATOR_SECRET[key] for key in ("api-keys", "database-url")}
 # The previous chart: `helm package` of infra/helm/llm-optimizer at commit dfb7c3a, the last

@@ -32,7 +32,7 @@ from tests.ops.release.conftest import VERSION, clean_env
 INSTALLER = project.ROOT / "scripts" / "install.sh"
 CLI_PEX = f"{project.CLI_DIST}-{VERSION}-linux-x86_64.pex"
 SERVED = ("good", "tampered", "resummed", "unsigned")
-pytestmark = pytest.mark.go_tools  # cosign is Go-built: these run last (tests/conftest.py)
+pytestmark = pytest.mark.go_tools("cosign")  # Go-built: these run last (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

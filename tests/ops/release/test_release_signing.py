@@ -42,7 +42,7 @@ from tests._support.docker import docker_engine  # noqa: F401
 from tests._support.tools import require_tool
 from tests.ops.release.conftest import clean_env
 
-pytestmark = pytest.mark.go_tools  # cosign is Go-built: these run last (tests/conftest.py)
+pytestmark = pytest.mark.go_tools("cosign")  # Go-built: these run last (tests/conftest.py)
 VERSION = "0.0.1-signing.1"  # not the repository's: nothing a real build tagged is touched
 IMAGES = sorted(spec.name for spec in docker_images.select("all"))  # publish pushes in this order
 MANIFEST_TYPES = ", ".join(

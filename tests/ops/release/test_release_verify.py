@@ -298,7 +298,7 @@ def test_verify_refuses_a_tampered_image_sbom(release: Path, check: Check, tampe
 # -- the signature of SHA256SUMS --------------------------------------------------------------
 
 
-@pytest.mark.go_tools  # cosign is Go-built: runs last (tests/conftest.py)
+@pytest.mark.go_tools("cosign")  # cosign is Go-built: runs last (tests/conftest.py)
 def test_sha256sums_signature_is_checked(release: Path, tmp_path: Path) -> None:
     """A signed SHA256SUMS passes; a SHA256SUMS rewritten over a tampered pex (the signature
     kept), a missing signature and the wrong key are refused. (release.verify --dir --key runs
