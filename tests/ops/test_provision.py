@@ -257,8 +257,15 @@ REAL_NODE_TOOLS = ("kubelet", "kube-proxy", "coredns", *(f"cni-{p}" for p in too
 REAL_NODE_HOST_TOOLS = ("containerd", "ctr", "runc", "ip", "iptables", "ip6tables", "unshare")
 
 
-@pytest.mark.go_tools
-@pytest.mark.parametrize("name", [*REAL_NODE_TOOLS, *REAL_NODE_HOST_TOOLS, "nsenter", "mount"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        *(pytest.param(n, marks=pytest.mark.go_tools(n)) for n in REAL_NODE_TOOLS),
+        *REAL_NODE_HOST_TOOLS,
+        "nsenter",
+        "mount",
+    ],
+)
 def test_the_real_node_tools_are_the_pinned_builds(name: str) -> None:
     """The real node's tools (ops.k8s.node) are built from their pinned modules: doctor finds
     the catalogue's sha256 and the version each binary reports (a CNI plugin prints
@@ -269,7 +276,7 @@ def test_the_real_node_tools_are_the_pinned_builds(name: str) -> None:
     assert status.state == "ok", (name, status)
 
 
-@pytest.mark.go_tools
+@pytest.mark.go_tools("coredns")
 def test_coredns_is_built_with_the_node_plugins_only() -> None:
     """CoreDNS's two generated files (core/plugin/zplugin.go, core/dnsserver/zdirectives.go)
     are replaced by COREDNS_PLUGINS in upstream's order (its plugin.cfg): the binary serves

@@ -27,10 +27,16 @@ from ops.core import project, tools
 from ops.core.runner import Runner
 from ops.k8s import helm, node
 from ops.k8s.cluster import Cluster
+from tests._support.cluster import CLUSTER_GO_TOOLS
 from tests._support.helm import OPERATOR_SECRET
 from tests.infra.node.conftest import RealNode, host_traces
 
-pytestmark = [pytest.mark.go_tools, pytest.mark.docker, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.go_tools(*CLUSTER_GO_TOOLS, *node.NODE_TOOLS),  # Go-built: run last (conftest)
+    pytest.mark.docker,
+    pytest.mark.postgres,
+    pytest.mark.slow,
+]
 NAMESPACE = helm.DEFAULT_NAMESPACE
 SECRET = "llm-optimizer-secrets"  # infra/kubernetes/values.yaml's existingSecret
 KWOK_SYSCTLS = {"kernel/panic": "10", "kernel/panic_on_oops": "1", "vm/overcommit_memory": "1"}
