@@ -852,7 +852,10 @@ def _remove_files(node: Node, record: dict[str, Any]) -> None:
     """What containerd and the kubelet write outside the state directory at fixed paths: the
     node's CNI results, network namespace files, log links and the kubelet's device-plugin
     socket; then the directories ``up`` found absent, once empty."""
-    leftovers = [*CNI_CACHE.glob(f"{node.network}-*"), *NETNS_DIR.glob("cni-*")]
+    # containerd caches each pod's results of the node's network and of its loopback network
+    # ("cni-loopback"); a pod deleted with the kubelet (CNI DEL) leaves neither.
+    leftovers = [*CNI_CACHE.glob(f"{node.network}-*"), *CNI_CACHE.glob("cni-loopback-*")]
+    leftovers += NETNS_DIR.glob("cni-*")
     leftovers.append(DEVICE_PLUGINS / "kubelet.sock")  # one kubelet per machine: ours
     logs = str(node.root / "pod-logs")
     if POD_LOG_LINKS.is_dir():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -229,12 +230,21 @@ def test_chart_deploy_prod_runs_helm_test_and_verify_strict(
 def test_down_leaves_nothing_of_the_node_on_the_machine(real_node: RealNode) -> None:
     """`down` stops every process of the node and removes its bridge, iptables chains,
     cgroups, mounts and files outside the state directory: the machine's interfaces, chains,
-    mounts, cgroups and kernel tunables are as they were before it came up. Idempotent."""
+    mounts, cgroups, kernel tunables and fixed paths are as they were before it came up. The
+    hard case: pods still running and the API server gone (killed), so nothing is drained and
+    no CNI DEL runs; `down` kills the containers itself. Idempotent."""
+    kube = real_node.kube
+    kube.run("create", "deployment", "sleepers", f"--image={node.PAUSE_IMAGE}", "--replicas=3")
+    kube.run("rollout", "status", "deployment/sleepers", "--timeout=60s")
+    pods = kube.json("get", "pods", "--selector=app=sleepers")["items"]
+    assert {p["spec"]["nodeName"] for p in pods} == {node.NAME}
+    apiserver = int(kube.cluster.record()["pids"]["kube-apiserver"])
+    os.kill(apiserver, signal.SIGKILL)
     record = real_node.node.record()
     pids = {name: int(pid) for name, pid in record["pids"].items()}
     started = time.monotonic()
-    stopped = node.down(Runner(echo=False), real_node.kube.cluster)
-    print(f"node down: {time.monotonic() - started:.1f} s")
+    stopped = node.down(Runner(echo=False), kube.cluster)
+    print(f"node down (3 pods, no API server): {time.monotonic() - started:.1f} s")
     assert set(stopped) == set(node.PROCESSES)
     assert not [n for n, p in pids.items() if Path(f"/proc/{p}").exists()]
     after = host_traces()
@@ -242,4 +252,4 @@ def test_down_leaves_nothing_of_the_node_on_the_machine(real_node: RealNode) -> 
     assert real_node.before == after
     assert not node.LOCK.exists()
     assert not real_node.node.record_file.exists()
-    assert node.down(Runner(echo=False), real_node.kube.cluster) == []
+    assert node.down(Runner(echo=False), kube.cluster) == []
