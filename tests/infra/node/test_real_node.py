@@ -18,8 +18,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from invoke.exceptions import Exit
@@ -177,11 +179,61 @@ def _pods_on_the_real_node(real_node: RealNode) -> list[str]:
     return [p["spec"].get("nodeName", "") for p in pods if p["status"]["phase"] == "Running"]
 
 
+SERVER = "app.kubernetes.io/name=llm-optimizer,app.kubernetes.io/component=server"
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+    return conditions.get("Ready") == "True" and "deletionTimestamp" not in pod["metadata"]
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout: float = 90.0) -> float:
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"{what}: not within {timeout:g} s")
+        time.sleep(0.5)
+    took = time.monotonic() - started
+    print(f"{what}: {took:.1f} s")
+    return took
+
+
+def _killed_container_restarts_and_deleted_pod_is_replaced(real_node: RealNode) -> None:
+    """The kubelet at work: the service's process killed (SIGKILL to its container's task in
+    the node's containerd) is restarted in place and the pod is Ready again; a deleted pod is
+    replaced by a new Ready one on the node."""
+    kube = real_node.kube
+    pod = kube.pods(NAMESPACE, SERVER)[0]
+    name = pod["metadata"]["name"]
+    container = pod["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
+    kill = [*node.ctr(real_node.node), "tasks", "kill", "--signal", "SIGKILL", container]
+    Runner(echo=False).run(kill)
+
+    def restarted() -> bool:
+        current = kube.json("get", "pod", name, f"--namespace={NAMESPACE}")
+        return current["status"]["containerStatuses"][0]["restartCount"] >= 1 and _ready(current)
+
+    _wait_for(f"killed container of {name} restarted, pod Ready", restarted)
+    kube.run("delete", "pod", name, f"--namespace={NAMESPACE}", "--wait=true")
+
+    def replaced() -> bool:
+        pods = [p for p in kube.pods(NAMESPACE, SERVER) if _ready(p)]
+        names = {p["metadata"]["name"] for p in pods}
+        return (
+            len(pods) == 2
+            and name not in names
+            and all(p["spec"]["nodeName"] == node.NAME for p in pods)
+        )
+
+    _wait_for(f"deleted pod {name} replaced", replaced)
+
+
 def test_manifests_deploy_prod_and_verify_strict(
     real_node: RealNode, ops: Ops, tmp_path: Path
 ) -> None:
     """`invoke deploy --target kubernetes --env prod` (namespace, migrations Job against the
-    host PostgreSQL, two replicas), then `invoke verify --target kubernetes --strict`."""
+    host PostgreSQL, two replicas on the real node), `kubectl logs`, a killed container
+    restarted and a deleted pod replaced, then `invoke verify --target kubernetes --strict`."""
     kube = real_node.kube
     kube.run(
         "apply", "--filename", str(project.ROOT / "infra/kubernetes/manifests/00-namespace.yaml")
@@ -196,6 +248,7 @@ def test_manifests_deploy_prod_and_verify_strict(
     # The API server reaches the kubelet (its client certificate, the node's InternalIP).
     logs = kube.run("logs", f"--namespace={NAMESPACE}", "deployment/llm-optimizer").stdout
     assert logs.strip()
+    _killed_container_restarts_and_deleted_pod_is_replaced(real_node)
     started = time.monotonic()
     _verify(ops, real_node, "kubernetes", tmp_path)
     print(f"verify --target kubernetes: {time.monotonic() - started:.1f} s")
