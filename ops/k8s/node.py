@@ -665,6 +665,19 @@ def node_ready(runner: Runner, node: Node) -> bool:
     return result is not None and result.exited == 0 and result.stdout.strip() == "True"
 
 
+def status(cluster: Cluster) -> list[str]:
+    """Print the real node's processes (nothing when there is none); returns the problems."""
+    node = Node(cluster)
+    pids = node.record().get("pids", {})
+    if not pids:
+        return []
+    alive = running(node)
+    for name in PROCESSES:
+        state = f"pid {pids[name]}" if name in alive else "NOT RUNNING"
+        print(f"{name:24} {state}  (real node {node.name}, bridge {node.bridge} {GATEWAY})")
+    return [f"{name} of the real node is not running" for name in PROCESSES if name not in alive]
+
+
 def running(node: Node) -> set[str]:
     """The recorded processes of the node that still run."""
     pids = node.record().get("pids", {})
@@ -705,7 +718,10 @@ def down(runner: Runner, cluster: Cluster, *, timeout: float = 60.0) -> list[str
     if LOCK.is_file() and LOCK.read_text().strip() == str(cluster.root):
         for command in ("iptables", "ip6tables"):
             remove_chains(quiet, command)
-    if f": {node.bridge}:" in quiet.output(["ip", "-o", "link", "show"]):
+    links = quiet.output(["ip", "-o", "link", "show"])
+    for veth in bridge_ports(links, node.bridge):  # pods never deleted (no CNI DEL): their
+        runner.run(["ip", "link", "del", veth])  # namespace may outlive them (its sockets)
+    if f": {node.bridge}:" in links:
         runner.run(["ip", "link", "del", node.bridge])
     _remove_cgroups(node)
     _remove_files(node, record)
@@ -717,6 +733,16 @@ def down(runner: Runner, cluster: Cluster, *, timeout: float = 60.0) -> list[str
     shutil.rmtree(node.root, ignore_errors=True)  # no mount is left: its namespace is gone
     node.record_file.unlink(missing_ok=True)
     return stopped
+
+
+def bridge_ports(links: str, bridge: str) -> list[str]:
+    """The interfaces ``ip -o link show`` lists as ports of ``bridge`` (the pods' veths)."""
+    ports = []
+    for line in links.splitlines():
+        fields = line.split()
+        if len(fields) > 1 and f"master {bridge} " in line:
+            ports.append(fields[1].rstrip(":").partition("@")[0])
+    return ports
 
 
 def _drain(runner: Runner, node: Node, timeout: float) -> None:

@@ -68,8 +68,10 @@ def up(
 
 @task(help={"state_dir": STATE_DIR})
 def status(c: Context, state_dir: str = "") -> None:
-    """Print each component, the server version and the nodes; exit 1 when not ready."""
-    problems = cluster.status(runner_for(c), _cluster(c, state_dir))
+    """Print each component (the real node's too), the server version and the nodes; exit 1
+    when not ready."""
+    target = _cluster(c, state_dir)
+    problems = node.status(target) + cluster.status(runner_for(c), target)
     if problems:
         raise Exit("the cluster is not ready: " + "; ".join(problems), code=1)
 

@@ -87,3 +87,21 @@ def test_the_node_names_fit_and_follow_the_state_directory(tmp_path: Path) -> No
 
 def _node(root: Path) -> node.Node:
     return node.Node(Cluster(root))
+
+
+# `ip -o link show` with two pods' veths on the node's bridge and one of Docker's.
+LINKS = """\
+1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN mode DEFAULT group default
+7: llmo1a2b3c4d: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT
+8: veth67f476ca@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue master llmo1a2b3c4d \
+state UP mode DEFAULT group default
+9: vethd954d106@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 master llmo1a2b3c4d state UP
+10: veth777995a@if9: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 master br-d14b024bddba state UP
+"""
+
+
+def test_the_bridge_ports_are_the_pods_veths_only() -> None:
+    """What `down` deletes before the bridge: its ports (a pod never deleted leaves its veth as
+    long as its network namespace lives), not another bridge's."""
+    assert node.bridge_ports(LINKS, "llmo1a2b3c4d") == ["veth67f476ca", "vethd954d106"]
+    assert node.bridge_ports(LINKS, "llmo00000000") == []

@@ -83,11 +83,13 @@ def ops(real_node: RealNode, tmp_path_factory: pytest.TempPathFactory) -> Ops:
     return Ops(env)
 
 
-def test_the_real_node_joins_beside_the_kwok_nodes(real_node: RealNode, tmp_path: Path) -> None:
+def test_the_real_node_joins_beside_the_kwok_nodes(
+    real_node: RealNode, ops: Ops, tmp_path: Path
+) -> None:
     """Ready, the pinned kubelet on Debian's containerd, reached at the bridge address; the
     kwok nodes cordoned; the kubelet's kernel tunables went to its private files, not to the
-    machine's; none of its mounts is in the machine's mount table; a second real node on this
-    machine is refused."""
+    machine's; none of its mounts is in the machine's mount table; `invoke cluster.status` shows
+    its processes; a second real node on this machine is refused."""
     print(f"cluster up {real_node.cluster_seconds:.1f} s, node up {real_node.node_seconds:.1f} s")
     nodes = {n["metadata"]["name"]: n for n in real_node.kube.json("get", "nodes")["items"]}
     real = nodes.pop(node.NAME)
@@ -106,6 +108,10 @@ def test_the_real_node_joins_beside_the_kwok_nodes(real_node: RealNode, tmp_path
         assert Path("/proc/sys", sysctl).read_text().strip() != value, sysctl
     mounts = Path("/proc/self/mounts").read_text()
     assert str(real_node.node.root) not in mounts
+    status = ops("cluster.status", f"--state-dir={real_node.kube.cluster.root}").stdout
+    for name in node.PROCESSES:
+        assert f"{name:24} pid " in status, status
+    assert f"node {node.NAME:20} Ready" in status
     # One real node per machine: another cluster's is refused, naming this one.
     with pytest.raises(Exit, match=f"a real node of the cluster in {real_node.kube.cluster.root}"):
         node.preflight(node.Node(Cluster(tmp_path / "other")))
