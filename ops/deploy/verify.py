@@ -251,7 +251,15 @@ def check_metrics(ep: Endpoint) -> str:
     expected = monitoring.contract_metrics()
     deadline = time.monotonic() + METRICS_WAIT_S
     while True:
-        sources = scrape()
+        try:
+            sources = scrape()
+        except httpx.ConnectError:
+            # Refused: e.g. a Service kube-proxy has not programmed yet, right after a rollout
+            # (tests/infra/node saw 0.6 s). Within the wait, as a series not there yet.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+            continue
         # What Prometheus sees of the service: every replica's samples together (a replica
         # that served no decide yet has no labelled decide counter).
         missing = monitoring.missing_contract_metrics("\n".join(sources.values()))

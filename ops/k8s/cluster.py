@@ -129,7 +129,7 @@ def is_running(pid: int, binary: str) -> bool:
     return state != "Z" and (name == wanted or (not cmdline and name == wanted[:15]))
 
 
-def _start(cluster: Cluster, name: str, argv: Sequence[str]) -> int:
+def start_daemon(cluster: Cluster, name: str, argv: Sequence[str]) -> int:
     """Start one component detached (its own session), output to logs/<name>.log; its pid."""
     cluster.logs.mkdir(parents=True, exist_ok=True)
     print(f"+ {' '.join(argv)}", file=sys.stderr, flush=True)
@@ -146,7 +146,7 @@ def _start(cluster: Cluster, name: str, argv: Sequence[str]) -> int:
     return process.pid
 
 
-def _stop(pid: int, binary: str, timeout: float = 15.0) -> None:
+def stop_daemon(pid: int, binary: str, timeout: float = 15.0) -> None:
     """SIGTERM the process group of ``pid``; SIGKILL it if still alive after ``timeout``."""
     if not is_running(pid, binary):
         return
@@ -163,7 +163,7 @@ def _stop(pid: int, binary: str, timeout: float = 15.0) -> None:
     raise Exit(f"{binary} (pid {pid}) survived SIGKILL; stop it by hand: kill -9 {pid}", code=1)
 
 
-def _tail(path: Path, lines: int = 30) -> str:
+def tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
@@ -213,12 +213,22 @@ def make_pki(runner: Runner, cluster: Cluster) -> None:
         key.chmod(0o600)
 
 
+def client_cert(runner: Runner, cluster: Cluster, name: str, subject: str) -> None:
+    """One more client certificate signed by the cluster's CA: pki/<name>.crt and .key."""
+    leaf = ("basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature")
+    _cert(runner, cluster.pki, name, subject, (*leaf, "extendedKeyUsage=clientAuth"), ca=False)
+    (cluster.pki / f"{name}.key").chmod(0o600)
+
+
 # Client certificates: user and groups as the API server reads them (CN, O).
 CLIENTS = {
     "admin": "/O=system:masters/CN=kubernetes-admin",
     "kube-controller-manager": "/CN=system:kube-controller-manager",
     "kube-scheduler": "/CN=system:kube-scheduler",
     "kwok": "/O=system:masters/CN=kwok",  # kwok writes node and pod status of every namespace
+    # The API server's client certificate towards kubelets (logs, exec, port-forward of pods on
+    # a real node, ops.k8s.node): kubeadm's name; the kubelet authorizes it by webhook.
+    "apiserver-kubelet-client": "/O=system:masters/CN=kube-apiserver-kubelet-client",
 }
 
 
@@ -300,6 +310,10 @@ def _commands(cluster: Cluster, ports: dict[str, int], stages: Path) -> dict[str
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--endpoint-reconciler-type=none",  # 127.0.0.1 may not be an endpoint address
+            # A real node (ops.k8s.node) is reached at its InternalIP: its name resolves nowhere.
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
         ],
         "kube-controller-manager": [
             path["kube-controller-manager"],
@@ -431,7 +445,7 @@ def node_manifests(count: int) -> str:
 # --- readiness ------------------------------------------------------------------------------------
 
 
-def _get(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str]:
+def http_get(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310
             return int(response.status), response.read().decode()
@@ -451,7 +465,7 @@ def apiserver_ready(cluster: Cluster) -> bool:
     port = cluster.record().get("ports", {}).get("kube-apiserver")
     if not port or not (cluster.pki / "admin.crt").is_file():
         return False
-    return _get(f"https://{HOST}:{port}/readyz", _admin_tls(cluster))[0] == 200
+    return http_get(f"https://{HOST}:{port}/readyz", _admin_tls(cluster))[0] == 200
 
 
 def _wait(what: str, check: Any, cluster: Cluster, log: str, timeout: float) -> None:
@@ -466,7 +480,7 @@ def _wait(what: str, check: Any, cluster: Cluster, log: str, timeout: float) -> 
         time.sleep(0.2)
     raise Exit(
         f"{what} did not become ready within {timeout:g} s; last lines of "
-        f"{cluster.logs / f'{log}.log'}:\n{_tail(cluster.logs / f'{log}.log')}\n"
+        f"{cluster.logs / f'{log}.log'}:\n{tail(cluster.logs / f'{log}.log')}\n"
         "then run: uv run invoke cluster.down",
         code=1,
     )
@@ -525,12 +539,12 @@ def _up(runner: Runner, cluster: Cluster, timeout: float) -> None:
     record: dict[str, Any] = {"server": server, "ports": ports, "pids": {}}
 
     def launch(name: str) -> None:
-        record["pids"][name] = _start(cluster, name, commands[name])
+        record["pids"][name] = start_daemon(cluster, name, commands[name])
         cluster.record_file.write_text(json.dumps(record, indent=2) + "\n")
 
     launch("etcd")
     etcd_health = f"http://{HOST}:{ports['etcd']}/health"
-    _wait("etcd", lambda: _get(etcd_health)[0] == 200, cluster, "etcd", timeout)
+    _wait("etcd", lambda: http_get(etcd_health)[0] == 200, cluster, "etcd", timeout)
     launch("kube-apiserver")
     _wait("kube-apiserver", lambda: apiserver_ready(cluster), cluster, "kube-apiserver", timeout)
     for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
@@ -550,7 +564,7 @@ def _up(runner: Runner, cluster: Cluster, timeout: float) -> None:
     missing = [name for name in COMPONENTS if name not in running(cluster)]
     if missing:
         log = cluster.logs / f"{missing[0]}.log"
-        raise Exit(f"{', '.join(missing)} exited; {log}:\n{_tail(log)}", code=1)
+        raise Exit(f"{', '.join(missing)} exited; {log}:\n{tail(log)}", code=1)
 
 
 def server_version(runner: Runner, cluster: Cluster) -> str:
@@ -585,15 +599,27 @@ def status(runner: Runner, cluster: Cluster) -> list[str]:
     return problems
 
 
+NODE_RECORD = "node/node.json"  # ops.k8s.node's record of a real node in the state directory
+
+
 def down(cluster: Cluster) -> list[str]:
-    """Stop every process and remove the state directory; returns what was stopped."""
+    """Stop every process and remove the state directory; returns what was stopped.
+
+    Refused while a real node (ops.k8s.node) is recorded: its processes, mounts, interfaces and
+    iptables chains would outlive the directory."""
+    if (cluster.root / NODE_RECORD).is_file():
+        raise Exit(
+            f"a real node is recorded in {cluster.root / NODE_RECORD}: take it down first with "
+            f"`uv run invoke cluster.down --state-dir {cluster.root}` (it stops the node first)",
+            code=1,
+        )
     record = cluster.record()
     stopped = []
     for name in reversed(COMPONENTS):
         pid = record.get("pids", {}).get(name)
         if pid and is_running(int(pid), name):
             print(f"stopping {name} (pid {pid})", flush=True)
-            _stop(int(pid), name)
+            stop_daemon(int(pid), name)
             stopped.append(name)
     ports = [int(p) for p in record.get("ports", {}).values()]
     deadline = time.monotonic() + 10

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,10 +85,16 @@ def _as_user() -> tuple[list[str], str, int | None]:
 
 @contextlib.contextmanager
 def postgres_server(
-    find_tool: Callable[[str], Path], *, fsync: bool = False
+    find_tool: Callable[[str], Path],
+    *,
+    fsync: bool = False,
+    listen: Sequence[str] = ("127.0.0.1",),
+    trust: Sequence[str] = (),
 ) -> Iterator[PostgresServer]:
     """Start a PostgreSQL server for the duration of the block. ``fsync=False`` (the default)
-    for speed where the disk is not what is measured or tested."""
+    for speed where the disk is not what is measured or tested. ``listen``: its addresses (the
+    first one is the server's ``host``); ``trust``: networks (CIDR) allowed in without a
+    password besides the local ones, e.g. the pods of the real node (tests/infra/node)."""
     initdb = find_tool("initdb")
     pg_ctl = find_tool("pg_ctl")
     prefix, user, uid = _as_user()
@@ -104,8 +110,11 @@ def postgres_server(
         check=True,
         capture_output=True,
     )
+    with (data / "pg_hba.conf").open("a") as hba:
+        hba.writelines(f"host all all {network} trust\n" for network in trust)
     options = (
-        f"-p {port} -c listen_addresses=127.0.0.1 -k {sockets} -c fsync={'on' if fsync else 'off'}"
+        f"-p {port} -c listen_addresses={','.join(listen)} -k {sockets} "
+        f"-c fsync={'on' if fsync else 'off'}"
     )
     subprocess.run(
         [*prefix, str(pg_ctl), "-D", str(data), "-l", str(log), "-o", options, "-w", "start"],
@@ -113,7 +122,7 @@ def postgres_server(
         capture_output=True,
     )
     try:
-        yield PostgresServer("127.0.0.1", port, user, data, log, options, tuple(prefix), pg_ctl)
+        yield PostgresServer(listen[0], port, user, data, log, options, tuple(prefix), pg_ctl)
     finally:
         subprocess.run(
             [*prefix, str(pg_ctl), "-D", str(data), "-m", "immediate", "-w", "stop"],

@@ -251,3 +251,48 @@ def test_generated_files_are_built_from_a_writable_copy_of_the_module(tmp_path: 
     assert sorted(p.name for p in copy.rglob("*")) == ["dist", "ui", "web.go", "x.txt"]
     for path in (source, source / "ui"):
         path.chmod(0o755)  # let tmp_path be removed
+
+
+REAL_NODE_TOOLS = ("kubelet", "kube-proxy", "coredns", *(f"cni-{p}" for p in tools.CNI_PLUGINS))
+REAL_NODE_HOST_TOOLS = ("containerd", "ctr", "runc", "ip", "iptables", "ip6tables", "unshare")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        *(pytest.param(n, marks=pytest.mark.go_tools(n)) for n in REAL_NODE_TOOLS),
+        *REAL_NODE_HOST_TOOLS,
+        "nsenter",
+        "mount",
+    ],
+)
+def test_the_real_node_tools_are_the_pinned_builds(name: str) -> None:
+    """The real node's tools (ops.k8s.node) are built from their pinned modules: doctor finds
+    the catalogue's sha256 and the version each binary reports (a CNI plugin prints
+    "CNI bridge plugin v1.9.1" when no CNI_COMMAND is set); its Debian tools are the catalogued
+    versions (containerd 1.6, runc 1.1, ...)."""
+    require_tool(name)
+    status = provision.probe(_quiet(), tools.CATALOGUE[name])
+    assert status.state == "ok", (name, status)
+
+
+@pytest.mark.go_tools("coredns")
+def test_coredns_is_built_with_the_node_plugins_only() -> None:
+    """CoreDNS's two generated files (core/plugin/zplugin.go, core/dnsserver/zdirectives.go)
+    are replaced by COREDNS_PLUGINS in upstream's order (its plugin.cfg): the binary serves
+    those plugins (plus the few they import themselves) and none of the cloud backends."""
+    coredns = require_tool("coredns")
+    build = tools.COREDNS
+    plugin_cfg = provision.go_dir() / "mod" / f"{build.module}@{build.version}" / "plugin.cfg"
+    upstream = [
+        line.split(":", 1)[0]
+        for line in plugin_cfg.read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert [p for p in upstream if p in tools.COREDNS_PLUGINS] == list(tools.COREDNS_PLUGINS)
+    served = subprocess.run(
+        [str(coredns), "-plugins"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.split()
+    assert set(tools.COREDNS_PLUGINS) <= set(served), served
+    assert not {"route53", "azure", "clouddns", "etcd", "grpc", "file"} & set(served), served
+    assert len(served) < 20, served  # upstream's build serves 60

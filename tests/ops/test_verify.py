@@ -6,9 +6,13 @@ from. The local target's end-to-end test runs the whole task (`invoke verify --t
 from __future__ import annotations
 
 import hashlib
+import http.server
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+import httpx
 import pytest
 from invoke.config import Config
 from invoke.context import Context
@@ -17,6 +21,7 @@ from invoke.runners import Result
 from ops.deploy import compose, systemd, targets, verify
 from ops.deploy.base import Invocation, Target
 from tests._support.invoke_context import Recorder
+from tests._support.ports import free_port
 from tests._support.service import RunningService, launch, service_command
 
 
@@ -190,3 +195,44 @@ def test_a_key_file_that_is_not_text_is_named(
     )
     assert found.api_key == ""
     assert "is not UTF-8 text" in found.why_no_key
+
+
+def test_metrics_refused_at_first_are_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A metrics endpoint that refuses connections for a moment (a Service whose endpoints
+    kube-proxy has not programmed yet) is scraped again within the wait; one that never
+    answers still fails, with the connection error."""
+    port = free_port()
+    body = b"# nothing of the contract\n"
+
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    servers: list[http.server.HTTPServer] = []
+
+    def serve_late() -> None:
+        time.sleep(1.5)
+        servers.append(http.server.HTTPServer(("127.0.0.1", port), Metrics))
+        servers[0].serve_forever(poll_interval=0.1)
+
+    late = threading.Thread(target=serve_late, daemon=True)
+    late.start()
+    endpoint = verify.Endpoint(metrics_url=f"http://127.0.0.1:{port}/metrics")
+    monkeypatch.setattr(verify, "METRICS_WAIT_S", 3.0)
+    try:
+        with pytest.raises(verify.CheckFailedError):  # served, but not the contract's metrics
+            verify.check_metrics(endpoint)
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+        late.join(timeout=5)
+    never = verify.Endpoint(metrics_url=f"http://127.0.0.1:{free_port()}/metrics")
+    monkeypatch.setattr(verify, "METRICS_WAIT_S", 1.0)
+    with pytest.raises(httpx.ConnectError):
+        verify.check_metrics(never)

@@ -1,0 +1,3 @@
+module llm-optimizer.local/pause
+
+go 1.22
