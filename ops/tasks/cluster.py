@@ -19,7 +19,6 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from ops.core.runner import runner_for
-from ops.docker import engine
 from ops.k8s import cluster, node
 
 STATE_DIR = "state directory (default: llm_optimizer.cluster.state_dir, else ~/.local/state/...)"
@@ -60,6 +59,8 @@ def up(
     print(f"cluster up in {took:.1f} s ({target.root})")
     if real_node:
         if not runner.dry_run:
+            from ops.docker import engine  # the Docker SDK, only here: `invoke --list` stays light
+
             engine.ensure_running(runner)  # the pause image is built and images are saved by it
         took = node.up(runner, target, images=image or (), timeout=max(timeout, 90.0))
         print(f"real node {node.NAME} up in {took:.1f} s")

@@ -69,7 +69,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "release.attest": ("--ref", "ghcr.io/owner/llm-optimizer-service@sha256:" + "0" * 64),
     "monitoring.up": (),
     "cluster.up": (),
-    "cluster.up --real-node": ("--image", "llm-optimizer-service:0.1.0"),
+    "cluster.up --real-node": ("--image", f"llm-optimizer-service:{project.version()}"),
     "cluster.down": (),
     **{f"deploy.up --target {t} --env {e}": () for t in TARGETS for e in ("dev", "prod")},
     **{f"deploy.down --target {t}": () for t in TARGETS},

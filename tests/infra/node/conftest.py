@@ -23,7 +23,7 @@ from tests._support.tools import require_tool
 
 # The image the manifests and the chart name (the repository version): the session's build of
 # the service image is tagged so inside the node, Docker's tags are left alone.
-RELEASE_IMAGE = f"{project.SERVICE_IMAGE}:0.1.0"
+RELEASE_IMAGE = f"{project.SERVICE_IMAGE}:{project.version()}"
 # Docker's own mounts (containers of other fixtures come and go): not the node's business.
 DOCKER_MOUNTS = ("/var/lib/docker/", "/run/docker/")
 KUBELET_POD_LOGS = Path("/var/log/pods")  # the kubelet's default: moved into the state dir
