@@ -96,11 +96,16 @@ class Cluster:
 
     def record(self) -> dict[str, Any]:
         """What ``up`` wrote: pids, ports, versions ({} when there is no cluster)."""
-        try:
-            data = json.loads(self.record_file.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_record(self.record_file)
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A JSON object written by ``up`` ({} when the file is absent, unreadable or no object)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 # --- processes ------------------------------------------------------------------------------------

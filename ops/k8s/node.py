@@ -153,11 +153,7 @@ class Node:
 
     def record(self) -> dict[str, Any]:
         """What ``up`` has written so far ({} when there is no node)."""
-        try:
-            data = json.loads(self.record_file.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return k8s_cluster.read_record(self.record_file)
 
     def save(self, record: dict[str, Any]) -> None:
         self.record_file.parent.mkdir(parents=True, exist_ok=True)
