@@ -104,10 +104,46 @@ class Figures:
         return (name, self.rps, self.percentile(50), self.percentile(99), self.cpu_us)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far, all its threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU seconds so far of process ``pid``, all its threads, or of one of its
+    threads (Linux /proc)."""
+    stat = Path(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class ThreadShare:
+    """How a process's CPU splits between its main thread (the event loop) and the rest."""
+
+    main: float = 0.0
+    others: float = 0.0
+
+    @property
+    def others_share(self) -> float:
+        return self.others / ((self.main + self.others) or 1.0)
+
+
+@contextlib.contextmanager
+def _threads_of(pid: int, share: ThreadShare) -> Iterator[None]:
+    """The main thread's and the other threads' CPU while the block runs (threads that end
+    meanwhile are not counted; the service's worker threads live as long as it does)."""
+
+    def per_thread() -> dict[int, float]:
+        found = {}
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                found[int(task.name)] = _cpu_seconds(pid, int(task.name))
+        return found
+
+    before = per_thread()
+    yield
+    for tid, seconds in per_thread().items():
+        spent = seconds - before.get(tid, 0.0)
+        if tid == pid:
+            share.main += spent
+        else:
+            share.others += spent
 
 
 @contextlib.contextmanager
@@ -328,13 +364,11 @@ def _profile(pid: int, seconds: float, load: Callable[[], None]) -> Counter[str]
         return stacks
 
 
-# Where decide's CPU goes: (component, a frame name in the stack); the first rule whose name is in
-# a sample's stack takes it. ``None``: a worker thread waiting (py-spy counts it as active).
+# Where the event loop's thread spends decide's CPU: (component, a frame name in the stack); the
+# first rule whose frame is in a sample's stack takes it. Worker threads' samples are left out
+# (their CPU comes from /proc: py-spy counts a thread waiting to retake the GIL as working).
 # Rules marked "self:" look at the innermost frame only.
-COMPONENTS: tuple[tuple[str | None, str], ...] = (
-    (None, "Queue.get"),
-    ("decision-log writer (worker thread: SQLite executemany, commit)", "write_decisions"),
-    (None, "Thread._bootstrap"),
+COMPONENTS: tuple[tuple[str, str], ...] = (
     ("socket writes of the answer (uvicorn transport.write)", "RequestResponseCycle.send"),
     ("access log line", "LineLogger.info"),
     ("access log line", "BoundLogger.info"),
@@ -353,45 +387,52 @@ COMPONENTS: tuple[tuple[str | None, str], ...] = (
     ("self:uvicorn protocol (httptools parse, task start)", "uvicorn/"),
     ("event loop and the rest", ""),
 )
+WORKER_THREAD = "Thread._bootstrap"
 
 
 def _components(stacks: Counter[str]) -> Counter[str]:
     found: Counter[str] = Counter()
     for stack, n in stacks.items():
+        if WORKER_THREAD in stack:
+            continue
         for name, frame in COMPONENTS:
-            innermost = name is not None and name.startswith("self:")
+            innermost = name.startswith("self:")
             if frame in (stack.rsplit(";", 1)[-1] if innermost else stack):
-                if name is not None:
-                    found[name.removeprefix("self:")] += n
+                found[name.removeprefix("self:")] += n
                 break
     return found
 
 
-def _print_profile(stacks: Counter[str] | str, decide: Figures) -> tuple[float | None, str]:
+def _print_profile(stacks: Counter[str] | str, threads: ThreadShare, requests: int) -> None:
+    """decide's CPU per request: the worker threads' from /proc, the event loop thread's from
+    /proc split by py-spy's samples of that thread."""
+    per_request = 1e6 / max(requests, 1)
+    writer_us, loop_us = threads.others * per_request, threads.main * per_request
+    print(
+        f"CPU per decide under load (/proc per-thread times, {requests} decides while py-spy "
+        f"sampled): event loop thread {loop_us:.0f} us, worker threads (the decision-log "
+        f"writer; the reload loop's reads) {writer_us:.0f} us: {threads.others_share:.1%} of "
+        "the process's CPU"
+    )
     if isinstance(stacks, str):
         print(f"profile: {stacks}")
-        return None, stacks
+        return
     components = _components(stacks)
     total = sum(components.values()) or 1
-    writer = sum(n for stack, n in stacks.items() if "write_decisions" in stack)
     own: Counter[str] = Counter()
     for stack, n in stacks.items():
-        if "Queue.get" not in stack:
+        if WORKER_THREAD not in stack:
             own[stack.rsplit(";", 1)[-1]] += n
-    share = writer / total
-    cpu = float(decide.cpu_us) if decide.cpu_us != "-" else 0.0
-    print(f"profile of the service under decide load: {total} samples of work (py-spy)")
-    print(f"decision-log writer (Repository.write_decisions and below): {share:.1%} of samples")
     print(
-        f"decide's CPU per request by component: share of the samples x the {cpu:.0f} us the "
-        "service's process spent per decide in the slices above (sampling favours lines that "
-        "make system calls)"
+        f"the event loop thread's {loop_us:.0f} us by component: its share of that thread's "
+        f"{total} py-spy samples x {loop_us:.0f} us (sampling favours lines that make system "
+        "calls)"
     )
     print(
         table(
             ("us/req", "%", "component"),
             [
-                (f"{cpu * n / total:.1f}", f"{100 * n / total:.1f}", name)
+                (f"{loop_us * n / total:.1f}", f"{100 * n / total:.1f}", name)
                 for name, n in components.most_common()
             ],
         )
@@ -401,7 +442,6 @@ def _print_profile(stacks: Counter[str] | str, decide: Figures) -> tuple[float |
             ("self %", "function"), [(f"{100 * n / total:.1f}", f) for f, n in own.most_common(12)]
         )
     )
-    return share, f"{share:.1%} of samples"
 
 
 def _ratio_targets(name: str, bare: Figures, measured: Figures) -> list[Target]:
@@ -499,13 +539,15 @@ def run(options: Options) -> list[Target]:
                     f"{name}: {len(measured.failures)} failed, e.g. {measured.failures[0]}"
                 )
         profile_seconds = 2.0 if options.quick else 5.0
-        stacks = _profile(
-            service.process.process.pid,
-            profile_seconds,
-            lambda: _run(
-                _http_load(service.port, lambda: decide, profile_seconds, Figures(), None)
-            ),
-        )
+        threads, profiled = ThreadShare(), Figures()
+        with _threads_of(service.process.process.pid, threads):
+            stacks = _profile(
+                service.process.process.pid,
+                profile_seconds,
+                lambda: _run(
+                    _http_load(service.port, lambda: decide, profile_seconds, profiled, None)
+                ),
+            )
         runs_on = service.process.banner('"http_parser"')
         plain_runs_on = plain.process.banner('"http_parser"')
 
@@ -544,10 +586,13 @@ def run(options: Options) -> list[Target]:
         *_ratio_targets("feedback", figures["bare"], figures["feedback"]),
         *_ratio_targets("gRPC Decide", figures["grpc_bare"], figures["grpc_decide"]),
     ]
-    share, figure = _print_profile(stacks, figures["decide"])
+    _print_profile(stacks, threads, len(profiled.latencies))
     targets.append(
         Target(
-            "http_decide", "decision-log writer share of CPU (profiled)", figure, share is not None
+            "http_decide",
+            "decision-log writer share of CPU (worker threads, /proc)",
+            f"{threads.others_share:.1%} of the process's CPU",
+            threads.main > 0,
         )
     )
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp, _stopped_at_exit() as more:

@@ -115,7 +115,9 @@ def test_patch_refuses_null_and_coercion(client: httpx.Client) -> None:
     assert client.patch(path, json={}).status_code == 200  # omitting keeps
 
 
-@pytest.mark.parametrize("text", ["a\x00b", "a\u202eb", "a\u200bb", "\ud800", " padded"])
+@pytest.mark.parametrize(
+    "text", ["a\x00b", "a\tb", "a\x7fb", "a\u202eb", "a\u200bb", "\ud800", " padded"]
+)
 def test_arm_names_must_be_printable(client: httpx.Client, text: str) -> None:
     arms = [{"name": text, "model": "m"}, {"name": "b", "model": "m"}]
     body = json.dumps({"name": "odd-names", "arms": arms})  # escaped: a lone surrogate too

@@ -53,6 +53,8 @@ _UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
 
 
 def _printable(value: str) -> str:
+    if value.isascii() and value.isprintable():
+        return value  # in ASCII only the controls (Cc) are refused, and isprintable refuses them
     for index, char in enumerate(value):
         if unicodedata.category(char) in _UNPRINTABLE:
             raise ValueError(
