@@ -342,9 +342,11 @@ def _stopped_at_exit() -> Iterator[list[Process]]:
 
 
 def _profile(pid: int, seconds: float, load: Callable[[], None]) -> Counter[str] | str:
-    """py-spy's raw stacks of ``pid`` sampled while ``load`` runs; or why there are none."""
+    """py-spy's raw stacks of ``pid`` sampled while ``load`` runs; or why there are none (the
+    load runs either way: the per-thread CPU is measured around it)."""
     py_spy = Path(sys.executable).parent / "py-spy"
     if not py_spy.exists():
+        load()
         return "py-spy is not installed (the bench dependency group has it)"
     with tempfile.NamedTemporaryFile(suffix=".txt") as out:
         command = [str(py_spy), "record", "--pid", str(pid), "--duration", str(int(seconds)),
