@@ -1,7 +1,9 @@
-"""decide's own route handler (``routes._DecideRoute``) answers exactly what FastAPI's generic
-handler answers for decide's signature: the same request, sent to the service's app and to an
-app that serves the same endpoint function through a plain ``APIRoute``, gets the same status,
-the same error body (422 items, 401/403/404/409 errors) and, for a decision, the same shape."""
+"""decide's own route handler (``routes._DecideRoute``) and its hot path ahead of FastAPI
+(``hot_path.py``, what ``serve`` runs) answer exactly what FastAPI's generic handler answers for
+decide's signature: the same request, sent to the service's app, to the app behind the hot path
+and to an app that serves the same endpoint function through a plain ``APIRoute``, gets the same
+status, the same error body (422 items, 401/403/404/409/500 errors) and, for a decision, the same
+shape."""
 
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-from llm_optimizer_service.api import create_app, errors, routes
+from llm_optimizer_service.api import create_app, errors, hot_path, routes
 from llm_optimizer_service.api.middleware import RequestContextMiddleware
+from prometheus_client import REGISTRY
 
 from tests.service.conftest import Keys, make_settings
 
@@ -98,14 +101,86 @@ def _answer(client: TestClient, keys: Keys, key: str, workload: str, body: bytes
     return response.status_code, response.headers["content-type"], payload
 
 
+@pytest.fixture
+def hot(pair: tuple[TestClient, TestClient, Keys]) -> TestClient:
+    """The service's app behind decide's hot path, as ``serve`` runs it (the runtime is the one
+    ``pair`` started)."""
+    app: Any = pair[0].app
+    wrapped = hot_path.wrap(app, app.state.runtime.settings)
+    assert wrapped is not app
+    return TestClient(wrapped)
+
+
 @pytest.mark.parametrize(("key", "workload", "body"), CASES)
 def test_decide_answers_as_fastapis_own_handler(
-    pair: tuple[TestClient, TestClient, Keys], key: str, workload: str, body: bytes | None
+    pair: tuple[TestClient, TestClient, Keys],
+    hot: TestClient,
+    key: str,
+    workload: str,
+    body: bytes | None,
 ) -> None:
     service, reference, keys = pair
-    assert _answer(service, keys, key, workload, body) == _answer(
-        reference, keys, key, workload, body
+    expected = _answer(reference, keys, key, workload, body)
+    assert _answer(service, keys, key, workload, body) == expected
+    assert _answer(hot, keys, key, workload, body) == expected
+
+
+def test_an_unexpected_error_is_the_apps_500(
+    pair: tuple[TestClient, TestClient, Keys], hot: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, _, keys = pair
+    runtime: Any = service.app.state.runtime  # type: ignore[attr-defined]
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("broken on purpose")
+
+    monkeypatch.setattr(runtime, "decide", broken)
+    hot_answer = _answer(hot, keys, "writer", "plain", b"{}")
+    assert hot_answer == (
+        500,
+        "application/json",
+        {"error": {"code": "internal", "message": "internal error; see the service log"}},
     )
+    # FastAPI's server-error middleware answers the same, then re-raises to the server
+    raising = TestClient(service.app, raise_server_exceptions=False)
+    assert _answer(raising, keys, "writer", "plain", b"{}") == hot_answer
+
+
+def test_the_hot_path_counts_logs_and_tags_like_the_app(
+    pair: tuple[TestClient, TestClient, Keys], hot: TestClient
+) -> None:
+    """The same request id answer, HTTP metric series (the route's template) and everything
+    but decide passed to the app untouched."""
+    _, _, keys = pair
+    labels = {"method": "POST", "route": DECIDE, "status": "200"}
+    before = REGISTRY.get_sample_value("http_requests_total", labels) or 0
+    answer = hot.post(
+        DECIDE.format(name="plain"),
+        content=b"{}",
+        headers={
+            **keys.header(keys.writer),
+            "X-Request-ID": "req-42",
+            "Content-Type": "application/json",
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-request-id"] == "req-42"
+    after = REGISTRY.get_sample_value("http_requests_total", labels)
+    assert after == before + 1
+    assert hot.get("/version").status_code == 200
+    wrong = hot.get(DECIDE.format(name="plain"), headers=keys.header(keys.writer))
+    assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST")
+    listed = hot.get("/api/v1/workloads", headers=keys.header(keys.reader))
+    assert {w["name"] for w in listed.json()["items"]} >= {"plain", "tiered"}
+
+
+def test_tracing_serves_decide_through_fastapi(pair: tuple[TestClient, TestClient, Keys]) -> None:
+    """With tracing on, FastAPI's instrumentation makes each request's server span: no hot path."""
+    app: Any = pair[0].app
+    traced = app.state.runtime.settings.model_copy(
+        update={"otel": app.state.runtime.settings.otel.model_copy(update={"endpoint": "http://x"})}
+    )
+    assert hot_path.wrap(app, traced) is app
 
 
 def test_every_case_kind_is_covered(pair: tuple[TestClient, TestClient, Keys]) -> None:

@@ -43,7 +43,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from llm_optimizer_service import metrics
-from llm_optimizer_service.api import create_app
+from llm_optimizer_service.api import create_app, hot_path
 from llm_optimizer_service.grpc_api import GrpcServer, grpc_server
 from llm_optimizer_service.kafka_ingest import kafka_bridge
 from llm_optimizer_service.listenfds import inherited_sockets, reuses_port
@@ -195,7 +195,7 @@ async def serve(settings: Settings, worker: Worker | None = None) -> int:
     runtime: Runtime = app.state.runtime
     http = _Server(
         uvicorn_config(
-            closing_while_draining(app, runtime),
+            closing_while_draining(hot_path.wrap(app, settings), runtime),
             settings.server.host,
             settings.server.http_port,
             settings,

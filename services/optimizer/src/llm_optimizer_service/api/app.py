@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -25,6 +26,16 @@ def operation_id(route: APIRoute) -> str:
     """Each operation's OpenAPI operationId is its handler's name (``decide``,
     ``record_feedback``): stable and readable in generated clients."""
     return route.name
+
+
+def edge_settings(app: FastAPI, settings: Settings) -> dict[str, Any]:
+    """:class:`RequestContextMiddleware`'s arguments, for the app and for decide's hot path
+    (``hot_path.py``), which runs its own instance of the middleware."""
+    return {
+        "max_body": settings.server.max_request_bytes,
+        "keys": app.state.runtime.keys,
+        "auth_prefix": routes.router.prefix,
+    }
 
 
 def create_app(settings: Settings, hooks: LifecycleHooks | None = None) -> FastAPI:
@@ -51,12 +62,7 @@ def create_app(settings: Settings, hooks: LifecycleHooks | None = None) -> FastA
     app.state.runtime = runtime
     tracing.setup_tracing(settings, app, engines=[runtime.engine])
     errors.install(app)
-    app.add_middleware(
-        RequestContextMiddleware,
-        max_body=settings.server.max_request_bytes,
-        keys=runtime.keys,
-        auth_prefix=routes.router.prefix,
-    )
+    app.add_middleware(RequestContextMiddleware, **edge_settings(app, settings))
     routes.route_decide_first(app)
     app.include_router(routes.router)
     document_bearer_auth(app)

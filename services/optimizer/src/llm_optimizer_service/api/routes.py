@@ -156,47 +156,51 @@ async def delete_workload(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-class _DecideRoute(APIRoute):
-    """decide's route: documented from :func:`decide`'s signature like every other operation, but
-    served by a handler that does by hand what FastAPI's generic one does for this signature —
+async def decide_by_hand(request: Request, route: APIRoute) -> Response:
+    """What FastAPI's generic handler does for :func:`decide`'s signature (``route``), by hand:
     the body parsed as JSON (a decode error is the same 422), the caller's scope and quota
     checked (:func:`~llm_optimizer_service.api.deps.authorize`, as ``Depends(writer)`` does),
     the body validated by the route's own body field (the same 422 items) — without the generic
     dependency solving, which cost more than the decision itself. The middleware has already
-    answered 415 for a body that is not JSON. ``tests/service/test_decide_route.py`` compares
-    both handlers' answers request by request."""
+    answered 415 for a body that is not JSON. Served by :class:`_DecideRoute` and by the hot
+    path (``hot_path.py``); ``tests/service/test_decide_route.py`` compares both with FastAPI's
+    generic handler request by request."""
+    raw = await request.body()
+    received: Any = None
+    if raw:
+        try:
+            received = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "json_invalid",
+                        "loc": ("body", exc.pos),
+                        "msg": "JSON decode error",
+                        "input": {},
+                        "ctx": {"error": exc.msg},
+                    }
+                ],
+                body=exc.doc,
+            ) from exc
+    await authorize(request, Scope.WRITE)
+    if not raw:
+        body = s.DecideBody()
+    else:
+        assert route.body_field is not None  # decide declares a body
+        body, errors = route.body_field.validate(received, {}, loc=("body",))
+        if errors:
+            raise RequestValidationError(errors, body=received)
+    return await _decide(request.app.state.runtime, request.path_params["name"], body)
+
+
+class _DecideRoute(APIRoute):
+    """decide's route: documented from :func:`decide`'s signature like every other operation,
+    served by :func:`decide_by_hand`."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        body_field = self.body_field
-        assert body_field is not None  # decide declares a body
-
         async def handler(request: Request) -> Response:
-            raw = await request.body()
-            received: Any = None
-            if raw:
-                try:
-                    received = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    raise RequestValidationError(
-                        [
-                            {
-                                "type": "json_invalid",
-                                "loc": ("body", exc.pos),
-                                "msg": "JSON decode error",
-                                "input": {},
-                                "ctx": {"error": exc.msg},
-                            }
-                        ],
-                        body=exc.doc,
-                    ) from exc
-            await authorize(request, Scope.WRITE)
-            if not raw:
-                body = s.DecideBody()
-            else:
-                body, errors = body_field.validate(received, {}, loc=("body",))
-                if errors:
-                    raise RequestValidationError(errors, body=received)
-            return await _decide(request.app.state.runtime, request.path_params["name"], body)
+            return await decide_by_hand(request, self)
 
         return handler
 

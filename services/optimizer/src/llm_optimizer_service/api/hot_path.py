@@ -1,0 +1,98 @@
+"""decide served straight from the ASGI server, ahead of FastAPI's middleware stack.
+
+Between the server and a route FastAPI runs its error and telemetry middleware, the exception
+middleware, two exit stacks, the router and the request/response wrapper. For decide those
+layers cost about what the decision does (see docs/service.md, "Where decide's CPU goes"), and
+none of them does anything for it: decide needs no dependency with cleanup, and its errors have
+handlers of the app's own.
+
+:func:`wrap` puts one dispatch in front of the app. ``POST /api/v1/workloads/{name}/decide``
+goes through the same :class:`~llm_optimizer_service.api.middleware.RequestContextMiddleware`
+as every request (request id, API key, body checks, HTTP metrics, access line), with the same
+settings, to :func:`~llm_optimizer_service.api.routes.decide_by_hand`, the handler decide's
+FastAPI route runs; an exception it raises is answered by the app's own handler for it
+(``errors.install``). Every other request, and decide too when tracing is on (FastAPI's
+instrumentation makes the request's server span) or the app is mounted under a root path, goes
+to the app untouched. ``tests/service/test_decide_route.py`` sends the same requests, good and
+bad, through the hot path, decide's route and FastAPI's generic handler and requires the same
+answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from llm_optimizer_service.api import routes
+from llm_optimizer_service.api.app import edge_settings
+from llm_optimizer_service.api.middleware import RequestContextMiddleware
+from llm_optimizer_service.settings import Settings
+
+
+class _DecideEndpoint:
+    """decide as a bare ASGI app: what Starlette's router and FastAPI's request wrapper would
+    set in the scope, the route's handler, and the app's exception handlers."""
+
+    def __init__(self, app: FastAPI, route: APIRoute) -> None:
+        self.app = app
+        self.route = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self.app
+        scope["route"] = self.route  # the HTTP metrics' route label, as the router sets it
+        scope["endpoint"] = self.route.endpoint
+        request = Request(scope, receive, send)
+        try:
+            response = await routes.decide_by_hand(request, self.route)
+        except Exception as exc:
+            handler = self._handler(exc)
+            if handler is None:
+                raise
+            response = await handler(request, exc)
+        await response(scope, receive, send)
+
+    def _handler(self, exc: Exception) -> Any:
+        """The app's handler for ``exc``: the nearest class in its MRO, as Starlette looks up
+        (``errors.install`` registers handlers by class only, ``Exception`` last)."""
+        handlers = self.app.exception_handlers
+        for cls in type(exc).__mro__:
+            if cls in handlers:
+                return handlers[cls]
+        return None
+
+
+class _Dispatch:
+    def __init__(self, app: FastAPI, hot: ASGIApp, route: APIRoute) -> None:
+        self.app = app
+        self.hot = hot
+        self.path = route.path_regex
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            match = self.path.match(scope["path"])
+            if match is not None:
+                scope["path_params"] = match.groupdict()
+                await self.hot(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def decide_route(app: FastAPI) -> APIRoute:
+    """The app's own decide route (``routes.route_decide_first``)."""
+    path = routes.router.prefix + routes.DECIDE_PATH
+    for route in app.router.routes:
+        if isinstance(route, APIRoute) and route.path == path and "POST" in (route.methods or ()):
+            return route
+    raise LookupError(f"the app has no route POST {path}")
+
+
+def wrap(app: FastAPI, settings: Settings) -> ASGIApp:
+    """The app with decide's hot path in front of it; the app itself when tracing is on."""
+    if settings.otel.endpoint:
+        return app
+    route = decide_route(app)
+    edge = RequestContextMiddleware(_DecideEndpoint(app, route), **edge_settings(app, settings))
+    return _Dispatch(app, edge, route)
