@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from llm_optimizer_service.api import create_app
+from llm_optimizer_service.api import create_app, hot_path
 from llm_optimizer_service.settings import Settings, load_settings
 
 from tests._support.service_fixtures import (
@@ -68,12 +68,13 @@ def make_settings(tmp_path: Path, url: str, keys: Keys, **extra: Any) -> Setting
 def make_client(
     tmp_path: Path, database_url: str, keys: Keys
 ) -> Iterator[Callable[..., TestClient]]:
-    """Factory of in-process clients (lifespan run) on the parametrized database."""
+    """Factory of in-process clients (lifespan run) on the parametrized database, each to the
+    app as ``serve`` runs it: behind decide's hot path (``hot_path.wrap``)."""
     clients: list[TestClient] = []
 
     def factory(key: str | None = "admin", **extra: Any) -> TestClient:
-        app = create_app(make_settings(tmp_path, database_url, keys, **extra))
-        client = TestClient(app)
+        settings = make_settings(tmp_path, database_url, keys, **extra)
+        client = TestClient(hot_path.wrap(create_app(settings), settings))
         client.__enter__()
         if key is not None:
             client.headers["Authorization"] = f"Bearer {getattr(keys, key)}"

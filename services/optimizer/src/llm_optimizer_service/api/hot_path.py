@@ -67,6 +67,7 @@ class _DecideEndpoint:
 class _Dispatch:
     def __init__(self, app: FastAPI, hot: ASGIApp, route: APIRoute) -> None:
         self.app = app
+        self.state = app.state  # the app's (its runtime), for whoever holds the wrapper
         self.hot = hot
         self.path = route.path_regex
 
