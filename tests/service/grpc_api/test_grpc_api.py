@@ -312,21 +312,32 @@ def test_report_pacing_and_evaluation_like_rest(
 
 
 def test_grpc_metrics_are_exported(service: RunningService, channel: grpc.Channel) -> None:
+    """Every RPC is counted and timed, though each method's handler is wrapped only once."""
+
+    def samples() -> dict[str, float]:
+        text = httpx.get(service.metrics_url, timeout=5).text
+        return {
+            line.split(" ")[0]: float(line.split(" ")[1])
+            for line in text.splitlines()
+            if line.startswith("grpc_server_")
+        }
+
+    ok = 'grpc_server_handled_total{grpc_code="OK",grpc_method="Decide"}'
+    missing = 'grpc_server_handled_total{grpc_code="NotFound",grpc_method="Decide"}'
+    timed = 'grpc_server_handling_seconds_count{grpc_method="Decide"}'
+    before = samples()
     stub = pb_grpc.OptimizerStub(channel)
-    stub.Decide(pb.DecideRequest(workload="chat"), metadata=auth(service.api_key))
-    with pytest.raises(grpc.RpcError):
-        stub.Decide(pb.DecideRequest(workload="nope"), metadata=auth(service.api_key))
-    text = httpx.get(service.metrics_url, timeout=5).text
-    samples = {
-        line.split(" ")[0]: float(line.split(" ")[1])
-        for line in text.splitlines()
-        if line.startswith("grpc_server_")
-    }
-    assert samples['grpc_server_handled_total{grpc_code="OK",grpc_method="Decide"}'] >= 1
-    assert samples['grpc_server_handled_total{grpc_code="NotFound",grpc_method="Decide"}'] >= 1
-    assert samples['grpc_server_handling_seconds_count{grpc_method="Decide"}'] >= 2
+    for _ in range(3):
+        stub.Decide(pb.DecideRequest(workload="chat"), metadata=auth(service.api_key))
+    for _ in range(2):
+        with pytest.raises(grpc.RpcError):
+            stub.Decide(pb.DecideRequest(workload="nope"), metadata=auth(service.api_key))
+    after = samples()
+    assert after[ok] - before.get(ok, 0) == 3
+    assert after[missing] - before.get(missing, 0) == 2
+    assert after[timed] - before.get(timed, 0) == 5
     # pre-initialised like go-grpc-prometheus: a series per code before the first such call
-    assert 'grpc_server_handled_total{grpc_code="DataLoss",grpc_method="GetReport"}' in samples
+    assert 'grpc_server_handled_total{grpc_code="DataLoss",grpc_method="GetReport"}' in after
 
 
 def test_health_command_checks_grpc(service: RunningService) -> None:
