@@ -130,8 +130,6 @@ class WorkloadState:
     decision_counters: dict[str, Any] = field(default_factory=dict)
     # arm -> the part of the REST decide answer that depends on the arm only (api/routes.py)
     answer_parts: dict[str, str] = field(default_factory=dict)
-    # arm -> its gRPC ArmConfig message (grpc_api/service.py), copied into each answer
-    grpc_configs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

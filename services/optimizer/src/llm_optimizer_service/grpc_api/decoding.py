@@ -15,8 +15,6 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from llm_optimizer_service.grpc_api.wrapping import WrappedHandlers
-
 
 class Undecodable:
     """Stands for a request message that could not be decoded."""
@@ -43,7 +41,6 @@ class DecodeErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def __init__(self, service: str) -> None:
         self._prefix = f"/{service}/"
-        self._wrapped = WrappedHandlers()
 
     async def intercept_service(
         self,
@@ -53,9 +50,6 @@ class DecodeErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if handler is None or not details.method.startswith(self._prefix):
             return handler
-        return self._wrapped.get(details.method, handler, self._wrap)
-
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         decode = _tolerant(handler.request_deserializer)
         serialize = handler.response_serializer
         if handler.request_streaming and handler.response_streaming:

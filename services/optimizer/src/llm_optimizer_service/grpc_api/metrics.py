@@ -17,7 +17,6 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Histogram
 
-from llm_optimizer_service.grpc_api.wrapping import WrappedHandlers
 from llm_optimizer_service.metrics import LATENCY_BUCKETS
 
 HANDLED = Counter(
@@ -63,11 +62,7 @@ def _code(context: Any, error: BaseException | None) -> str:
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Times every RPC and counts it by the status code it ended with. A method's handler is
-    wrapped once (:class:`WrappedHandlers`), not on every call."""
-
-    def __init__(self) -> None:
-        self._wrapped = WrappedHandlers()
+    """Times every RPC and counts it by the status code it ended with."""
 
     async def intercept_service(
         self,
@@ -77,10 +72,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if handler is None:
             return None
-        return self._wrapped.get(details.method, handler, self._wrap)
-
-    def _wrap(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        method = _method_name(full_method)
+        method = _method_name(details.method)
         handled_ok = HANDLED.labels(grpc_method=method, grpc_code="OK")
         timer = HANDLING.labels(grpc_method=method)
 

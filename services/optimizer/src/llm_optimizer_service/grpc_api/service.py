@@ -204,18 +204,17 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
                     ) from exc
         except _RpcError as error:
             await _abort(context, error)
-        config = state.grpc_configs.get(pending.arm)
-        if config is None:  # built once per arm and snapshot; the answer gets a copy
-            raw = state.configs[pending.arm]
-            config = pb.ArmConfig(
-                model=raw["model"],
-                provider=raw["provider"],
-                params=_struct(raw["params"]),
-                prompt_variant=raw["prompt_variant"],
-            )
-            state.grpc_configs[pending.arm] = config
+        config = state.configs[pending.arm]
         return pb.DecideResponse(
-            decision_id=pending.id, arm=pending.arm, config=config, propensity=pending.propensity
+            decision_id=pending.id,
+            arm=pending.arm,
+            config=pb.ArmConfig(
+                model=config["model"],
+                provider=config["provider"],
+                params=_struct(config["params"]),
+                prompt_variant=config["prompt_variant"],
+            ),
+            propensity=pending.propensity,
         )
 
     async def RecordFeedback(self, request: pb.FeedbackRequest, context: Context) -> pb.FeedbackAck:  # noqa: N802
