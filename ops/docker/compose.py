@@ -164,6 +164,29 @@ def rendered(
     return dict(json.loads(out))
 
 
+def started(
+    runner: Runner,
+    env: str,
+    services: Sequence[str],
+    *,
+    standins: bool = False,
+    variables: Mapping[str, str] | None = None,
+) -> set[str] | None:
+    """What ``compose up SERVICES`` starts: the services named and, transitively, what they
+    depend on (``depends_on`` of the model Compose merges, ``rendered``); None when no service
+    is named (every service of the active profiles)."""
+    if not services:
+        return None
+    defined = rendered(runner, env, standins=standins, variables=variables)["services"]
+    todo, seen = list(services), set()
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend((defined.get(name) or {}).get("depends_on") or ())
+    return seen
+
+
 def up(
     runner: Runner,
     *,
@@ -179,14 +202,16 @@ def up(
     """Build the service image as ``image`` (unless ``build`` is false), then ``compose up``."""
     if build:
         docker_images.build(runner, IMAGES["service"], tags=[image])
-    if standins:
-        standins_images.build(runner, CI_FILE)
+    environment = {"OPTIMIZER_IMAGE": image, **(variables or {})}
+    if standins:  # only those of the services this starts: each may wait for a Go build
+        needed = started(runner, env, services, standins=True, variables=environment)
+        standins_images.build(runner, CI_FILE, needed)
     args = ["up", "--detach", "--remove-orphans"]
     if wait:
         args += ["--wait", "--wait-timeout", str(WAIT_TIMEOUT_S)]
     runner.run(
         argv(env, project, *args, *services, standins=standins),
-        env={"OPTIMIZER_IMAGE": image, **(variables or {})},
+        env=environment,
         hint=f"`compose up` failed; see `uv run invoke compose.logs --env {env}`",
     )
 

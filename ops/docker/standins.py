@@ -8,7 +8,8 @@ modules), which live in the tools cache, never in the repository.
 ``build`` copies ``infra/docker/standins/<service>/`` and the binary into a temporary build
 context and builds it under the ``image:`` compose.ci.yml gives the service (where
 ``pull_policy: never`` stops Compose looking elsewhere). ``ops.docker.compose.up`` calls it
-before ``compose up`` whenever the stand-ins are on, so ``compose.up --standins`` and
+before ``compose up`` whenever the stand-ins are on, for the services that ``up`` starts (a
+stack without jaeger does not wait for jaeger's Go build), so ``compose.up --standins`` and
 ``invoke deploy --target compose`` stay the only entry points.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import yaml
@@ -47,12 +48,17 @@ def image(ci_file: Path, service: str) -> str:
     return str(ref)
 
 
-def build(runner: Runner, ci_file: Path) -> dict[str, float]:
-    """Build every host-built stand-in image (Docker's cache makes a rebuild cheap); the seconds
-    each took, by service."""
+def build(
+    runner: Runner, ci_file: Path, services: Collection[str] | None = None
+) -> dict[str, float]:
+    """Build the host-built stand-in images of ``services`` (None: every one; Docker's cache
+    makes a rebuild cheap); the seconds each took, by service. The base image is made either
+    way: the other stand-ins' Dockerfiles start from it."""
     base_image.ensure(runner)
     seconds: dict[str, float] = {}
     for service, tool in HOST_BUILT.items():
+        if services is not None and service not in services:
+            continue
         ref = image(ci_file, service)
         if runner.dry_run:  # what would run, without copying anything
             context = Path(tempfile.gettempdir()) / f"llm-optimizer-standin-{service}-XXXX"

@@ -259,3 +259,22 @@ def test_compose_ci_prod_adds_the_proxy_standin_to_prod_only() -> None:
         compose_stack.CI_PROD_FILE,
     ]
     assert compose_stack.CI_PROD_FILE not in compose_stack.files("dev", standins=True)
+
+
+def test_up_builds_only_the_stand_ins_of_the_services_it_starts(runner: Runner) -> None:
+    """`compose up SERVICES` starts those and what they depend on; the host-built stand-ins
+    among them are all `up` builds (each may wait for a Go build). test_compose_e2e checks the
+    same set against what Compose really started."""
+    dev = compose_stack.started(runner, "dev", ["optimizer", "kafka"], standins=True)
+    assert dev == {"optimizer", "migrate", "postgres", "redis", "kafka"}
+    assert dev & set(standins.HOST_BUILT) == {"kafka"}
+    prod = compose_stack.started(
+        runner,
+        "prod",
+        ["proxy", "optimizer", "migrate", "postgres", "redis"],
+        standins=True,
+        variables=compose_stack.PROD_PLACEHOLDERS,
+    )
+    assert prod == {"proxy", "optimizer", "migrate", "postgres", "redis"}
+    assert compose_stack.started(runner, "dev", ["prometheus"], standins=True) == {"prometheus"}
+    assert compose_stack.started(runner, "dev", [], standins=True) is None  # every one

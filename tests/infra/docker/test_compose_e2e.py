@@ -103,6 +103,9 @@ def test_stack_is_up_and_healthy_with_migrate_completed(stack: Stack) -> None:
         for row in compose_stack.ps(Runner(echo=False), project=stack.project, standins=True)
     }
     assert set(rows) == {"optimizer", "migrate", "postgres", "redis", "kafka"}, rows
+    # what `up` built stand-ins for (ops.docker.compose.started) is what Compose started
+    runner = Runner(echo=False)
+    assert compose_stack.started(runner, "dev", ["optimizer", "kafka"], standins=True) == set(rows)
     for service in ("optimizer", "postgres", "redis", "kafka"):
         assert rows[service]["State"] == "running", rows[service]
         assert rows[service]["Health"] == "healthy", rows[service]

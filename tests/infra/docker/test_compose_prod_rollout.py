@@ -147,12 +147,15 @@ def prod(
     }
     runner = Runner(echo=True)
     try:
-        # `compose up` itself: ops.docker.compose.up would also build the development stack's
-        # host-built stand-in (kafka), which these services don't use.
-        wait = ["--wait", "--wait-timeout", str(compose_stack.WAIT_TIMEOUT_S)]
-        runner.run(
-            compose_stack.argv("prod", name, "up", "--detach", *wait, *SERVICES, standins=True),
-            env={"OPTIMIZER_IMAGE": IMAGE, **variables},
+        compose_stack.up(
+            runner,
+            env="prod",
+            project=name,
+            image=IMAGE,
+            standins=True,
+            services=SERVICES,
+            variables=variables,
+            build=False,  # _old_code built IMAGE
         )
         print(f"prod stack up in {time.monotonic() - started:.1f} s")
         yield ProdStack(
