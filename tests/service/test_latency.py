@@ -18,6 +18,9 @@ from tests._support.service import RunningService
 
 ROUNDS = 50
 P50_LIMIT_MS = 10.0  # Nagle + delayed ACK would put it near 40 ms
+# A scrape renders every series (~50 KB after one workload): 4.8 ms median on a quiet 2-core
+# machine, 10.8 ms in a cold CI run beside the Go builds. Nagle would add ~40 ms to that.
+SCRAPE_P50_LIMIT_MS = 25.0
 
 
 def _keep_alive_latencies(port: int, request: bytes, rounds: int = ROUNDS) -> list[float]:
@@ -83,7 +86,7 @@ def test_keep_alive_decide_answers_in_milliseconds(running_service: RunningServi
     assert statistics.median(latencies) < P50_LIMIT_MS, sorted(latencies)
     scrape = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     latencies = _keep_alive_latencies(running_service.metrics_port, scrape, rounds=20)
-    assert statistics.median(latencies) < P50_LIMIT_MS, sorted(latencies)
+    assert statistics.median(latencies) < SCRAPE_P50_LIMIT_MS, sorted(latencies)
 
 
 def test_grpc_decide_answers_in_milliseconds(running_service: RunningService) -> None:
