@@ -19,7 +19,7 @@ from tests._support.service import RunningService
 ROUNDS = 50
 P50_LIMIT_MS = 10.0  # Nagle + delayed ACK would put it near 40 ms
 # A scrape renders every series (~50 KB after one workload): 4.8 ms median by hand on a quiet
-# 2-core machine, 10.8 ms in a cold CI run beside the Go builds (5 Dec). Nagle would add ~40 ms to that.
+# 2-core machine, 10.8 ms in a cold CI run beside the Go builds (5 Dec). Nagle would add ~40 ms.
 SCRAPE_P50_LIMIT_MS = 25.0
 
 
