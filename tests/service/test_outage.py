@@ -50,6 +50,7 @@ def test_database_outage_degrades_but_keeps_deciding(
         assert refused.status_code == 503
         assert refused.headers["retry-after"]
         assert refused.json()["error"]["code"] == "unavailable"
+        assert "a repeat answers duplicate" in refused.json()["error"]["message"]  # how to retry
         health = client.get("/health").json()
         assert health["status"] == "degraded"
         assert health["components"]["database"] == "down"

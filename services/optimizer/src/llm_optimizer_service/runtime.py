@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import math
 import time
@@ -95,6 +96,10 @@ MAX_MISSES = 10_000
 
 class ServiceUnavailableError(Exception):
     """Nothing durable can take the write right now (database down); retry later."""
+
+    # What REST (503) and gRPC (UNAVAILABLE) add to the message. Not "nothing was recorded": a
+    # connection lost during COMMIT may have recorded it, and only a retry can tell.
+    advice = "retry later; feedback counts once per decision, a repeat answers duplicate"
 
 
 def _not_unreachable(error: BaseException) -> bool:
@@ -308,12 +313,15 @@ class StickySessions:
 
 
 class DecisionWriter:
-    """Queues decision rows in memory and writes them in batches."""
+    """Queues decision rows in memory and writes them in batches. A failed write's rows stay
+    queued and are rechecked when written again: its COMMIT may have landed before its answer
+    was lost (``tests/service/test_lost_commit.py``)."""
 
     def __init__(self, repository: Repository) -> None:
         self._repository = repository
         self._pending: dict[str, PendingDecision] = {}
         self._writing: dict[str, PendingDecision] = {}
+        self._unsure: set[str] = set()  # ids a failed write carried
         self._lock = asyncio.Lock()
 
     def add(self, decision: PendingDecision) -> None:
@@ -336,15 +344,21 @@ class DecisionWriter:
                 return 0
             batch, self._pending = self._pending, {}
             self._writing = batch
+            recheck = self._unsure & batch.keys()
             try:
-                return await anyio.to_thread.run_sync(
-                    self._repository.write_decisions, list(batch.values())
+                written = await anyio.to_thread.run_sync(
+                    functools.partial(
+                        self._repository.write_decisions, list(batch.values()), recheck=recheck
+                    )
                 )
             except BaseException:
                 self._pending = {**batch, **self._pending}
+                self._unsure |= batch.keys()
                 raise
             finally:
                 self._writing = {}
+            self._unsure -= recheck
+            return written
 
 
 Hook = Callable[[], Awaitable[None] | None]

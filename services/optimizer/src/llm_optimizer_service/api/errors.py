@@ -116,9 +116,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceUnavailableError)
     async def _unavailable(_: Request, exc: ServiceUnavailableError) -> JSONResponse:
-        return error_response(
-            503, "unavailable", f"{exc}; nothing was recorded", {"Retry-After": "5"}
-        )
+        return error_response(503, "unavailable", f"{exc}; {exc.advice}", {"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -53,7 +53,7 @@ def _mapped() -> Iterator[None]:
     except ServiceUnavailableError as exc:
         raise _RpcError(
             grpc.StatusCode.UNAVAILABLE,
-            f"{exc}; nothing was recorded",
+            f"{exc}; {exc.advice}",
             retry_after=RETRY_AFTER_SECONDS,
         ) from exc
 

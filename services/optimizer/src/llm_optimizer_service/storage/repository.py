@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -257,6 +257,17 @@ def _insert_decisions(connection: Connection, rows: Sequence[PendingDecision]) -
         connection.exec_driver_sql(sql, tuple(params))
 
 
+def _present_decisions(session: Session, ids: Collection[str]) -> set[str]:
+    """Which of ``ids`` the decision log holds (in chunks: the databases bound a statement's
+    parameters)."""
+    wanted = sorted(ids)
+    present: set[str] = set()
+    for start in range(0, len(wanted), MAX_ROWS_PER_INSERT):
+        chunk = wanted[start : start + MAX_ROWS_PER_INSERT]
+        present.update(session.scalars(select(DecisionRow.id).where(DecisionRow.id.in_(chunk))))
+    return present
+
+
 class Repository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -424,9 +435,16 @@ class Repository:
 
     # -- decisions ------------------------------------------------------------------------------
 
-    def write_decisions(self, batch: Sequence[PendingDecision]) -> int:
+    def write_decisions(
+        self, batch: Sequence[PendingDecision], *, recheck: Collection[str] = ()
+    ) -> int:
         """Insert decision rows and count them in the arms' statistics; returns rows written
         (decisions of workloads deleted meanwhile are dropped).
+
+        ``recheck``: ids of rows an earlier, failed call carried. A connection lost during
+        COMMIT leaves that call's outcome unknown: its rows and their counts may be in (one
+        transaction holds both). Those found are left alone, the rest written; inserting them
+        again would fail on the primary key at every retry.
 
         It runs in a worker thread beside the event loop and holds the GIL while it works, so it
         stays lean: the rows in as few statements as the database takes (see
@@ -435,6 +453,9 @@ class Repository:
         if not batch:
             return 0
         with self._write() as session:
+            if recheck:
+                present = _present_decisions(session, recheck)
+                batch = [d for d in batch if d.id not in present]
             alive = self._lock_workloads(session, {d.workload_id for d in batch})
             rows = [d for d in batch if d.workload_id in alive]
             if not rows:
@@ -471,10 +492,10 @@ class Repository:
         with self._sessions() as session:
             return list(session.scalars(query))
 
-    def existing_decisions(self, ids: Sequence[str]) -> set[str]:
+    def existing_decisions(self, ids: Collection[str]) -> set[str]:
         """Which of these decision ids are written (a read; no lock)."""
         with self._sessions() as session:
-            return set(session.scalars(select(DecisionRow.id).where(DecisionRow.id.in_(ids))))
+            return _present_decisions(session, ids)
 
     # -- feedback -------------------------------------------------------------------------------
 
