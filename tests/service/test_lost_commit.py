@@ -9,27 +9,20 @@ inserting it again breaks the primary key at every retry."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 from llm_optimizer_service.runtime import DecisionWriter
 from llm_optimizer_service.storage import migrations
 from llm_optimizer_service.storage.db import make_engine
-from llm_optimizer_service.storage.repository import FeedbackInput, PendingDecision, Repository
+from llm_optimizer_service.storage.repository import FeedbackInput, Repository
 from sqlalchemy.exc import OperationalError
 
 from tests._support.faults import LostCommitProxy, lost_commit_proxy
 from tests._support.postgres import PostgresServer
+from tests.service.test_repository_locks import ARMS, SPEC, pending_decisions
 
 pytestmark = pytest.mark.postgres
-
-ARMS = ["large", "small"]
-SPEC = {
-    "name": "chat",
-    "arms": [{"name": arm, "model": f"m-{arm}", "provider": "p", "params": {}} for arm in ARMS],
-}
 
 
 @pytest.fixture
@@ -47,20 +40,6 @@ def proxied(
             engine.dispose()
 
 
-def _decisions(workload_id: int, count: int) -> list[PendingDecision]:
-    return [
-        PendingDecision(
-            id=str(uuid.uuid4()),
-            workload_id=workload_id,
-            workload="chat",
-            arm=ARMS[i % 2],
-            propensity=0.5,
-            created_at=datetime.now(UTC),
-        )
-        for i in range(count)
-    ]
-
-
 def _counted(repository: Repository) -> tuple[int, int]:
     """(decisions, feedback) in the arms' statistics."""
     (stored,) = repository.load(["chat"])
@@ -76,7 +55,7 @@ def test_decisions_whose_commit_answer_was_lost_are_written_once(
     repository, proxy = proxied
     record = repository.create_workload("chat", SPEC, ARMS)
     writer = DecisionWriter(repository)
-    first = _decisions(record.id, 10)
+    first = pending_decisions(record.id, 10)
 
     async def scenario() -> int:
         for decision in first:
@@ -86,7 +65,7 @@ def test_decisions_whose_commit_answer_was_lost_are_written_once(
             await writer.flush()
         assert proxy.lost.is_set()
         assert len(writer) == 10  # still queued: the writer cannot know they are in
-        for decision in _decisions(record.id, 5):
+        for decision in pending_decisions(record.id, 5):
             writer.add(decision)
         return await writer.flush()
 
@@ -102,7 +81,7 @@ def test_feedback_whose_commit_answer_was_lost_answers_duplicate_on_retry(
 ) -> None:
     repository, proxy = proxied
     record = repository.create_workload("chat", SPEC, ARMS)
-    decisions = _decisions(record.id, 2)
+    decisions = pending_decisions(record.id, 2)
     repository.write_decisions(decisions)
     items = [FeedbackInput(d.id, 0.8, 0.001, 100.0) for d in decisions]
     proxy.lose_next_commit_answer()

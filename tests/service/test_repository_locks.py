@@ -37,7 +37,7 @@ def repository(database_url: str) -> Iterator[Repository]:
         engine.dispose()
 
 
-def _decisions(workload_id: int, count: int) -> list[PendingDecision]:
+def pending_decisions(workload_id: int, count: int) -> list[PendingDecision]:
     return [
         PendingDecision(
             id=str(uuid.uuid4()),
@@ -65,12 +65,12 @@ def _hammer(
 def _delete_while_writing(repository: Repository) -> list[BaseException]:
     """Create the workload, start a writer of each kind on it, delete it; the writers' errors."""
     record = repository.create_workload("chat", SPEC, ARMS)
-    seeded = _decisions(record.id, 40)
+    seeded = pending_decisions(record.id, 40)
     repository.write_decisions(seeded)
     feedback = iter(seeded)
     stop, errors = threading.Event(), list[BaseException]()
     writers = [
-        lambda: repository.write_decisions(_decisions(record.id, 8)),
+        lambda: repository.write_decisions(pending_decisions(record.id, 8)),
         lambda: repository.record_feedback([FeedbackInput(next(feedback).id, 0.9, 0.001, 120.0)]),
         lambda: repository.store_evaluation(record.id, "evaluate", "t", {"n": 1}, keep=3),
     ]
