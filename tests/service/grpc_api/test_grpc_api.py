@@ -324,7 +324,9 @@ def test_grpc_metrics_are_exported(service: RunningService, channel: grpc.Channe
 
     ok = 'grpc_server_handled_total{grpc_code="OK",grpc_method="Decide"}'
     missing = 'grpc_server_handled_total{grpc_code="NotFound",grpc_method="Decide"}'
+    undecodable = 'grpc_server_handled_total{grpc_code="InvalidArgument",grpc_method="Decide"}'
     timed = 'grpc_server_handling_seconds_count{grpc_method="Decide"}'
+    checked = 'grpc_server_handled_total{grpc_code="OK",grpc_method="Check"}'
     before = samples()
     stub = pb_grpc.OptimizerStub(channel)
     for _ in range(3):
@@ -332,10 +334,20 @@ def test_grpc_metrics_are_exported(service: RunningService, channel: grpc.Channe
     for _ in range(2):
         with pytest.raises(grpc.RpcError):
             stub.Decide(pb.DecideRequest(workload="nope"), metadata=auth(service.api_key))
+    garbage = channel.unary_unary(
+        "/llm_optimizer.v1.Optimizer/Decide",
+        request_serializer=lambda raw: raw,
+        response_deserializer=pb.DecideResponse.FromString,
+    )
+    with pytest.raises(grpc.RpcError):  # the decoding wrapper's INVALID_ARGUMENT is counted
+        garbage(b"\xff\xff\xff\xff\x0f", metadata=auth(service.api_key))
+    health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
     after = samples()
     assert after[ok] - before.get(ok, 0) == 3
     assert after[missing] - before.get(missing, 0) == 2
-    assert after[timed] - before.get(timed, 0) == 5
+    assert after[undecodable] - before.get(undecodable, 0) == 1
+    assert after[timed] - before.get(timed, 0) == 6
+    assert after[checked] - before.get(checked, 0) == 1  # the standard services' calls too
     # pre-initialised like go-grpc-prometheus: a series per code before the first such call
     assert 'grpc_server_handled_total{grpc_code="DataLoss",grpc_method="GetReport"}' in after
 

@@ -135,6 +135,8 @@ class WorkloadState:
     decision_counters: dict[str, Any] = field(default_factory=dict)
     # arm -> the part of the REST decide answer that depends on the arm only (api/routes.py)
     answer_parts: dict[str, str] = field(default_factory=dict)
+    # arm -> its ArmConfig message of the gRPC decide answer (grpc_api/service.py)
+    grpc_configs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

@@ -1,7 +1,7 @@
 """The contract's gRPC server metrics, as go-grpc-prometheus names them:
 ``grpc_server_handled_total{grpc_method,grpc_code}`` (counter; codes by their Go names: OK,
 InvalidArgument, NotFound, Unavailable, ...) and ``grpc_server_handling_seconds{grpc_method}``
-(histogram), recorded by :class:`MetricsInterceptor` for every RPC the server handles.
+(histogram), recorded by :func:`instrument` for every RPC the server handles.
 
 Like go-grpc-prometheus' ``InitializeMetrics``, every served method starts with a zero series per
 code, so dashboards and alert ratios exist before the first call.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import grpc
@@ -61,57 +61,26 @@ def _code(context: Any, error: BaseException | None) -> str:
     return "Unknown"  # an exception the servicer did not turn into a status
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Times every RPC and counts it by the status code it ended with."""
+def instrument(full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """``handler`` timed and counted by the status code it ends with. Applied once per method
+    when the server registers it (``server.py``), so a call pays no lookups but the wrapper."""
+    method = _method_name(full_method)
+    handled_ok = HANDLED.labels(grpc_method=method, grpc_code="OK")
+    timer = HANDLING.labels(grpc_method=method)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        method = _method_name(details.method)
-        handled_ok = HANDLED.labels(grpc_method=method, grpc_code="OK")
-        timer = HANDLING.labels(grpc_method=method)
+    def record(start: float, context: Any, error: BaseException | None) -> None:
+        timer.observe(time.perf_counter() - start)
+        code = _code(context, error)
+        (handled_ok if code == "OK" else HANDLED.labels(method, code)).inc()
 
-        def record(start: float, context: Any, error: BaseException | None) -> None:
-            timer.observe(time.perf_counter() - start)
-            code = _code(context, error)
-            (handled_ok if code == "OK" else HANDLED.labels(method, code)).inc()
+    if handler.response_streaming:
+        streamed = handler.stream_stream or handler.unary_stream
 
-        if handler.response_streaming:
-            behaviour = handler.stream_stream or handler.unary_stream
-
-            async def streaming(request: Any, context: Any) -> AsyncIterator[Any]:
-                start, error = time.perf_counter(), None
-                try:
-                    async for reply in behaviour(request, context):
-                        yield reply
-                except BaseException as exc:
-                    error = exc
-                    raise
-                finally:
-                    record(start, context, error)
-
-            factory = (
-                grpc.stream_stream_rpc_method_handler
-                if handler.request_streaming
-                else grpc.unary_stream_rpc_method_handler
-            )
-            return factory(
-                streaming,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-
-        behaviour = handler.stream_unary or handler.unary_unary
-
-        async def unary(request: Any, context: Any) -> Any:
+        async def streaming(request: Any, context: Any) -> AsyncIterator[Any]:
             start, error = time.perf_counter(), None
             try:
-                return await behaviour(request, context)
+                async for reply in streamed(request, context):
+                    yield reply
             except BaseException as exc:
                 error = exc
                 raise
@@ -119,12 +88,35 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 record(start, context, error)
 
         factory = (
-            grpc.stream_unary_rpc_method_handler
+            grpc.stream_stream_rpc_method_handler
             if handler.request_streaming
-            else grpc.unary_unary_rpc_method_handler
+            else grpc.unary_stream_rpc_method_handler
         )
         return factory(
-            unary,
+            streaming,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+    behaviour = handler.stream_unary or handler.unary_unary
+
+    async def unary(request: Any, context: Any) -> Any:
+        start, error = time.perf_counter(), None
+        try:
+            return await behaviour(request, context)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            record(start, context, error)
+
+    factory = (
+        grpc.stream_unary_rpc_method_handler
+        if handler.request_streaming
+        else grpc.unary_unary_rpc_method_handler
+    )
+    return factory(
+        unary,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )

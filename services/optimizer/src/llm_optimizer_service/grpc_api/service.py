@@ -95,9 +95,14 @@ def _feedback_input(request: pb.FeedbackRequest | Undecodable) -> FeedbackInput:
     return body.to_input()
 
 
+_NO_CONTEXT = s.DecideBody()
+
+
 def _decide_body(request: pb.DecideRequest) -> s.DecideBody:
     """The request's context and session, validated like the REST body's (finite numbers,
     bounded nesting, a bounded printable session id)."""
+    if not (request.HasField("session_id") or request.HasField("context")):
+        return _NO_CONTEXT
     values: dict[str, Any] = {}
     if request.HasField("session_id"):
         values["session_id"] = request.session_id
@@ -204,17 +209,17 @@ class OptimizerServicer(pb_grpc.OptimizerServicer):
                     ) from exc
         except _RpcError as error:
             await _abort(context, error)
-        config = state.configs[pending.arm]
+        config = state.grpc_configs.get(pending.arm)
+        if config is None:  # once per arm and snapshot
+            values = state.configs[pending.arm]
+            config = state.grpc_configs[pending.arm] = pb.ArmConfig(
+                model=values["model"],
+                provider=values["provider"],
+                params=_struct(values["params"]),
+                prompt_variant=values["prompt_variant"],
+            )
         return pb.DecideResponse(
-            decision_id=pending.id,
-            arm=pending.arm,
-            config=pb.ArmConfig(
-                model=config["model"],
-                provider=config["provider"],
-                params=_struct(config["params"]),
-                prompt_variant=config["prompt_variant"],
-            ),
-            propensity=pending.propensity,
+            decision_id=pending.id, arm=pending.arm, config=config, propensity=pending.propensity
         )
 
     async def RecordFeedback(self, request: pb.FeedbackRequest, context: Context) -> pb.FeedbackAck:  # noqa: N802
