@@ -73,6 +73,7 @@ def instrument(full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMeth
         code = _code(context, error)
         (handled_ok if code == "OK" else HANDLED.labels(method, code)).inc()
 
+    behaviour: Any
     if handler.response_streaming:
         streamed = handler.stream_stream or handler.unary_stream
 
@@ -87,36 +88,33 @@ def instrument(full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMeth
             finally:
                 record(start, context, error)
 
+        behaviour = streaming
         factory = (
             grpc.stream_stream_rpc_method_handler
             if handler.request_streaming
             else grpc.unary_stream_rpc_method_handler
         )
-        return factory(
-            streaming,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+    else:
+        called = handler.stream_unary or handler.unary_unary
+
+        async def unary(request: Any, context: Any) -> Any:
+            start, error = time.perf_counter(), None
+            try:
+                return await called(request, context)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                record(start, context, error)
+
+        behaviour = unary
+        factory = (
+            grpc.stream_unary_rpc_method_handler
+            if handler.request_streaming
+            else grpc.unary_unary_rpc_method_handler
         )
-
-    behaviour = handler.stream_unary or handler.unary_unary
-
-    async def unary(request: Any, context: Any) -> Any:
-        start, error = time.perf_counter(), None
-        try:
-            return await behaviour(request, context)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            record(start, context, error)
-
-    factory = (
-        grpc.stream_unary_rpc_method_handler
-        if handler.request_streaming
-        else grpc.unary_unary_rpc_method_handler
-    )
     return factory(
-        unary,
+        behaviour,
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
