@@ -61,8 +61,8 @@ class _Wrapped(grpc.GenericRpcHandler):  # type: ignore[misc]
 
 class _Registrar:
     """What the generated ``add_*_to_server`` functions are given instead of the server: the
-    handlers they register reach it wrapped (``_wrap``). This does at registration what server
-    interceptors would do on every call, for a fraction of their per-RPC cost."""
+    handlers they register reach it wrapped (``_wrap``): once, at registration, where server
+    interceptors would wrap them again on every call."""
 
     def __init__(self, server: grpc.aio.Server) -> None:
         self._server = server

@@ -95,7 +95,7 @@ def _feedback_input(request: pb.FeedbackRequest | Undecodable) -> FeedbackInput:
     return body.to_input()
 
 
-_NO_CONTEXT = s.DecideBody()
+_NO_CONTEXT = s.DecideBody()  # shared by every Decide without context or session; only read
 
 
 def _decide_body(request: pb.DecideRequest) -> s.DecideBody:

@@ -43,6 +43,8 @@ from llm_optimizer_service.storage.models import (
 
 # Rows per multi-row INSERT on SQLite (fewer if the library's variable limit is lower).
 MAX_ROWS_PER_INSERT = 500
+# Ids per ``IN (…)`` read of the decision log (the databases bound a statement's parameters).
+IDS_PER_QUERY = 500
 
 
 class ConflictError(Exception):
@@ -258,12 +260,11 @@ def _insert_decisions(connection: Connection, rows: Sequence[PendingDecision]) -
 
 
 def _present_decisions(session: Session, ids: Collection[str]) -> set[str]:
-    """Which of ``ids`` the decision log holds (in chunks: the databases bound a statement's
-    parameters)."""
+    """Which of ``ids`` the decision log holds, read ``IDS_PER_QUERY`` at a time."""
     wanted = sorted(ids)
     present: set[str] = set()
-    for start in range(0, len(wanted), MAX_ROWS_PER_INSERT):
-        chunk = wanted[start : start + MAX_ROWS_PER_INSERT]
+    for start in range(0, len(wanted), IDS_PER_QUERY):
+        chunk = wanted[start : start + IDS_PER_QUERY]
         present.update(session.scalars(select(DecisionRow.id).where(DecisionRow.id.in_(chunk))))
     return present
 
