@@ -1,7 +1,7 @@
-"""The decision-log writer's insert (``repository._insert_decisions``): on SQLite one multi-row
-``INSERT`` per chunk instead of ``executemany`` (which steps, and so hands the GIL over, once
-per row). It must store each row exactly as SQLAlchemy's Core insert stores it, across chunk
-boundaries and with a library whose variable limit is lower than the chunk."""
+"""The repository's inserts of decisions and feedback (``repository._insert_rows``): on SQLite one
+multi-row ``INSERT`` per chunk instead of ``executemany`` (which steps, and so hands the GIL over,
+once per row). They must store each row exactly as SQLAlchemy's Core insert stores it, across
+chunk boundaries and with a library whose variable limit is lower than the chunk."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from llm_optimizer_service.storage import migrations, repository
 from llm_optimizer_service.storage.db import make_engine
-from llm_optimizer_service.storage.models import DecisionRow
-from llm_optimizer_service.storage.repository import PendingDecision, Repository
+from llm_optimizer_service.storage.models import DecisionRow, FeedbackRow
+from llm_optimizer_service.storage.repository import FeedbackInput, PendingDecision, Repository
 from sqlalchemy import Engine, insert, select
 
 ARMS = ["large", "small", "tiny"]
@@ -114,3 +114,53 @@ def test_a_low_variable_limit_splits_the_insert(
     assert statements == [142, 142, 16]
     assert len(_stored(engine, [d.id for d in written])) == 300
     engine.dispose()
+
+
+def _feedback(decisions: list[PendingDecision]) -> list[FeedbackInput]:
+    return [
+        FeedbackInput(
+            decision_id=d.id,
+            quality=i / (len(decisions) + 1),
+            cost_usd=1e-6 * (i + 1) / 3,
+            latency_ms=0.1 + 7.3 * i,
+            error=i % 4 == 0,
+            input_tokens=None if i % 2 else i * 10,
+            output_tokens=None if i % 3 else i * 11,
+        )
+        for i, d in enumerate(decisions)
+    ]
+
+
+@pytest.mark.parametrize("count", [1, 31])
+def test_feedback_is_stored_as_the_core_insert_stores_it(engine: Engine, count: int) -> None:
+    """record_feedback's rows (written by ``_insert_rows``) against the same rows written by
+    SQLAlchemy's Core insert; ``created_at`` is the commit's clock, so it is compared apart."""
+    repo = Repository(engine)
+    first = repo.create_workload("chat", SPEC, ARMS)
+    second = repo.create_workload("chat-2", {**SPEC, "name": "chat-2"}, ARMS)
+    mine, theirs = _decisions(first.id, count), _decisions(second.id, count)
+    repo.write_decisions(mine + theirs)
+    outcomes = repo.record_feedback(_feedback(mine))
+    assert [o.status for o in outcomes] == ["accepted"] * count
+    (written_at,) = {row[-1] for row in _stored_feedback(engine, first.id)}
+    with engine.begin() as connection:
+        connection.execute(
+            insert(FeedbackRow),
+            [
+                repository._feedback_row(item, second.id, d.arm, written_at)
+                for item, d in zip(_feedback(theirs), theirs, strict=True)
+            ],
+        )
+    stored, core = _stored_feedback(engine, first.id), _stored_feedback(engine, second.id)
+    assert len(stored) == count
+    assert stored == core
+
+
+def _stored_feedback(engine: Engine, workload_id: int) -> list[tuple[Any, ...]]:
+    """The workload's feedback rows but their id, decision id and workload, in arm and value
+    order."""
+    table = FeedbackRow.__table__
+    kept = [c for c in table.columns if c.name not in ("id", "decision_id", "workload_id")]
+    with engine.connect() as connection:
+        rows = connection.execute(select(*kept).where(table.c.workload_id == workload_id))
+        return sorted((tuple(row) for row in rows), key=repr)

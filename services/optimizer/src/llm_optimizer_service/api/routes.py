@@ -156,15 +156,15 @@ async def delete_workload(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-async def decide_by_hand(request: Request, route: APIRoute) -> Response:
-    """What FastAPI's generic handler does for :func:`decide`'s signature (``route``), by hand:
+async def _body_by_hand(
+    request: Request, route: APIRoute, empty: Callable[[], Any] | None = None
+) -> Any:
+    """What FastAPI's generic handler does with a JSON body and ``Depends(writer)``, by hand:
     the body parsed as JSON (a decode error is the same 422), the caller's scope and quota
-    checked (:func:`~llm_optimizer_service.api.deps.authorize`, as ``Depends(writer)`` does),
-    the body validated by the route's own body field (the same 422 items) — without the generic
-    dependency solving, which cost more than the decision itself. The middleware has already
-    answered 415 for a body that is not JSON. Served by :class:`_DecideRoute` and by the hot
-    path (``hot_path.py``); ``tests/service/test_decide_route.py`` compares both with FastAPI's
-    generic handler request by request."""
+    checked (:func:`~llm_optimizer_service.api.deps.authorize`), then the body validated by the
+    route's own body field (the same 422 items). No body at all is ``empty()``, or FastAPI's
+    "Field required" when the route requires one. The middleware has already answered 415 for a
+    body that is not JSON."""
     raw = await request.body()
     received: Any = None
     if raw:
@@ -185,24 +185,56 @@ async def decide_by_hand(request: Request, route: APIRoute) -> Response:
             ) from exc
     await authorize(request, Scope.WRITE)
     if not raw:
-        body = s.DecideBody()
-    else:
-        assert route.body_field is not None  # decide declares a body
-        body, errors = route.body_field.validate(received, {}, loc=("body",))
-        if errors:
-            raise RequestValidationError(errors, body=received)
+        if empty is not None:
+            return empty()
+        missing = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
+        raise RequestValidationError([missing], body=None)
+    assert route.body_field is not None  # the routes served by hand declare a body
+    body, errors = route.body_field.validate(received, {}, loc=("body",))
+    if errors:
+        raise RequestValidationError(errors, body=received)
+    return body
+
+
+async def decide_by_hand(request: Request, route: APIRoute) -> Response:
+    """:func:`decide` without FastAPI's generic dependency solving, which cost more than the
+    decision itself. Served by decide's route (:class:`_ByHandRoute`) and by the hot path
+    (``hot_path.py``); ``tests/service/test_routes_by_hand.py`` compares both with FastAPI's
+    generic handler request by request."""
+    body = await _body_by_hand(request, route, s.DecideBody)
     return await _decide(request.app.state.runtime, request.path_params["name"], body)
 
 
-class _DecideRoute(APIRoute):
-    """decide's route: documented from :func:`decide`'s signature like every other operation,
-    served by :func:`decide_by_hand`."""
+async def feedback_by_hand(request: Request, route: APIRoute) -> Response:
+    """:func:`record_feedback` the same way (``tests/service/test_routes_by_hand.py``)."""
+    body = await _body_by_hand(request, route)
+    ack = await _feedback(request.app.state.runtime, body)
+    return Response(
+        ack.model_dump_json(), status_code=status.HTTP_202_ACCEPTED, media_type="application/json"
+    )
+
+
+class _ByHandRoute(APIRoute):
+    """A route documented from its endpoint's signature like every other operation, served by
+    the handler ``by_hand`` names (its subclasses set it)."""
+
+    by_hand: Callable[[Request, APIRoute], Coroutine[Any, Any, Response]]
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        by_hand = type(self).by_hand
+
         async def handler(request: Request) -> Response:
-            return await decide_by_hand(request, self)
+            return await by_hand(request, self)
 
         return handler
+
+
+class _DecideRoute(_ByHandRoute):
+    by_hand = staticmethod(decide_by_hand)
+
+
+class _FeedbackRoute(_ByHandRoute):
+    by_hand = staticmethod(feedback_by_hand)
 
 
 async def decide(
@@ -278,15 +310,25 @@ def _decision_json(state: WorkloadState, pending: PendingDecision) -> str:
     return f'{{"decision_id":"{pending.id}",{part},"propensity":{float.__repr__(propensity)}}}'
 
 
-@router.post(
-    "/feedback",
-    status_code=status.HTTP_202_ACCEPTED,
-    responses=responses(404),
-    tags=["feedback"],
-)
 async def record_feedback(
     body: s.FeedbackBody, runtime: RuntimeDep, _: Annotated[Principal, Depends(writer)]
 ) -> s.FeedbackAck:
+    return await _feedback(runtime, body)
+
+
+FEEDBACK_PATH = "/feedback"
+router.add_api_route(
+    FEEDBACK_PATH,
+    record_feedback,
+    methods=["POST"],
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=responses(404),
+    tags=["feedback"],
+    route_class_override=_FeedbackRoute,
+)
+
+
+async def _feedback(runtime: Runtime, body: s.FeedbackBody) -> s.FeedbackAck:
     (outcome,) = await runtime.record_feedback([body.to_input()])
     if outcome.status == "unknown_decision":
         raise ApiError(404, "decision_not_found", f"no decision {body.decision_id!r}")

@@ -17,7 +17,19 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Table, Text, cast, delete, func, insert, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    Text,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -191,11 +203,11 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _feedback_row(item: FeedbackInput, decision: DecisionRow, now: datetime) -> dict[str, Any]:
+def _feedback_row(item: FeedbackInput, workload_id: int, arm: str, now: datetime) -> dict[str, Any]:
     return {
         "decision_id": item.decision_id,
-        "workload_id": decision.workload_id,
-        "arm": decision.arm,
+        "workload_id": workload_id,
+        "arm": arm,
         "quality": item.quality,
         "cost_usd": item.cost_usd,
         "latency_ms": item.latency_ms,
@@ -224,19 +236,27 @@ def _variable_limit(driver: Any) -> int:
 
 
 def _insert_decisions(connection: Connection, rows: Sequence[PendingDecision]) -> None:
-    """Insert decision rows. PostgreSQL: one Core ``executemany`` (psycopg pipelines it).
-    SQLite: one multi-row ``INSERT … VALUES (…), (…)`` per chunk, because ``executemany``
-    steps the statement once per row and Python's sqlite3 releases and retakes the GIL around
-    every step: each retake waits on the event loop's thread, and each switch costs both
-    threads CPU (``nox -s bench -- http_decide`` prints the worker threads' CPU per decide).
-    The values go through the columns' own bind processors, so they are stored exactly as the
-    Core insert stores them (``tests/service/test_decision_insert.py`` compares the two)."""
-    if connection.dialect.name != "sqlite":
-        connection.execute(insert(DecisionRow), [_decision_values(d) for d in rows])
-        return
+    """Insert decision rows (see :func:`_insert_rows`)."""
     table = DecisionRow.__table__
     assert isinstance(table, Table)
-    columns = list(table.columns)
+    _insert_rows(connection, table, [_decision_values(d) for d in rows])
+
+
+def _insert_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows that all give the same columns. PostgreSQL: one Core ``executemany``
+    (psycopg pipelines it). SQLite: one multi-row ``INSERT … VALUES (…), (…)`` per chunk,
+    because ``executemany`` steps the statement once per row and Python's sqlite3 releases and
+    retakes the GIL around every step: each retake waits on the event loop's thread, and each
+    switch costs both threads CPU (``nox -s bench -- http_decide`` prints the worker threads'
+    CPU per decide). The values go through the columns' own bind processors, so they are stored
+    exactly as the Core insert stores them (``tests/service/test_decision_insert.py`` compares
+    the two, for decisions and for feedback)."""
+    if not rows:
+        return
+    if connection.dialect.name != "sqlite":
+        connection.execute(insert(table), rows)
+        return
+    columns = [table.c[name] for name in rows[0]]
     processors = [
         column.type.dialect_impl(connection.dialect).bind_processor(connection.dialect)
         for column in columns
@@ -247,8 +267,7 @@ def _insert_decisions(connection: Connection, rows: Sequence[PendingDecision]) -
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
         params: list[Any] = []
-        for decision in chunk:
-            values = _decision_values(decision)
+        for values in chunk:
             params.extend(
                 values[column.name] if process is None else process(values[column.name])
                 for column, process in zip(columns, processors, strict=True)
@@ -288,10 +307,26 @@ class Repository:
             yield session
 
     def _locked_stats(self, session: Session, workload_id: int, arm: str) -> ArmStatsRow | None:
-        query = select(ArmStatsRow).where(
-            ArmStatsRow.workload_id == workload_id, ArmStatsRow.arm == arm
+        return self._locked_arm_stats(session, [(workload_id, arm)])[(workload_id, arm)]
+
+    @staticmethod
+    def _locked_arm_stats(
+        session: Session, keys: Collection[tuple[int, str]]
+    ) -> dict[tuple[int, str], ArmStatsRow | None]:
+        """These (workload, arm) statistics rows (None where there is none), locked by one
+        query in key order: PostgreSQL sorts before it locks (``ORDER BY`` under ``FOR
+        UPDATE``), so every writer takes the rows it shares with another in the same order and
+        the two cannot deadlock."""
+        if not keys:
+            return {}
+        query = (
+            select(ArmStatsRow)
+            .where(tuple_(ArmStatsRow.workload_id, ArmStatsRow.arm).in_(sorted(keys)))
+            .order_by(ArmStatsRow.workload_id, ArmStatsRow.arm)
+            .with_for_update()
         )
-        return session.scalars(query.with_for_update()).one_or_none()
+        found = {(row.workload_id, row.arm): row for row in session.scalars(query)}
+        return {key: found.get(key) for key in keys}
 
     def ping(self) -> None:
         with self.engine.connect() as connection:
@@ -507,9 +542,11 @@ class Repository:
         outcomes: dict[int, FeedbackOutcome] = {}
         with self._write() as session:
             wanted = {item.decision_id for item in items}
+            columns = select(
+                DecisionRow.id, DecisionRow.workload_id, DecisionRow.arm, DecisionRow.context
+            )
             decisions = {
-                row.id: row
-                for row in session.scalars(select(DecisionRow).where(DecisionRow.id.in_(wanted)))
+                row.id: row for row in session.execute(columns.where(DecisionRow.id.in_(wanted)))
             }
             # A decision whose workload was deleted since it was read is unknown, like any other.
             alive = self._lock_workloads(session, {row.workload_id for row in decisions.values()})
@@ -533,7 +570,7 @@ class Repository:
             # all feedback on the arm's decisions (one decision, one arm), so the existence
             # check below cannot race with a concurrent copy of the same feedback.
             keys = sorted({(d.workload_id, d.arm) for d in decisions.values()})
-            locked = {key: self._locked_stats(session, *key) for key in keys}
+            locked = self._locked_arm_stats(session, keys)
             already = set(
                 session.scalars(
                     select(FeedbackRow.decision_id).where(FeedbackRow.decision_id.in_(wanted))
@@ -570,7 +607,7 @@ class Repository:
                     )
                     continue
                 seen.add(item.decision_id)
-                rows.append(_feedback_row(item, decision, now))
+                rows.append(_feedback_row(item, decision.workload_id, decision.arm, now))
                 key = (decision.workload_id, decision.arm)
                 stats = current.get(key)  # None: the arm was removed since, or is quarantined
                 updated, drift = None, None
@@ -606,7 +643,9 @@ class Repository:
                     context_updated,
                 )
             if rows:
-                session.execute(insert(FeedbackRow), rows)
+                table = FeedbackRow.__table__
+                assert isinstance(table, Table)
+                _insert_rows(session.connection(), table, rows)
             for key in changed:
                 row = locked[key]
                 if row is not None:

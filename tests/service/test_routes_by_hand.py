@@ -1,9 +1,9 @@
-"""decide's own route handler (``routes._DecideRoute``) and its hot path ahead of FastAPI
-(``hot_path.py``, what ``serve`` runs) answer exactly what FastAPI's generic handler answers for
-decide's signature: the same request, sent to the service's app, to the app behind the hot path
-and to an app that serves the same endpoint function through a plain ``APIRoute``, gets the same
-status, the same error body (422 items, 401/403/404/409/500 errors) and, for a decision, the same
-shape."""
+"""decide's and feedback's own route handlers (``routes._DecideRoute``, ``routes._FeedbackRoute``)
+and their hot path ahead of FastAPI (``hot_path.py``, what ``serve`` runs) answer exactly what
+FastAPI's generic handler answers for their signatures: the same request, sent to the service's
+app, to the app behind the hot path and to an app that serves the same endpoint function through
+a plain ``APIRoute``, gets the same status, the same error body (422 items, 401/403/404/409/500
+errors) and, for a decision or an acknowledgement, the same shape."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from prometheus_client import REGISTRY
 from tests.service.conftest import Keys, make_settings
 
 DECIDE = "/api/v1/workloads/{name}/decide"
+FEEDBACK = "/api/v1/feedback"
 ARMS = [
     {"name": f"arm-{i}", "model": f"model-{i}", "params": {"temperature": i / 10}} for i in range(3)
 ]
@@ -47,6 +48,8 @@ def pair(tmp_path: Path) -> Iterator[tuple[TestClient, TestClient, Keys]]:
         )
         # the same endpoint function and signature, through FastAPI's generic handler
         reference.add_api_route(DECIDE, routes.decide, methods=["POST"])
+        assert type(reference.routes[-1]) is APIRoute
+        reference.add_api_route(FEEDBACK, routes.record_feedback, methods=["POST"], status_code=202)
         assert type(reference.routes[-1]) is APIRoute
         admin = keys.header(keys.admin)
         for name, extra in (("plain", {}), ("tiered", {"context_features": {"tier": ["a", "b"]}})):
@@ -220,3 +223,142 @@ def test_decide_is_served_ahead_of_the_router_and_documented_once(
     assert list(paths[DECIDE]) == ["post"]
     assert paths[DECIDE]["post"]["operationId"] == "decide"
     assert "requestBody" in paths[DECIDE]["post"]
+
+
+# (key, body); None sends no body at all. In a body, {fresh} is a decision made for this request
+# alone (accepted), {used} one that already has feedback (duplicate), {unknown} none at all (404).
+GOOD = '{{"decision_id": "{}", "quality": 0.8, "cost_usd": 0.001, "latency_ms": 120}}'
+FEEDBACK_CASES: list[tuple[str, str | None]] = [
+    ("writer", GOOD.format("{fresh}")),
+    (
+        "writer",
+        '{"decision_id": "{fresh}", "quality": 1, "cost_usd": 0, "latency_ms": 0, '
+        '"input_tokens": 10, "output_tokens": 20, "error": true}',
+    ),
+    ("writer", GOOD.format("{used}")),  # 202 duplicate
+    ("writer", GOOD.format("{unknown}")),  # 404
+    ("writer", None),
+    ("writer", ""),
+    ("writer", "{}"),
+    ("writer", '{"decision_id": "{fresh}"}'),
+    ("writer", '{"decision_id": "{fresh}", "quality": 2, "cost_usd": 0, "latency_ms": 0}'),
+    ("writer", '{"decision_id": "{fresh}", "quality": "x", "cost_usd": 0, "latency_ms": 0}'),
+    ("writer", '{"decision_id": "{fresh}", "quality": 1, "cost_usd": -1, "latency_ms": 0}'),
+    ("writer", '{"decision_id": "{fresh}", "quality": 1, "cost_usd": 0, "latency_ms": 1e300}'),
+    ("writer", '{"decision_id": "{fresh}", "quality": NaN, "cost_usd": 0, "latency_ms": 0}'),
+    ("writer", '{"decision_id": "", "quality": 1, "cost_usd": 0, "latency_ms": 0}'),
+    ("writer", '{"decision_id": 5, "quality": 1, "cost_usd": 0, "latency_ms": 0}'),
+    (
+        "writer",
+        '{"decision_id": "{fresh}", "quality": 1, "cost_usd": 0, "latency_ms": 0, '
+        '"input_tokens": -1}',
+    ),
+    (
+        "writer",
+        '{"decision_id": "{fresh}", "quality": 1, "cost_usd": 0, "latency_ms": 0, "extra": 1}',
+    ),
+    ("writer", "null"),
+    ("writer", "[]"),
+    ("writer", '"text"'),
+    ("writer", "{not json"),
+    ("reader", GOOD.format("{fresh}")),  # 403
+    ("reader", "{}"),  # 403 before the body's 422
+    ("reader", "{not json"),  # the JSON decode error comes first, as in FastAPI
+    ("none", GOOD.format("{fresh}")),  # 401
+]
+
+
+def _decision(client: TestClient, keys: Keys) -> str:
+    made = client.post(DECIDE.format(name="plain"), json={}, headers=keys.header(keys.writer))
+    assert made.status_code == 200, made.text
+    decision_id: str = made.json()["decision_id"]
+    return decision_id
+
+
+@pytest.fixture
+def used(pair: tuple[TestClient, TestClient, Keys]) -> str:
+    """A decision that has its feedback already."""
+    service, _, keys = pair
+    decision_id = _decision(service, keys)
+    sent = service.post(
+        FEEDBACK, content=GOOD.format(decision_id), headers=_feedback_headers(keys, "writer", "")
+    )
+    assert sent.json() == {"decision_id": decision_id, "status": "accepted"}
+    return decision_id
+
+
+def _feedback_headers(keys: Keys, key: str, body: str | None) -> dict[str, str]:
+    headers = {} if key == "none" else keys.header(getattr(keys, key))
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    return headers
+
+
+def _feedback_answer(
+    client: TestClient, keys: Keys, key: str, body: str | None, used: str
+) -> tuple[int, str, str]:
+    """Status, content type and the body's bytes, with this request's own decision id as
+    ``{fresh}`` (each client gets a decision of its own)."""
+    fresh = _decision(client, keys) if body is not None and "{fresh}" in body else "-"
+    sent = None
+    if body is not None:
+        sent = body.replace("{fresh}", fresh).replace("{used}", used)
+        sent = sent.replace("{unknown}", "0" * 8 + "-0000-4000-8000-" + "0" * 12)
+    response = client.post(FEEDBACK, content=sent, headers=_feedback_headers(keys, key, body))
+    return (
+        response.status_code,
+        response.headers["content-type"],
+        response.text.replace(fresh, "{fresh}"),
+    )
+
+
+@pytest.mark.parametrize(("key", "body"), FEEDBACK_CASES)
+def test_feedback_answers_as_fastapis_own_handler(
+    pair: tuple[TestClient, TestClient, Keys],
+    hot: TestClient,
+    used: str,
+    key: str,
+    body: str | None,
+) -> None:
+    service, reference, keys = pair
+    expected = _feedback_answer(reference, keys, key, body, used)
+    assert _feedback_answer(service, keys, key, body, used) == expected
+    assert _feedback_answer(hot, keys, key, body, used) == expected
+
+
+def test_every_feedback_case_kind_is_covered(
+    pair: tuple[TestClient, TestClient, Keys], used: str
+) -> None:
+    service, _, keys = pair
+    answers = [_feedback_answer(service, keys, *case, used) for case in FEEDBACK_CASES]
+    assert {status for status, _, _ in answers} == {202, 401, 403, 404, 422}
+    acknowledged = [json.loads(text)["status"] for status, _, text in answers if status == 202]
+    assert sorted(set(acknowledged)) == ["accepted", "duplicate"]
+
+
+def test_feedback_on_the_hot_path_is_counted_and_learned(
+    pair: tuple[TestClient, TestClient, Keys], hot: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hot path serves feedback without the app (here the app refuses every request), and
+    its feedback reaches the statistics and the HTTP metrics under the route's template, and
+    its answer carries the request id."""
+    service, _, keys = pair
+
+    async def refuse(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError(f"{scope['path']} reached FastAPI")
+
+    monkeypatch.setattr(hot.app, "app", refuse)
+    labels = {"method": "POST", "route": FEEDBACK, "status": "202"}
+    before = REGISTRY.get_sample_value("http_requests_total", labels) or 0
+    decision_id = _decision(service, keys)
+    answer = hot.post(
+        FEEDBACK,
+        content=GOOD.format(decision_id),
+        headers={**_feedback_headers(keys, "writer", ""), "X-Request-ID": "req-43"},
+    )
+    assert (answer.status_code, answer.json()["status"]) == (202, "accepted"), answer.text
+    assert answer.headers["x-request-id"] == "req-43"
+    assert REGISTRY.get_sample_value("http_requests_total", labels) == before + 1
+    report = service.get("/api/v1/workloads/plain/report", headers=keys.header(keys.reader))
+    assert report.status_code == 200, report.text
+    assert sum(arm["feedback"] for arm in report.json()["arms"]) == 1
