@@ -22,6 +22,7 @@ from sqlalchemy import (
     Engine,
     Table,
     Text,
+    bindparam,
     cast,
     delete,
     func,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -288,6 +290,38 @@ def _present_decisions(session: Session, ids: Collection[str]) -> set[str]:
     return present
 
 
+# The feedback transaction's statements, built once (building a statement costs about as
+# much as running it on SQLite); ``ids`` and ``keys`` expand to the values given.
+_DECISIONS_OF = select(
+    DecisionRow.id, DecisionRow.workload_id, DecisionRow.arm, DecisionRow.context
+).where(DecisionRow.id.in_(bindparam("ids", expanding=True)))
+_FEEDBACK_OF = select(FeedbackRow.decision_id).where(
+    FeedbackRow.decision_id.in_(bindparam("ids", expanding=True))
+)
+_LOCK_WORKLOADS = (
+    select(Workload.id, Workload.name)
+    .where(Workload.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Workload.id)
+    .with_for_update(key_share=True)
+)
+_LOCK_ARM_STATS = (
+    select(ArmStatsRow.workload_id, ArmStatsRow.arm, ArmStatsRow.stats)
+    .where(tuple_(ArmStatsRow.workload_id, ArmStatsRow.arm).in_(bindparam("keys", expanding=True)))
+    .order_by(ArmStatsRow.workload_id, ArmStatsRow.arm)
+    .with_for_update()
+)
+_ARM_STATS_TABLE = ArmStatsRow.__table__
+assert isinstance(_ARM_STATS_TABLE, Table)
+_UPDATE_ARM_STATS = (
+    update(_ARM_STATS_TABLE)
+    .where(
+        _ARM_STATS_TABLE.c.workload_id == bindparam("key_workload"),
+        _ARM_STATS_TABLE.c.arm == bindparam("key_arm"),
+    )
+    .values(stats=bindparam("stats"))
+)
+
+
 class Repository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -306,27 +340,37 @@ class Repository:
         with guard, self._sessions() as session, session.begin():
             yield session
 
-    def _locked_stats(self, session: Session, workload_id: int, arm: str) -> ArmStatsRow | None:
-        return self._locked_arm_stats(session, [(workload_id, arm)])[(workload_id, arm)]
-
     @staticmethod
     def _locked_arm_stats(
         session: Session, keys: Collection[tuple[int, str]]
-    ) -> dict[tuple[int, str], ArmStatsRow | None]:
-        """These (workload, arm) statistics rows (None where there is none), locked by one
-        query in key order: PostgreSQL sorts before it locks (``ORDER BY`` under ``FOR
-        UPDATE``), so every writer takes the rows it shares with another in the same order and
-        the two cannot deadlock."""
+    ) -> dict[tuple[int, str], dict[str, Any] | None]:
+        """The stored statistics of these (workload, arm) rows (None where there is no row),
+        locked by one query in key order: PostgreSQL sorts before it locks (``ORDER BY`` under
+        ``FOR UPDATE``), so writers take the rows they share in the same order and cannot
+        deadlock. Core rows, not ORM objects: feedback's transaction runs this in every group
+        commit, and the ORM's loading and flush cost more than the statements (the feedback
+        transaction's reads run on the session's connection for the same reason)."""
         if not keys:
             return {}
-        query = (
-            select(ArmStatsRow)
-            .where(tuple_(ArmStatsRow.workload_id, ArmStatsRow.arm).in_(sorted(keys)))
-            .order_by(ArmStatsRow.workload_id, ArmStatsRow.arm)
-            .with_for_update()
-        )
-        found = {(row.workload_id, row.arm): row for row in session.scalars(query)}
+        found = {
+            (workload_id, arm): stats
+            for workload_id, arm, stats in session.connection().execute(
+                _LOCK_ARM_STATS, {"keys": sorted(keys)}
+            )
+        }
         return {key: found.get(key) for key in keys}
+
+    @staticmethod
+    def _store_arm_stats(session: Session, updated: dict[tuple[int, str], ArmStats]) -> None:
+        """Write these arms' statistics (rows locked by :meth:`_locked_arm_stats`)."""
+        if updated:
+            session.connection().execute(
+                _UPDATE_ARM_STATS,
+                [
+                    {"key_workload": w, "key_arm": a, "stats": stats.to_dict()}
+                    for (w, a), stats in sorted(updated.items())
+                ],
+            )
 
     def ping(self) -> None:
         with self.engine.connect() as connection:
@@ -542,16 +586,13 @@ class Repository:
         outcomes: dict[int, FeedbackOutcome] = {}
         with self._write() as session:
             wanted = {item.decision_id for item in items}
-            columns = select(
-                DecisionRow.id, DecisionRow.workload_id, DecisionRow.arm, DecisionRow.context
-            )
             decisions = {
-                row.id: row for row in session.execute(columns.where(DecisionRow.id.in_(wanted)))
+                row.id: row
+                for row in session.connection().execute(_DECISIONS_OF, {"ids": sorted(wanted)})
             }
             # A decision whose workload was deleted since it was read is unknown, like any other.
-            alive = self._lock_workloads(session, {row.workload_id for row in decisions.values()})
-            decisions = {key: row for key, row in decisions.items() if row.workload_id in alive}
-            names = dict(session.execute(select(Workload.id, Workload.name)).tuples().all())
+            names = self._lock_workloads(session, {row.workload_id for row in decisions.values()})
+            decisions = {key: row for key, row in decisions.items() if row.workload_id in names}
             seen: set[str] = set()
             # Lock rows in one global order so concurrent batches cannot deadlock.
             order = sorted(
@@ -572,15 +613,13 @@ class Repository:
             keys = sorted({(d.workload_id, d.arm) for d in decisions.values()})
             locked = self._locked_arm_stats(session, keys)
             already = set(
-                session.scalars(
-                    select(FeedbackRow.decision_id).where(FeedbackRow.decision_id.in_(wanted))
-                )
+                session.connection().execute(_FEEDBACK_OF, {"ids": sorted(wanted)}).scalars()
             )
             # A quarantined arm (unreadable row) is left alone, like a removed one: its feedback
             # is recorded and counted when `db repair` rebuilds the row from the feedback log.
             current: dict[tuple[int, str], ArmStats] = {}
-            for key, row in locked.items():
-                parsed = read_stats(row.stats)[0] if row is not None else None
+            for key, stored in locked.items():
+                parsed = read_stats(stored)[0] if stored is not None else None
                 if parsed is not None:
                     current[key] = parsed
             in_context = {
@@ -646,10 +685,7 @@ class Repository:
                 table = FeedbackRow.__table__
                 assert isinstance(table, Table)
                 _insert_rows(session.connection(), table, rows)
-            for key in changed:
-                row = locked[key]
-                if row is not None:
-                    row.stats = current[key].to_dict()
+            self._store_arm_stats(session, {key: current[key] for key in changed})
             for ckey, cstats in context_current.items():
                 context_rows[ckey].stats = cstats.to_dict()
         return [outcomes[i] for i in range(len(items))]
@@ -782,8 +818,7 @@ class Repository:
         included, stamped with the feedback's time). Returns the statistics and how many
         feedback rows were skipped because this release refuses their values."""
         with self._write() as session:
-            row = self._locked_stats(session, workload_id, arm)
-            if row is None:
+            if self._locked_arm_stats(session, [(workload_id, arm)])[(workload_id, arm)] is None:
                 raise NotFoundError(f"workload {workload_id} has no arm {arm!r}")
             decisions = session.scalar(
                 select(func.count())
@@ -808,7 +843,7 @@ class Repository:
                     stats, _ = stats.observe(observation, now=_aware(item.created_at))
                 except EngineError:
                     skipped += 1
-            row.stats = stats.to_dict()
+            self._store_arm_stats(session, {(workload_id, arm): stats})
             return stats, skipped
 
     # -- policy lifecycle -----------------------------------------------------------------------
@@ -845,20 +880,15 @@ class Repository:
             return _record(row)
 
     @staticmethod
-    def _lock_workloads(session: Session, ids: set[int]) -> set[int]:
-        """Which of these workloads exist, each held (``FOR KEY SHARE``, in id order) until the
-        transaction ends: a writer of a workload's rows takes this before any of those rows'
-        locks, so it cannot deadlock with :meth:`delete_workload`, which locks the workload
-        first too. A workload being deleted is waited for, then reported gone."""
+    def _lock_workloads(session: Session, ids: set[int]) -> dict[int, str]:
+        """Which of these workloads exist (id -> name), each held (``FOR KEY SHARE``, in id
+        order) until the transaction ends: a writer of a workload's rows takes this before any
+        of those rows' locks, so it cannot deadlock with :meth:`delete_workload`, which locks
+        the workload first too. A workload being deleted is waited for, then reported gone."""
         if not ids:
-            return set()
-        query = (
-            select(Workload.id)
-            .where(Workload.id.in_(ids))
-            .order_by(Workload.id)
-            .with_for_update(key_share=True)
-        )
-        return set(session.scalars(query))
+            return {}
+        locked = session.connection().execute(_LOCK_WORKLOADS, {"ids": sorted(ids)})
+        return dict(locked.tuples().all())
 
     def _workload_for_update(self, session: Session, name: str) -> Workload:
         row = session.scalars(
