@@ -528,8 +528,8 @@ class Repository:
 
         It runs in a worker thread beside the event loop and holds the GIL while it works, so it
         stays lean: the rows in as few statements as the database takes (see
-        :func:`_insert_decisions`) and one locking read of every touched arm's statistics (in key
-        order, as feedback locks them)."""
+        :func:`_insert_decisions`), one locking read of the touched arms' statistics and one
+        update of each (:meth:`_locked_arm_stats`, in key order, as feedback locks them)."""
         if not batch:
             return 0
         with self._write() as session:
@@ -542,22 +542,14 @@ class Repository:
                 return 0
             _insert_decisions(session.connection(), rows)
             counts = Counter((d.workload_id, d.arm) for d in rows)
-            touched = {workload_id for workload_id, _ in counts}
-            query = (
-                select(ArmStatsRow)
-                .where(ArmStatsRow.workload_id.in_(touched))
-                .order_by(ArmStatsRow.workload_id, ArmStatsRow.arm)
-                .with_for_update()
-            )
-            for stat in session.scalars(query):
-                count = counts.get((stat.workload_id, stat.arm))
-                if not count:
-                    continue
-                current, _ = read_stats(stat.stats)
-                if current is None:  # quarantined: `db repair` recounts from the decision log
+            updated: dict[tuple[int, str], ArmStats] = {}
+            for key, stored in self._locked_arm_stats(session, counts).items():
+                current = read_stats(stored)[0] if stored is not None else None
+                if current is None:  # quarantined (`db repair` recounts from the log) or removed
                     continue
                 # ``count`` applications of ArmStats.with_decision(), in one step
-                stat.stats = replace(current, decisions=current.decisions + count).to_dict()
+                updated[key] = replace(current, decisions=current.decisions + counts[key])
+            self._store_arm_stats(session, updated)
             return len(rows)
 
     def session_decisions(self, session_id: str, workload: str | None, limit: int) -> list[str]:
