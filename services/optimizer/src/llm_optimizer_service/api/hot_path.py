@@ -5,7 +5,7 @@ middleware, two exit stacks, the router and the request/response wrapper. None o
 anything for decide or feedback: they need no dependency with cleanup, and their errors have
 handlers of the app's own. Without them decide's CPU per request fell from 257-318 to 180-205 us
 in the benchmark (docs/service.md, "decide's hot path ahead of FastAPI"); feedback's, see
-"feedback's hot path" there.
+"Feedback" there.
 
 :func:`wrap` puts one dispatch in front of the app. ``POST /api/v1/workloads/{name}/decide`` and
 ``POST /api/v1/feedback`` each go through the same
@@ -23,10 +23,9 @@ and requires the same answers.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -35,14 +34,12 @@ from llm_optimizer_service.api.app import edge_settings
 from llm_optimizer_service.api.middleware import RequestContextMiddleware
 from llm_optimizer_service.settings import Settings
 
-ByHand = Callable[[Request, APIRoute], Coroutine[Any, Any, Response]]
-
 
 class _Endpoint:
     """One route as a bare ASGI app: what Starlette's router and FastAPI's request wrapper would
     set in the scope, the route's own handler, and the app's exception handlers."""
 
-    def __init__(self, app: FastAPI, route: APIRoute, by_hand: ByHand) -> None:
+    def __init__(self, app: FastAPI, route: APIRoute, by_hand: routes.ByHand) -> None:
         self.app = app
         self.route = route
         self.by_hand = by_hand
@@ -100,7 +97,7 @@ def app_route(app: FastAPI, path: str) -> APIRoute:
 
 
 # The routes served ahead of FastAPI, each by the handler its route runs.
-HOT: tuple[tuple[str, ByHand], ...] = (
+HOT: tuple[tuple[str, routes.ByHand], ...] = (
     (routes.DECIDE_PATH, routes.decide_by_hand),
     (routes.FEEDBACK_PATH, routes.feedback_by_hand),
 )

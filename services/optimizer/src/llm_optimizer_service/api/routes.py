@@ -214,11 +214,15 @@ async def feedback_by_hand(request: Request, route: APIRoute) -> Response:
     )
 
 
+# A route's handler written by hand: the request and the route it serves, to the response.
+ByHand = Callable[[Request, APIRoute], Coroutine[Any, Any, Response]]
+
+
 class _ByHandRoute(APIRoute):
     """A route documented from its endpoint's signature like every other operation, served by
     the handler ``by_hand`` names (its subclasses set it)."""
 
-    by_hand: Callable[[Request, APIRoute], Coroutine[Any, Any, Response]]
+    by_hand: ByHand
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         by_hand = type(self).by_hand
