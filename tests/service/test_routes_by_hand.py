@@ -30,6 +30,15 @@ ARMS = [
 ]
 
 
+def _on_the_loop_of(running: TestClient, other: TestClient) -> TestClient:
+    """``other`` sends its requests on ``running``'s event loop, the one its app's runtime was
+    started on, as a server runs every request on one loop. A TestClient that is not entered
+    runs each request on a loop of its own, which ends with the request; the runtime's group
+    commit would be left with a task of that ended loop (feedback then waits forever)."""
+    other.portal = running.portal
+    return other
+
+
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[tuple[TestClient, TestClient, Keys]]:
     keys = Keys(*(f"k-{role}-{secrets.token_hex(12)}" for role in ("admin", "writer", "reader")))
@@ -57,7 +66,7 @@ def pair(tmp_path: Path) -> Iterator[tuple[TestClient, TestClient, Keys]]:
                 "/api/v1/workloads", json={"name": name, "arms": ARMS, **extra}, headers=admin
             )
             assert created.status_code == 201, created.text
-        yield client, TestClient(reference), keys
+        yield client, _on_the_loop_of(client, TestClient(reference)), keys
 
 
 CASES: list[tuple[str, str, bytes | None]] = [
@@ -111,7 +120,7 @@ def hot(pair: tuple[TestClient, TestClient, Keys]) -> TestClient:
     app: Any = pair[0].app
     wrapped = hot_path.wrap(app, app.state.runtime.settings)
     assert wrapped is not app
-    return TestClient(wrapped)
+    return _on_the_loop_of(pair[0], TestClient(wrapped))
 
 
 @pytest.mark.parametrize(("key", "workload", "body"), CASES)
