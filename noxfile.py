@@ -32,7 +32,10 @@ SERVICE_PACKAGES = tuple(path for path in SERVICE_SOURCES if path.endswith("src"
 TYPED_PATHS = ("ops", *SERVICE_SOURCES, "benchmarks", "tasks.py", "noxfile.py")
 # The code we ship and run (no tests): what the dead-code check reads.
 PRODUCTION_PATHS = ("ops", *SERVICE_PACKAGES, "benchmarks", "tasks.py", "noxfile.py")
-PYTEST_DEFAULTS = ("--durations=20",)  # the slowest tests end up in CI's timing summary
+# Two workers (pytest-xdist): one runs the machine group (tests/conftest.py: Docker, systemd, the
+# clusters, the release, the timing tests) one test at a time while the other takes the rest, which
+# mostly waits on its own servers. The slowest tests end up in CI's timing summary.
+PYTEST_DEFAULTS = ("--numprocesses=2", "--dist=loadgroup", "--durations=20")
 
 
 def sync(session: nox.Session, *groups: str) -> None:

@@ -9,6 +9,12 @@ names the tools (``go_tools("cosign")``; none: every Go-built tool): those tests
 the builder builds their tools (the catalogue's), and before each the suite waits, outside the
 test's timeout, only until the builder has installed its tools, so the cluster's tests run while
 the builder is still on the Compose stand-ins.
+
+The suite runs on two pytest-xdist workers (``--dist loadgroup``, noxfile.py). Tests that share
+something machine-wide (the Docker engine and the images it builds, a systemd host, the Go-built
+clusters, the release built once per session, the benchmark's and latency tests' CPU budget) form
+one group, ``machine``: one worker runs them one after another, in the order above, while the
+other worker and then both take the rest, each test on its own servers and free ports.
 """
 
 from __future__ import annotations
@@ -23,6 +29,12 @@ from ops.core.project import in_ci
 from ops.core.tools import Source
 
 GO_TOOLS = "go_tools"
+MACHINE = "machine"
+# What puts a test in the machine group: a marker, a session fixture built once for all its users
+# (a second worker would build it again), or a measurement another test's load would distort.
+MACHINE_MARKERS = ("docker", "systemd", GO_TOOLS)
+MACHINE_FIXTURES = {"released", "base_image", "service_image", "cli_image", "kube", "real_node"}
+MACHINE_FILES = {"tests/benchmarks/test_scenarios.py", "tests/service/test_latency.py"}
 
 
 def _fail_skip_in_ci(report: Any) -> None:
@@ -67,6 +79,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that need Go-built tools last, in the order the builder builds them (a stable
     sort: tests of the same rank keep their order)."""
     items[:] = sorted(items, key=build_rank)
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """The machine group's mark, before pytest-xdist reads it (its collection hook)."""
+    if (
+        any(item.get_closest_marker(name) for name in MACHINE_MARKERS)
+        or MACHINE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        or item.nodeid.split("::")[0] in MACHINE_FILES
+    ):
+        item.add_marker(pytest.mark.xdist_group(MACHINE))
 
 
 _waited_for: set[tuple[str, ...]] = set()
