@@ -1,8 +1,11 @@
-"""The suite-wide rule: under CI a skip is a failure."""
+"""The suite-wide rules: under CI a skip is a failure; the tests that share the machine run on one
+worker, one at a time."""
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +43,69 @@ def test_skip_fails_under_ci(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout
     assert "skipped under CI" in result.stdout
     assert "tool xyz is not installed" in result.stdout
+
+
+def _pytest_defaults() -> list[str]:
+    """noxfile.py's PYTEST_DEFAULTS (read, not imported: nox is not in the tests' venv)."""
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "PYTEST_DEFAULTS"
+            for target in statement.targets
+        ):
+            return list(ast.literal_eval(statement.value))
+    raise AssertionError("noxfile.py sets no PYTEST_DEFAULTS")
+
+
+def test_the_machine_group_runs_on_one_worker(tmp_path: Path) -> None:
+    """With the suite's own xdist options, tests marked docker and systemd (two files) all run on
+    one worker while the others spread over both; a pytest-xdist that stops grouping (as with
+    pytest 9.2, pytest-dev/pytest-xdist#1386) fails this."""
+    (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
+    record = (
+        "import os, pytest, time\n\n"
+        "def _ran(name):\n"
+        "    time.sleep(0.05)\n"
+        "    with open('ran.txt', 'a') as f:\n"
+        "        f.write(name + ' ' + os.environ['PYTEST_XDIST_WORKER'] + '\\n')\n\n"
+    )
+    for marker in ("docker", "systemd"):
+        tests = "".join(
+            f"@pytest.mark.{marker}\ndef test_{marker}_{i}():\n    _ran('machine')\n\n"
+            for i in range(4)
+        )
+        (tmp_path / f"test_{marker}.py").write_text(record + tests)
+    (tmp_path / "test_rest.py").write_text(
+        record + "".join(f"def test_rest_{i}():\n    _ran('rest')\n\n" for i in range(24))
+    )
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    docker\n    systemd\n")
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    defaults = [arg for arg in _pytest_defaults() if not arg.startswith("--durations")]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "xdist",
+            *defaults,
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"\b32 passed", result.stdout), result.stdout
+    ran: dict[str, set[str]] = {"machine": set(), "rest": set()}
+    for line in (tmp_path / "ran.txt").read_text().splitlines():
+        group, worker = line.split()
+        ran[group].add(worker)
+    assert len(ran["machine"]) == 1, ran
+    assert len(ran["machine"] | ran["rest"]) == 2, ran  # two workers did run
