@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,9 +84,7 @@ def ops(real_node: RealNode, tmp_path_factory: pytest.TempPathFactory) -> Ops:
     return Ops(env)
 
 
-def test_the_real_node_joins_beside_the_kwok_nodes(
-    real_node: RealNode, ops: Ops, tmp_path: Path
-) -> None:
+def test_the_real_node_joins_beside_the_kwok_nodes(real_node: RealNode, ops: Ops) -> None:
     """Ready, the pinned kubelet on Debian's containerd, reached at the bridge address; the
     kwok nodes cordoned; the kubelet's kernel tunables went to its private files, not to the
     machine's; none of its mounts is in the machine's mount table; `invoke cluster.status` shows
@@ -113,8 +112,12 @@ def test_the_real_node_joins_beside_the_kwok_nodes(
         assert f"{name:24} pid " in status, status
     assert f"node {node.NAME:20} Ready" in status
     # One real node per machine: another cluster's is refused, naming this one.
-    with pytest.raises(Exit, match=f"a real node of the cluster in {real_node.kube.cluster.root}"):
-        node.preflight(node.Node(Cluster(tmp_path / "other")))
+    # (a short path: under an xdist worker's tmp_path containerd's socket would exceed its limit)
+    with (
+        tempfile.TemporaryDirectory(prefix="rn-") as other,
+        pytest.raises(Exit, match=f"a real node of the cluster in {real_node.kube.cluster.root}"),
+    ):
+        node.preflight(node.Node(Cluster(Path(other))))
 
 
 def _secret(real_node: RealNode) -> dict[str, str]:
