@@ -19,6 +19,7 @@ other worker and then both take the rest, each test on its own servers and free 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Generator
 from typing import Any
 
@@ -31,7 +32,8 @@ from ops.core.tools import Source
 GO_TOOLS = "go_tools"
 MACHINE = "machine"
 # What puts a test in the machine group: a marker, a session fixture built once for all its users
-# (a second worker would build it again), or a measurement another test's load would distort.
+# (a second worker would build it again), or a timing the group's image builds and clusters would
+# distort (the other worker's lighter tests still run beside it).
 MACHINE_MARKERS = ("docker", "systemd", GO_TOOLS)
 MACHINE_FIXTURES = {"released", "base_image", "service_image", "cli_image", "kube", "real_node"}
 MACHINE_FILES = {"tests/benchmarks/test_scenarios.py", "tests/service/test_latency.py"}
@@ -99,10 +101,19 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None]:
     needed = go_tools(item)
     if needed is not None and needed not in _waited_for:
         _waited_for.add(needed)
-        reporter = item.config.pluginmanager.get_plugin("terminalreporter")
-        say = reporter.write_line if reporter is not None else print
         try:
-            tools.wait_for_background_build(needed, say=lambda line: say(f"\n{line}"))
+            tools.wait_for_background_build(needed, say=lambda line: _say(item.config, line))
         except tools.BackgroundBuildError as error:  # each test then fails naming its tool
-            say(f"\n{error.message}")
+            _say(item.config, error.message)
     yield
+
+
+def _say(config: pytest.Config, line: str) -> None:
+    """A line on the run's output: the terminal's, or past a pytest-xdist worker's capture to its
+    stderr (a worker has no terminal and its stdout is not relayed)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"\n{line}")
+        return
+    with config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+        print(f"\n{line}", file=sys.stderr, flush=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -86,10 +87,11 @@ def _context(project_name: str) -> Context:
 
 
 def _say(request: pytest.FixtureRequest, line: str) -> None:
-    """Print past pytest's capture: the figures show in a plain `pytest -q` run."""
+    """Print past pytest's capture, to stderr: the figures show in a plain `pytest -q` run and in
+    CI's (a pytest-xdist worker's stdout is not relayed; its stderr is the run's)."""
     capture = request.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
-        print(line, flush=True)
+        print(line, file=sys.stderr, flush=True)
 
 
 def _wait(what: str, probe: Callable[[], T | None], timeout: float, every: float = 1.0) -> T:
