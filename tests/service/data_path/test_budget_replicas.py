@@ -49,8 +49,9 @@ def test_replicas_pace_from_the_shared_spend(
         spent = sum(OUTCOME[d["arm"]]["cost_usd"] for d in decisions)
         assert spent > 1.0, decisions  # ahead of any plan for a $1 day: 24 trips at $0.05+
 
-        # B recorded nothing; its next re-estimation cycles (1 s) read the workloads, A's spend
-        # and A's evidence, one workload after another (on a busy machine, seconds apart)
+        # B recorded nothing; its re-estimation cycles (every 1 s) read the workloads, A's spend
+        # and A's evidence. A cycle that ran while A's round trips were under way left B with
+        # part of the evidence until the next one (on a busy machine, seconds later)
         deadline = time.monotonic() + 30
         for name in ("shared-budget", "no-budget"):
             while b.post(f"{WORKLOADS}/{name}/decide").status_code != 200:
@@ -59,7 +60,7 @@ def test_replicas_pace_from_the_shared_spend(
         while _share(b, "shared-budget", "small", 20) < 0.9:
             assert time.monotonic() < deadline, "replica B never paced the shared spend"
             time.sleep(0.5)
-        while _share(b, "no-budget", "large", 20) < 0.7:  # without A's evidence: half and half
+        while _share(b, "no-budget", "large", 20) < 0.7:  # with part of it: about half
             assert time.monotonic() < deadline, "replica B never loaded A's evidence"
             time.sleep(0.5)
         assert _share(b, "shared-budget", "small", 100) > 0.9
