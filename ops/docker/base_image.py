@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -164,8 +165,19 @@ def ensure(runner: Runner, *, tag: str | None = None, recipe: Recipe | None = No
     """Make sure the stand-in base image exists; return what was done ("cached", ...)."""
     recipe = recipe or Recipe()
     tag = tag or default_tag()
-    if is_current(tag, recipe):
-        return "cached"
+    try:
+        if is_current(tag, recipe):
+            return "cached"
+    except docker.errors.DockerException as exc:  # no engine answers
+        detail = str(exc).splitlines()[0][:300]
+        if not runner.dry_run:
+            raise Exit(
+                f"no Docker engine answers ({detail}); start one with "
+                "`sudo uv run invoke docker.engine --start` or your usual way",
+                code=1,
+            ) from None
+        # A dry run prints what it would do; without an engine the image counts as missing.
+        print(f"[dry-run] no Docker engine answers; {tag} taken as missing", file=sys.stderr)
     tarball = tarball_path(recipe)
     action = "imported from cached rootfs"
     if not tarball.is_file():

@@ -153,10 +153,13 @@ def image_attrs(ref: str) -> dict[str, Any]:
 
 def image_exists(ref: str) -> bool:
     """True when the engine has an image ``ref`` (False also when no engine answers)."""
-    api = docker_engine.client()
+    try:
+        api = docker_engine.client()  # asks the engine for its API version: may raise
+    except docker.errors.DockerException:
+        return False
     try:
         api.images.get(ref)
-    except docker.errors.DockerException:  # ImageNotFound, or no engine
+    except docker.errors.DockerException:  # ImageNotFound
         return False
     finally:
         api.close()

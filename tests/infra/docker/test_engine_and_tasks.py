@@ -129,8 +129,14 @@ def test_pinned_requirements_follow_the_target_markers(tmp_path: Path) -> None:
     }
 
 
+@pytest.fixture
+def no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Docker engine answers: a dry run must print its commands without one."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+
+
 def test_docker_build_dry_run_prints_the_buildkit_command_and_builds_nothing(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], no_engine: None
 ) -> None:
     docker_tasks.build(_context(image_tag="dry"), image="cli", dry_run=True)
     err = capsys.readouterr().err
@@ -139,6 +145,12 @@ def test_docker_build_dry_run_prints_the_buildkit_command_and_builds_nothing(
     assert "--build-arg VERSION=" + project.version() in line
     assert f"--tag {project.CLI_IMAGE}:dry" in line
     assert "uv export --frozen" in err
+    assert "no Docker engine answers" in err
+
+
+def test_a_real_build_without_an_engine_names_the_fix(no_engine: None) -> None:
+    with pytest.raises(Exit, match=r"no Docker engine answers .*invoke docker\.engine --start"):
+        base_image.ensure(Runner(echo=False))
 
 
 def test_build_rejects_an_unknown_image() -> None:
@@ -147,7 +159,7 @@ def test_build_rejects_an_unknown_image() -> None:
 
 
 def test_push_needs_a_registry_and_pushes_the_configured_reference(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], no_engine: None
 ) -> None:
     with pytest.raises(Exit, match="no registry configured"):
         docker_tasks.push(_context(), image="service", dry_run=True)
@@ -172,7 +184,9 @@ def test_run_is_hardened() -> None:
     assert argv[-2:] == ["img:1", "serve"]
 
 
-def test_compose_up_dry_run_and_bad_environment(capsys: pytest.CaptureFixture[str]) -> None:
+def test_compose_up_dry_run_and_bad_environment(
+    capsys: pytest.CaptureFixture[str], no_engine: None
+) -> None:
     compose_tasks.up(
         _context(image_tag="dry"), env="prod", wait=True, services="optimizer", dry_run=True
     )
@@ -186,7 +200,7 @@ def test_compose_up_dry_run_and_bad_environment(capsys: pytest.CaptureFixture[st
         compose_tasks.up(_context(), env="staging", dry_run=True)
 
 
-def test_deploy_target_compose_goes_through_the_dispatcher() -> None:
+def test_deploy_target_compose_goes_through_the_dispatcher(no_engine: None) -> None:
     result = _invoke("deploy", "--target", "compose", "--dry-run")
     output = result.stdout + result.stderr
     assert "docker compose" in output, output
