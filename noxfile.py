@@ -33,8 +33,8 @@ TYPED_PATHS = ("ops", *SERVICE_SOURCES, "benchmarks", "tasks.py", "noxfile.py")
 # The code we ship and run (no tests): what the dead-code check reads.
 PRODUCTION_PATHS = ("ops", *SERVICE_PACKAGES, "benchmarks", "tasks.py", "noxfile.py")
 # Two workers (pytest-xdist): one runs the machine group (tests/conftest.py: Docker, systemd, the
-# clusters, the release, the timing tests) one test at a time while both take the rest. Arguments
-# to the session replace these. The slowest tests end up in CI's timing summary.
+# clusters, the release, the timing tests) one test at a time while both take the rest, a file at
+# a time. Arguments to the session replace these. The slowest tests end up in CI's timing summary.
 PYTEST_DEFAULTS = ("--numprocesses=2", "--dist=loadgroup", "--durations=20")
 
 

@@ -14,7 +14,8 @@ The suite runs on two pytest-xdist workers (``--dist loadgroup``, noxfile.py). T
 something machine-wide (the Docker engine and the images it builds, a systemd host, the Go-built
 clusters, the release built once per session, the benchmark's and latency tests' CPU budget) form
 one group, ``machine``: one worker runs them one after another, in the order above, while the
-other worker and then both take the rest, each test on its own servers and free ports.
+other worker and then both take the rest, a file at a time (pytest_itemcollected), each test on
+its own servers and free ports.
 """
 
 from __future__ import annotations
@@ -84,13 +85,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """The machine group's mark, before pytest-xdist reads it (its collection hook)."""
+    """Each test's group, marked before pytest-xdist reads it (its collection hook): the machine
+    group, else the test's file. A file's tests share its module fixtures and may read what the
+    tests before them did (the hostile-input modules' tally, a deploy's state), so one worker
+    runs them in order, as a serial run would."""
+    path = item.nodeid.split("::")[0]
     if (
         any(item.get_closest_marker(name) for name in MACHINE_MARKERS)
         or MACHINE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
-        or item.nodeid.split("::")[0] in MACHINE_FILES
+        or path in MACHINE_FILES
     ):
         item.add_marker(pytest.mark.xdist_group(MACHINE))
+    else:
+        item.add_marker(pytest.mark.xdist_group(path))
 
 
 _waited_for: set[tuple[str, ...]] = set()
