@@ -10,12 +10,15 @@ the builder builds their tools (the catalogue's), and before each the suite wait
 test's timeout, only until the builder has installed its tools, so the cluster's tests run while
 the builder is still on the Compose stand-ins.
 
-The suite runs on two pytest-xdist workers (``--dist loadgroup``, noxfile.py). Tests that share
-something machine-wide (the Docker engine and the images it builds, a systemd host, the Go-built
-clusters, the release built once per session, the benchmark's and latency tests' CPU budget) form
-one group, ``machine``: one worker runs them one after another, in the order above, while the
-other worker and then both take the rest, a file at a time (pytest_itemcollected), each test on
-its own servers and free ports.
+The suite runs on two pytest-xdist workers (``--dist loadgroup``, noxfile.py), each group on one
+worker, one test after another in the order above (pytest_itemcollected):
+- ``machine``: tests that share something machine-wide (the Docker engine and the images it
+  builds, a systemd host, the real node, the release built once per session, the benchmark's and
+  latency tests' CPU budget);
+- ``go_tools``: the other tests that need Go-built tools (the kwok cluster built once for its
+  users, cosign, the builds' caches). They need no Docker, so they run beside the machine group,
+  on the worker that has finished the rest;
+- every other file: a file at a time, each test on its own servers and free ports.
 """
 
 from __future__ import annotations
@@ -35,9 +38,11 @@ MACHINE = "machine"
 # What puts a test in the machine group: a marker, a session fixture built once for all its users
 # (a second worker would build it again), or a timing the group's image builds and clusters would
 # distort (the other worker's lighter tests still run beside it).
-MACHINE_MARKERS = ("docker", "systemd", GO_TOOLS)
-MACHINE_FIXTURES = {"released", "base_image", "service_image", "cli_image", "kube", "real_node"}
+MACHINE_MARKERS = ("docker", "systemd")
+MACHINE_FIXTURES = {"released", "base_image", "service_image", "cli_image", "real_node"}
 MACHINE_FILES = {"tests/benchmarks/test_scenarios.py", "tests/service/test_latency.py"}
+# The go_tools group: the marker, or the kwok cluster built once for all its users.
+GO_TOOLS_FIXTURES = {"kube"}
 
 
 def _fail_skip_in_ci(report: Any) -> None:
@@ -84,20 +89,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items[:] = sorted(items, key=build_rank)
 
 
-def pytest_itemcollected(item: pytest.Item) -> None:
-    """Each test's group, marked before pytest-xdist reads it (its collection hook): the machine
-    group, else the test's file. A file's tests share its module fixtures and may read what the
-    tests before them did (the hostile-input modules' tally, a deploy's state), so one worker
-    runs them in order, as a serial run would."""
+def group(item: pytest.Item) -> str:
+    """The test's xdist group: ``machine``, ``go_tools``, else its file. A file's tests share its
+    module fixtures and may read what the tests before them did (the hostile-input modules'
+    tally, a deploy's state), so one worker runs them in order, as a serial run would."""
     path = item.nodeid.split("::")[0]
+    fixtures = set(getattr(item, "fixturenames", ()))
     if (
         any(item.get_closest_marker(name) for name in MACHINE_MARKERS)
-        or MACHINE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        or MACHINE_FIXTURES & fixtures
         or path in MACHINE_FILES
     ):
-        item.add_marker(pytest.mark.xdist_group(MACHINE))
-    else:
-        item.add_marker(pytest.mark.xdist_group(path))
+        return MACHINE
+    if item.get_closest_marker(GO_TOOLS) or GO_TOOLS_FIXTURES & fixtures:
+        return GO_TOOLS
+    return path
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """The group's mark, before pytest-xdist reads it (its collection hook)."""
+    item.add_marker(pytest.mark.xdist_group(group(item)))
 
 
 _waited_for: set[tuple[str, ...]] = set()

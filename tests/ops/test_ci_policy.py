@@ -57,11 +57,11 @@ def _pytest_defaults() -> list[str]:
     raise AssertionError("noxfile.py sets no PYTEST_DEFAULTS")
 
 
-def test_the_machine_group_and_each_file_run_on_one_worker(tmp_path: Path) -> None:
+def test_each_group_runs_on_one_worker(tmp_path: Path) -> None:
     """With the suite's own xdist options, tests marked docker and systemd (two files) all run on
-    one worker, and each other file's tests on one worker too, while the files spread over both; a
-    pytest-xdist that stops grouping (as with pytest 9.2, pytest-dev/pytest-xdist#1386) fails
-    this."""
+    one worker, those marked go_tools on one worker, and each other file's tests on one worker,
+    while the groups spread over both; a pytest-xdist that stops grouping (as with pytest 9.2,
+    pytest-dev/pytest-xdist#1386) fails this."""
     (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
     record = (
         "import os, pytest, time\n\n"
@@ -76,12 +76,21 @@ def test_the_machine_group_and_each_file_run_on_one_worker(tmp_path: Path) -> No
             for i in range(4)
         )
         (tmp_path / f"test_{marker}.py").write_text(record + tests)
+    (tmp_path / "test_go.py").write_text(
+        record
+        + "".join(
+            f"@pytest.mark.go_tools\ndef test_go_{i}():\n    _ran('go')\n\n" for i in range(4)
+        )
+    )
     for file in range(3):
         (tmp_path / f"test_rest{file}.py").write_text(
             record + "".join(f"def test_rest_{i}():\n    _ran('rest{file}')\n\n" for i in range(8))
         )
-    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    docker\n    systemd\n")
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nmarkers =\n    docker\n    systemd\n    go_tools\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["LLM_OPTIMIZER_OPS_CACHE"] = str(tmp_path / "cache")  # no builder here to wait for
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     defaults = [arg for arg in _pytest_defaults() if not arg.startswith("--durations")]
     result = subprocess.run(
@@ -104,11 +113,11 @@ def test_the_machine_group_and_each_file_run_on_one_worker(tmp_path: Path) -> No
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(r"\b32 passed", result.stdout), result.stdout
+    assert re.search(r"\b36 passed", result.stdout), result.stdout
     ran: dict[str, set[str]] = {}
     for line in (tmp_path / "ran.txt").read_text().splitlines():
         group, worker = line.split()
         ran.setdefault(group, set()).add(worker)
-    assert sorted(ran) == ["machine", "rest0", "rest1", "rest2"], ran
+    assert sorted(ran) == ["go", "machine", "rest0", "rest1", "rest2"], ran
     assert all(len(workers) == 1 for workers in ran.values()), ran  # a group on one worker
     assert len(set().union(*ran.values())) == 2, ran  # two workers did run
