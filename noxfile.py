@@ -32,10 +32,17 @@ SERVICE_PACKAGES = tuple(path for path in SERVICE_SOURCES if path.endswith("src"
 TYPED_PATHS = ("ops", *SERVICE_SOURCES, "benchmarks", "tasks.py", "noxfile.py")
 # The code we ship and run (no tests): what the dead-code check reads.
 PRODUCTION_PATHS = ("ops", *SERVICE_PACKAGES, "benchmarks", "tasks.py", "noxfile.py")
-# Two workers (pytest-xdist): one runs the machine group (tests/conftest.py: Docker, systemd, the
-# clusters, the release, the timing tests) one test at a time while both take the rest, a file at
-# a time. Arguments to the session replace these. The slowest tests end up in CI's timing summary.
-PYTEST_DEFAULTS = ("--numprocesses=2", "--dist=loadgroup", "--durations=20")
+# Two workers (pytest-xdist), each group (tests/conftest.py: the machine group, the go_tools group,
+# every other file) on one worker, one test at a time. The groups start in the suite's order, not
+# largest first (xdist's default), so the go_tools group, which may wait for the background Go
+# build, starts last. Arguments to the session replace these. The slowest tests end up in CI's
+# timing summary.
+PYTEST_DEFAULTS = (
+    "--numprocesses=2",
+    "--dist=loadgroup",
+    "--no-loadscope-reorder",
+    "--durations=20",
+)
 
 
 def sync(session: nox.Session, *groups: str) -> None:
