@@ -16,8 +16,8 @@ worker, one test after another in the order above (pytest_itemcollected):
   builds, a systemd host, the real node, the release built once per session, the benchmark's and
   latency tests' CPU budget);
 - ``go_tools``: the other tests that need Go-built tools (the kwok cluster built once for its
-  users, cosign, the builds' caches). They need no Docker, so they run beside the machine group,
-  on the worker that has finished the rest;
+  users, cosign, the builds' caches). They need no Docker, so they run beside the machine group;
+  the group starts last (noxfile.py), as it may wait for the builder;
 - every other file: a file at a time, each test on its own servers and free ports.
 """
 

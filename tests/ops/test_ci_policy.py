@@ -1,5 +1,5 @@
-"""The suite-wide rules: under CI a skip is a failure; the tests that share the machine run on one
-worker, one at a time."""
+"""The suite-wide rules: under CI a skip is a failure; each group of tests (the machine's, the Go
+tools', each other file) runs on one worker, one test at a time, the Go tools' group last."""
 
 from __future__ import annotations
 
