@@ -568,6 +568,9 @@ CATALOGUE: dict[str, Tool] = {
         _deb("redis-server", "redis-server", "7.0", "Redis 7 for tests"),
         _deb("redis-cli", "redis-tools", "7.0", "Redis client"),
         _deb("debootstrap", "debootstrap", "1.0", "builds the registry-free base image"),
+        _deb("gcc", "gcc", "12", "compiles numpy without BLAS for the service image"),
+        _deb("g++", "g++", "12", "compiles numpy's C++ for the service image"),
+        _deb("pg_config", "libpq-dev", "15", "builds psycopg's C implementation for the image"),
         _deb(
             "qemu-aarch64-static",
             "qemu-user-static",

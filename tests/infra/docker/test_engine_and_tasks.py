@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -123,10 +124,58 @@ def test_pinned_requirements_follow_the_target_markers(tmp_path: Path) -> None:
         "numpy==2.5.5 ; python_full_version >= '3.12' \\\n    --hash=sha256:cc\n"
         "Typing_Extensions==4.16.0 \\\n    --hash=sha256:dd\n"
     )
-    assert build_context._pinned(requirements, "linux/amd64") == {
+    assert build_context._pinned(requirements.read_text(), "linux/amd64") == {
         "numpy": "2.4.6",
         "typing-extensions": "4.16.0",
     }
+
+
+def test_a_wheel_built_here_is_pinned_by_its_own_hash(tmp_path: Path) -> None:
+    """The staged requirements pin a source-built package to the wheel built here (by its own
+    sha256: the image's `pip install --require-hashes` checks it) and leave the rest as locked."""
+    requirements = tmp_path / "requirements.txt"
+    locked = (
+        "numpy==2.4.6 ; python_full_version < '3.12' \\\n    --hash=sha256:bb\n"
+        "numpy==2.5.5 ; python_full_version >= '3.12' \\\n    --hash=sha256:cc\n"
+        "redis==5.2.1 \\\n    --hash=sha256:dd \\\n    --hash=sha256:ee\n"
+    )
+    requirements.write_text(locked)
+    build_context.pin_to_wheels(requirements, {})
+    assert requirements.read_text() == locked
+    wheel = tmp_path / "numpy-2.4.6-cp311-cp311-linux_x86_64.whl"
+    wheel.write_bytes(b"built here")
+    build_context.pin_to_wheels(requirements, {"numpy": wheel}, drop=frozenset({"redis"}))
+    digest = hashlib.sha256(b"built here").hexdigest()
+    assert requirements.read_text().splitlines() == [f"numpy==2.4.6 --hash=sha256:{digest}"]
+    assert build_context._pinned(requirements.read_text(), "linux/amd64") == {"numpy": "2.4.6"}
+
+
+def test_a_source_build_for_another_platform_takes_pypis_wheel(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    native = build_context.native_platform()
+    assert native in build_context.PLATFORMS, os.uname().machine
+    (other,) = set(build_context.PLATFORMS) - {native}
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("numpy==2.4.6 --hash=sha256:bb\n")
+    built = build_context.build_from_source(
+        Runner(echo=False), requirements, other, build_context.NUMPY_WITHOUT_BLAS
+    )
+    assert built is None
+    assert f"numpy: PyPI's wheel for {other}" in capsys.readouterr().err
+
+
+def test_service_build_dry_run_builds_numpy_and_psycopg_c(
+    capsys: pytest.CaptureFixture[str], no_engine: None
+) -> None:
+    docker_tasks.build(_context(image_tag="dry"), image="service", dry_run=True)
+    out, err = capsys.readouterr()
+    assert "[dry-run] build numpy from its locked sdist for linux/amd64\n" in out
+    assert (
+        "[dry-run] build psycopg-c from its locked sdist for linux/amd64 instead of psycopg-binary"
+    ) in out
+    export = next(ln for ln in err.splitlines() if "uv export --frozen" in ln)
+    assert "--extra=libpq" in export
 
 
 @pytest.fixture

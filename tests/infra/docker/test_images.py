@@ -6,6 +6,7 @@ Sizes and timings are printed (run with ``-s`` to see them, or read the captured
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import shutil
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import docker.errors
 import httpx
+import numpy as np
 import pytest
 import yaml
 from docker.models.containers import Container
@@ -40,8 +42,7 @@ from tests._support.docker import TEST_TAG
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 MB = 1_000_000
-SERVICE_BUDGET_MB = 100  # issue 18's target
-SERVICE_CUT_MB = 135  # what the safe cuts reach (130.8 MB measured): a regression guard
+SERVICE_BUDGET_MB = 100  # issue 18's target (88.9 MB measured)
 CLI_BUDGET_MB = 15
 
 
@@ -74,13 +75,6 @@ def test_images_carry_version_and_git_revision_labels(
         assert attrs["Config"]["User"] == f"{project.IMAGE_UID}:{project.IMAGE_UID}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after the safe cuts (stripped extension modules, bytecode without source, no tests, "
-    "stubs or C sources) the locked dependencies still take ~126 MB: numpy ~49 MB (its own "
-    "OpenBLAS 25.4 MB), grpcio 18.5 MB, SQLAlchemy 11.4 MB (bytecode), psycopg-binary 10.8 MB "
-    "(its own libpq and OpenSSL): ~131 MB above the base; see docs/containers.md#image-size",
-)
 def test_service_image_adds_at_most_100_mb_above_the_base(service_image: BuildResult) -> None:
     size = _size(service_image)
     assert size.above_base <= SERVICE_BUDGET_MB * MB, size.describe()
@@ -89,8 +83,7 @@ def test_service_image_adds_at_most_100_mb_above_the_base(service_image: BuildRe
 def test_service_image_keeps_the_safe_cuts(service_report: image_size.SizeReport) -> None:
     """The cuts of the `deps` stage hold: no Python source next to the bytecode, one bytecode
     file per module, no test directories, stubs or C sources, and every extension module stripped
-    (only the libraries auditwheel vendored in `*.libs/` keep their symbols); and the image stays
-    within what those cuts reach."""
+    (only the libraries auditwheel vendored in `*.libs/` keep their symbols)."""
     rep = service_report
     print(f"\n{rep.size.describe()}; site-packages {rep.site_total / MB:.1f} MB")
     for kind in ("source", "tests", "stubs"):
@@ -99,7 +92,6 @@ def test_service_image_keeps_the_safe_cuts(service_report: image_size.SizeReport
     assert rep.kind_total("bytecode") > 0
     unstripped = [path for path, _ in rep.strippable if ".libs/" not in path]
     assert not unstripped, f"shared objects with symbols or debug sections: {unstripped}"
-    assert rep.size.above_base <= SERVICE_CUT_MB * MB, rep.size.describe()
 
 
 def test_size_report_sums_to_the_site_packages_total_and_the_layers(
@@ -111,8 +103,11 @@ def test_size_report_sums_to_the_site_packages_total_and_the_layers(
         (d.total for d in rep.distributions), reverse=True
     )
     by_name = {d.name: d for d in rep.distributions}
-    numpy = by_name["numpy"]
-    assert numpy.kinds.get("shared objects", 0) > 20 * MB  # its own OpenBLAS
+    # Each extension module counted with its distribution: grpcio's cygrpc (17 MB), numpy's
+    # _multiarray_umath (built here without OpenBLAS: about 12 MB of shared objects in all).
+    assert by_name["grpcio"].kinds.get("shared objects", 0) > 10 * MB
+    assert 5 * MB < by_name["numpy"].kinds.get("shared objects", 0) < 20 * MB
+    assert "psycopg-binary" not in by_name
     unrecorded = by_name.get("(not recorded)")  # our llm_optimizer_app.pth only
     assert unrecorded is None or unrecorded.total < 1000, unrecorded
     # Our layers add what the engine says the image adds above the base (within 1 MB: the
@@ -161,6 +156,50 @@ def test_runtime_stage_has_no_compilers_pip_or_build_headers(service_image: Buil
         entrypoint=["sh", "-c"],
     )
     assert output.strip() == "", output
+
+
+# Runs in the image: what numpy was built with, which psycopg implementation loads and its libpq,
+# whether psycopg-binary is installed, and a draw from the engine's generator and its arithmetic.
+_LIBRARIES_PROBE = """
+import importlib.metadata as md, json, numpy, psycopg
+config = numpy.show_config(mode="dicts")["Build Dependencies"]
+try:
+    md.distribution("psycopg-binary")
+    binary = True
+except md.PackageNotFoundError:
+    binary = False
+rng = numpy.random.default_rng(7)
+print(json.dumps({
+    "blas": config["blas"]["name"], "lapack": config["lapack"]["name"],
+    "libs": [p.name for p in md.distribution("numpy").locate_file("").glob("numpy.libs/*")],
+    "psycopg": psycopg.pq.__impl__, "libpq": psycopg.pq.version(), "binary": binary,
+    "beta": float(rng.beta(2.0, 3.0)), "dot": float(numpy.dot([1.0, 2.0], [3.0, 4.0])),
+}))
+"""
+
+
+def test_service_image_numpy_without_blas_and_psycopg_on_debians_libpq(
+    service_image: BuildResult,
+) -> None:
+    """The image's two source builds (docs/containers.md#image-size): numpy without BLAS/LAPACK
+    (no vendored OpenBLAS or libgfortran), with the same random draws and arithmetic as PyPI's
+    numpy on the host; psycopg's C implementation on Debian's libpq5 (15, the runtime stage's),
+    psycopg-binary not installed. The PostgreSQL path itself runs in the Compose tests
+    (tests/infra/docker/test_compose_e2e.py)."""
+    code, output = containers.run_once(
+        service_image.refs[0],
+        [_LIBRARIES_PROBE],
+        entrypoint=["python3", "-c"],
+        **commands.HARDENED,
+    )
+    assert code == 0, output
+    found = json.loads(output.strip().splitlines()[-1])
+    assert (found["blas"], found["lapack"], found["libs"]) == ("none", "none", []), found
+    host = np.random.default_rng(7)
+    assert found["beta"] == float(host.beta(2.0, 3.0)), found
+    assert found["dot"] == 11.0, found
+    assert (found["psycopg"], found["binary"]) == ("c", False), found
+    assert 150000 <= found["libpq"] < 160000, found
 
 
 def _postgres_major(image: str) -> str:
