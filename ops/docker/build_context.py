@@ -383,8 +383,9 @@ def download_checked(url: str, digest: str, dest: Path) -> None:
                     checksum.update(chunk)
                     out.write(chunk)
     except httpx.HTTPError as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise Exit(
-            f"cannot download {url}: {error}; check network access to PyPI", code=1
+            f"cannot download {url}: {reason}; check network access to PyPI", code=1
         ) from None
     if checksum.hexdigest() != expected:
         dest.unlink()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import os
 import re
 import subprocess
+import threading
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -163,6 +167,43 @@ def test_a_source_build_for_another_platform_takes_pypis_wheel(
     )
     assert built is None
     assert f"numpy: PyPI's wheel for {other}" in capsys.readouterr().err
+
+
+def test_a_sdist_that_does_not_match_the_lock_is_refused(tmp_path: Path) -> None:
+    """The sdist a source build starts from is checked against uv.lock's hash before anything
+    builds it: a tampered or substituted archive is refused and not kept. Served for real on
+    127.0.0.1."""
+    (tmp_path / "numpy-2.4.6.tar.gz").write_bytes(b"not the locked archive")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/numpy-2.4.6.tar.gz"
+    dest = tmp_path / "downloaded.tar.gz"
+    try:
+        good = "sha256:" + hashlib.sha256(b"not the locked archive").hexdigest()
+        build_context.download_checked(url, good, dest)
+        assert dest.read_bytes() == b"not the locked archive"
+        locked = "sha256:" + "0" * 64
+        with pytest.raises(Exit, match=r"does not match uv\.lock's hash .*refusing to build it"):
+            build_context.download_checked(url, locked, dest)
+        assert not dest.exists()
+        with pytest.raises(Exit, match=r"cannot download .*404.*check network access"):
+            build_context.download_checked(f"{url}.missing", locked, dest)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_the_locked_sdist_is_the_one_uv_lock_names() -> None:
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    (version,) = [p["version"] for p in lock["package"] if p["name"] == "psycopg-c"]
+    url, digest = build_context.locked_sdist("psycopg-c", version)
+    assert url.endswith(f"/psycopg_c-{version}.tar.gz"), url
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), digest
+    with pytest.raises(Exit, match=r"uv\.lock has no source distribution of numpy 0\.0\.1"):
+        build_context.locked_sdist("numpy", "0.0.1")
 
 
 def test_service_build_dry_run_builds_numpy_and_psycopg_c(
