@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.utils import canonicalize_name
 
 from ops.build import artifacts
 from ops.core import project
@@ -222,6 +223,26 @@ def name_the_service_image(bom: dict[str, object]) -> None:
     metadata["component"]["name"] = project.SERVICE_IMAGE
 
 
+def _is_psycopg_c(component: dict[str, str]) -> bool:
+    purl = component.get("purl", "")
+    return purl.startswith("pkg:pypi/") and canonicalize_name(purl[9:].split("@")[0]) == "psycopg-c"
+
+
+def drop_psycopg_c(bom: dict[str, object]) -> None:
+    components = bom["components"]
+    assert isinstance(components, list)
+    assert [c for c in components if _is_psycopg_c(c)], "the image ships psycopg-c"
+    bom["components"] = [c for c in components if not _is_psycopg_c(c)]
+
+
+def pin_psycopg_c_elsewhere(bom: dict[str, object]) -> None:
+    components = bom["components"]
+    assert isinstance(components, list)
+    for component in components:
+        if _is_psycopg_c(component):
+            component["version"] = "0.0.1"
+
+
 def break_the_image_sbom_schema(bom: dict[str, object]) -> None:
     bom["specVersion"] = "1.6"
     bom["components"] = [{"name": "no type"}]
@@ -240,6 +261,15 @@ IMAGE_SBOM_TAMPERING: dict[str, tuple[Callable[[Path], None], str]] = {
     "Python packages missing": (
         lambda r: edit_bom(r, CLI_SBOM, drop_the_python_packages),
         f"{CLI_SBOM}: does not list the Python package {project.CLI_DIST}",
+    ),
+    "psycopg-c, built in place of psycopg-binary, missing": (
+        lambda r: edit_bom(r, SERVICE_SBOM, drop_psycopg_c),
+        f"{SERVICE_SBOM}: does not list the Python package psycopg-binary (or psycopg-c, built "
+        "in its place)",
+    ),
+    "psycopg-c at another version than the locked psycopg-binary": (
+        lambda r: edit_bom(r, SERVICE_SBOM, pin_psycopg_c_elsewhere),
+        f"{SERVICE_SBOM}: lists psycopg-c==0.0.1 but the release ships",
     ),
     "another image named": (
         lambda r: edit_bom(r, CLI_SBOM, name_the_service_image),
