@@ -13,7 +13,8 @@ naming the artefact and the fix:
 - package and image archive names (and an image archive's tag) carry the version;
 - each image archive has its SBOM (``<image>-<version>.cdx.json``, made by syft): schema-valid
   CycloneDX naming the image and the version, listing the image's package and the locked Python
-  dependencies it ships (a sanity check: not every OS package);
+  dependencies it ships (a sanity check: not every OS package), a package the image builds in
+  place of a locked one standing for it (``ops/docker/build_context.py``);
 - with ``--key`` or a keyless identity, SHA256SUMS carries a valid signature (SHA256SUMS.sig)
   or keyless bundle (SHA256SUMS.cosign.bundle).
 
