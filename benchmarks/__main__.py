@@ -25,6 +25,7 @@ BENCHMARKS = {
     "http_decide": "benchmarks.http_decide",
     "ingest": "benchmarks.ingest",
     "backup": "benchmarks.backup",
+    "psycopg_impl": "benchmarks.psycopg_impl",
 }
 
 

@@ -329,6 +329,7 @@ def build_from_source(
     built = sorted(out.glob("*.whl"))
     if len(built) == 1:
         return built[0]
+    shutil.rmtree(out, ignore_errors=True)  # an incomplete entry
     for tool in build.tools:
         tools.require(tool)
     settings = f" ({' '.join(build.settings)})" if build.settings else ""
@@ -351,12 +352,13 @@ def build_from_source(
             f"{image_python()}'s headers",
         )
         (wheel,) = Path(tmp, "wheel").glob("*.whl")
-        partial = out.with_name(f"{out.name}.partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
         shutil.copyfile(wheel, partial / wheel.name)
-        shutil.rmtree(out, ignore_errors=True)
-        partial.replace(out)
+        try:
+            partial.rename(out)
+        except OSError:  # another process built the same wheel first: keep that one
+            shutil.rmtree(partial, ignore_errors=True)
     return out / wheel.name
 
 

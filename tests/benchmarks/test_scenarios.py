@@ -66,6 +66,24 @@ def test_backup_benchmark_round_trips_on_a_real_postgresql() -> None:
     assert "archive" in target.figure
 
 
+def test_psycopg_impl_benchmark_measures_the_three_implementations(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`nox -s bench -- psycopg_impl --quick`'s work, as a test: psycopg-binary, psycopg-c (the
+    service image's, built from its locked sdist) and the Python implementation each measured in
+    a process that loaded that one (the benchmark refuses another), on a real PostgreSQL."""
+    from benchmarks import psycopg_impl
+
+    require_tool("initdb")
+    require_tool("pg_config")
+    (target,) = psycopg_impl.run(Options(quick=True))
+    out = capsys.readouterr().out
+    assert "psycopg-c (the image's)" in target.goal
+    assert re.fullmatch(r"\d+\.\d\dx \(Python implementation: \d+\.\d\dx\)", target.figure)
+    for label in psycopg_impl.LABELS.values():
+        assert label in out, out
+
+
 def test_http_decide_benchmark_measures_every_pair_side_by_side(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
