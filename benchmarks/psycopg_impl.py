@@ -119,6 +119,8 @@ def measure(url: str, implementation: str, calls: int, path: Path) -> dict[str, 
 
 
 def run(options: Options) -> list[Target]:
+    from llm_optimizer_service.storage import migrations
+
     from ops.core import tools
     from tests._support.postgres import postgres_server
 
@@ -131,8 +133,6 @@ def run(options: Options) -> list[Target]:
         path = psycopg_c(Path(tmp))
         with postgres_server(tools.require, fsync=True) as pg:
             url = pg.create_database("bench")
-            from llm_optimizer_service.storage import migrations
-
             migrations.upgrade(url)
             for _ in range(ROUNDS):
                 for impl in IMPLEMENTATIONS:

@@ -75,7 +75,7 @@ class SourceBuild:
 # numpy's wheels on PyPI carry their own OpenBLAS (25.4 MB) and libgfortran (2.8 MB). The service
 # calls no linear algebra, so its image gets numpy built with numpy's own fallbacks for BLAS and
 # LAPACK, and without runtime SIMD dispatch (the baseline instructions only: the engine's arrays
-# hold a few arms; it also halves the build's time).
+# hold a few arms).
 NUMPY_WITHOUT_BLAS = SourceBuild(
     "numpy",
     (
